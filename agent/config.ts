@@ -1,0 +1,129 @@
+/**
+ * The one settings schema of a Herd node. A config file (JSON) gives any of these keys;
+ * command-line flags override it; everything has a default, so `herd agent` alone runs a
+ * one-node cluster. Unknown keys are errors: a typo must not silently fall back to a default.
+ */
+import { readFileSync } from 'node:fs';
+import { hostname, homedir } from 'node:os';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { ID_PATTERN } from '../common/validate';
+
+const hostPort = z
+  .string()
+  .regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'must be host:port, e.g. 10.0.0.5:7400')
+  .refine((s) => Number(s.slice(s.lastIndexOf(':') + 1)) <= 65535, 'port must be at most 65535');
+
+const nodeId = z.string().regex(ID_PATTERN, "must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit");
+
+const peer = z.union([
+  z.string().regex(/^[^=]+=.+$/, 'a peer is "id=host:port"').transform((s, ctx) => {
+    const [id, address] = [s.slice(0, s.indexOf('=')), s.slice(s.indexOf('=') + 1)];
+    const idOk = nodeId.safeParse(id);
+    const addrOk = hostPort.safeParse(address);
+    if (!idOk.success || !addrOk.success) {
+      ctx.addIssue({ code: 'custom', message: `peer "${s}": ${!idOk.success ? 'bad node id' : 'address must be host:port'}` });
+      return z.NEVER;
+    }
+    return { id, address };
+  }),
+  z.object({ id: nodeId, address: hostPort }).strict(),
+]);
+
+const ms = (min: number, def: number) => z.number().int().min(min).max(3_600_000).default(def);
+
+export const SettingsSchema = z
+  .object({
+    /** Unique id of this node in the cluster. */
+    nodeId: nodeId.default(() => sanitizeHostname(hostname())),
+    /** Where the node keeps its LMDB store. */
+    dataDir: z.string().min(1).default(() => defaultDataDir()),
+    /** Address the gRPC server (Mesh, Admin, health, reflection) listens on. */
+    listen: hostPort.default('0.0.0.0:7400'),
+    /** Address other nodes use to reach this one; default: listen, with 0.0.0.0 replaced by this host's first IPv4 address. */
+    advertise: hostPort.optional(),
+    /** The other members of the cluster, "id=host:port". Empty: a one-node cluster. */
+    peers: z.array(peer).default([]),
+    /** Docker engine socket. */
+    dockerSocket: z.string().min(1).default('/var/run/docker.sock'),
+    /** pmproxy base URL; "" turns the PCP collector off. */
+    pmproxyUrl: z.union([z.literal(''), z.string().url()]).default('http://127.0.0.1:44322'),
+    /** PCP metric names to fetch through pmproxy. */
+    pcpMetrics: z.array(z.string().regex(/^[A-Za-z0-9_.]+$/, 'a PCP metric name, e.g. kernel.all.load')).default(['kernel.all.load', 'disk.all.total', 'network.interface.total.bytes']),
+    /** cgroupfs mount point. */
+    cgroupRoot: z.string().min(1).default('/sys/fs/cgroup'),
+    /** Sampling periods. */
+    intervals: z
+      .object({
+        hostMs: ms(100, 5000),
+        containerMs: ms(100, 5000),
+        trackMs: ms(100, 2000),
+        pcpMs: ms(100, 5000),
+      })
+      .strict()
+      .default({ hostMs: 5000, containerMs: 5000, trackMs: 2000, pcpMs: 5000 }),
+    /** How long the local sample log keeps batches: the cluster history's durability horizon. */
+    retention: z
+      .object({
+        maxAgeHours: z.number().positive().max(24 * 3650).default(24 * 7),
+        maxBytes: z.number().int().min(1 << 20).default(2 * 1024 ** 3),
+      })
+      .strict()
+      .default({ maxAgeHours: 24 * 7, maxBytes: 2 * 1024 ** 3 }),
+    /** Most unacknowledged batches in flight to the coordinator. */
+    maxInFlight: z.number().int().min(1).max(10_000).default(64),
+    /** Labels describing this node. */
+    labels: z.record(z.string(), z.string()).default({}),
+    /** debug, info, warn or error. */
+    logLevel: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
+  })
+  .strict();
+
+export type Settings = z.output<typeof SettingsSchema>;
+
+export class ConfigError extends Error {}
+
+/** Validates raw settings (file merged with flags); throws ConfigError naming each bad key and why. */
+export function parseSettings(raw: unknown, source = 'settings'): Settings {
+  const r = SettingsSchema.safeParse(raw);
+  if (r.success) {
+    const ids = new Set([r.data.nodeId]);
+    for (const p of r.data.peers) {
+      if (ids.has(p.id)) throw new ConfigError(`${source}: key peers: node id "${p.id}" appears twice (or is this node's own id)`);
+      ids.add(p.id);
+    }
+    return r.data;
+  }
+  const lines = r.error.issues.map((i) => {
+    const key = i.path.length ? i.path.join('.') : '(top level)';
+    return `  key ${key}: ${i.message}`;
+  });
+  throw new ConfigError(`${source} is not valid:\n${lines.join('\n')}`);
+}
+
+export function readConfigFile(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read config file ${path}: ${(err as Error).message}`);
+  }
+  try {
+    const v = JSON.parse(text);
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('the top level must be a JSON object');
+    return v;
+  } catch (err) {
+    throw new ConfigError(`config file ${path} is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+export function defaultDataDir(): string {
+  if (process.env.HERD_DATA_DIR) return process.env.HERD_DATA_DIR;
+  if (process.getuid?.() === 0) return '/var/lib/herd';
+  return join(process.env.XDG_DATA_HOME || join(homedir(), '.local', 'share'), 'herd');
+}
+
+function sanitizeHostname(h: string): string {
+  const s = h.replace(/[^A-Za-z0-9._-]/g, '-').replace(/^[^A-Za-z0-9]+/, '');
+  return s.slice(0, 128) || 'node';
+}

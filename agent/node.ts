@@ -1,0 +1,214 @@
+/**
+ * A Herd node: the controller that starts and stops its modules. Every node runs the
+ * agent modules (collectors, sample log, uplink) and one gRPC server; the coordinator
+ * modules (ingest, admin) answer only while this node is the leader.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { ReflectionService } from '@grpc/reflection';
+import { HealthImplementation } from 'grpc-health-check';
+import os from 'node:os';
+import { openEnv, type Env } from '../common/db';
+import { logger } from '../common/log';
+import { loadProtos } from '../common/proto';
+import type { Collector } from '../common/types';
+import { unavailable } from '../common/validate';
+import { VERSION } from '../common/version';
+import { adminHandlers } from '../coordinator/admin';
+import { DEFAULT_INGEST, Ingest } from '../coordinator/ingest';
+import { StaticLeadership, type Leadership } from '../coordinator/leadership';
+import { Registry } from '../coordinator/registry';
+import { SampleStore } from '../coordinator/samplestore';
+import { AppOpsCollector } from './collectors/appops';
+import { CgroupCollector } from './collectors/cgroup';
+import { HostCollector } from './collectors/host';
+import { PcpCollector } from './collectors/pcp';
+import type { Settings } from './config';
+import { DockerTracker } from './docker';
+import { SampleLog } from './samplelog';
+import { Scheduler } from './scheduler';
+import { DEFAULT_UPLINK, Uplink } from './uplink';
+
+const log = logger('node');
+
+export interface RunningNode {
+  settings: Settings;
+  address: string;
+  port: number;
+  env: Env;
+  sampleLog: SampleLog;
+  store: SampleStore;
+  uplink: Uplink;
+  stop(): Promise<void>;
+}
+
+export async function startNode(settings: Settings): Promise<RunningNode> {
+  const env = openEnv(settings.dataDir);
+  const sampleLog = new SampleLog(env, settings.nodeId);
+  const store = new SampleStore(env);
+  const registry = new Registry(env);
+  const advertise = settings.advertise ?? advertiseFrom(settings.listen);
+  const leadership = new StaticLeadership({ id: settings.nodeId, address: advertise }, settings.peers);
+
+  // --- agent modules
+  const tracker = new DockerTracker({ socketPath: settings.dockerSocket, nodeId: settings.nodeId });
+  const collectors: Array<[Collector, number]> = [
+    [new HostCollector({ nodeId: settings.nodeId, countContainers: () => tracker.containers().length }), settings.intervals.hostMs],
+    [new CgroupCollector({ root: settings.cgroupRoot, containers: () => runningContainers(tracker) }), settings.intervals.containerMs],
+    [new AppOpsCollector({ tracker }), settings.intervals.trackMs],
+  ];
+  let pcp: PcpCollector | undefined;
+  if (settings.pmproxyUrl && settings.pcpMetrics.length > 0) {
+    pcp = new PcpCollector({ nodeId: settings.nodeId, url: settings.pmproxyUrl, metrics: settings.pcpMetrics, pollIntervalMs: settings.intervals.pcpMs });
+    collectors.push([pcp, settings.intervals.pcpMs]);
+  }
+  const scheduler = new Scheduler(sampleLog);
+
+  const uplink = new Uplink({
+    ...DEFAULT_UPLINK,
+    maxInFlight: settings.maxInFlight,
+    log: sampleLog,
+    target: () => leadership.current().leaderAddress,
+    hello: () => ({
+      node_id: settings.nodeId,
+      address: advertise,
+      arch: process.arch,
+      cores: os.cpus().length,
+      memory_bytes: os.totalmem(),
+      labels: Object.entries(settings.labels).map(([key, value]) => ({ key, value })),
+      term: leadership.current().term,
+      capabilities: [...(tracker.reachable ? ['docker'] : [])],
+      log_id: sampleLog.logId,
+      version: VERSION,
+    }),
+    inventory: () => ({
+      docker_reachable: tracker.reachable,
+      containers: tracker.containers().map((c) => ({
+        herd_id: c.herdId,
+        docker_id: c.dockerId,
+        name: c.name,
+        image: c.image,
+        state: c.state,
+        node_id: settings.nodeId,
+        labels: Object.entries(c.labels).map(([key, value]) => ({ key, value })),
+        pid: c.pid,
+        created_ms: c.createdMs,
+      })),
+    }),
+  });
+  tracker.onChange(() => uplink.sendInventory());
+
+  // --- coordinator modules, behind the leadership check
+  const ingest = new Ingest(store, registry, {
+    ...DEFAULT_INGEST,
+    coordinatorId: settings.nodeId,
+    maxInFlight: settings.maxInFlight,
+    term: () => leadership.current().term,
+    leadership: () => leadership.current(),
+  });
+  const admin = adminHandlers({
+    store,
+    registry,
+    leader: () => {
+      const v = leadership.current();
+      return { leader_id: v.leaderId ?? '', address: v.leaderAddress ?? '', term: v.term, since_ms: v.sinceMs };
+    },
+  });
+
+  const { herd, definition } = loadProtos();
+  const server = new grpc.Server({ 'grpc.max_receive_message_length': 64 * 1024 * 1024 });
+  server.addService(herd.Mesh.service, { Connect: ingest.connect });
+  server.addService(herd.Admin.service, leaderOnly(admin, leadership));
+  const health = new HealthImplementation({ '': 'SERVING', 'herd.v1.Mesh': 'SERVING', 'herd.v1.Admin': 'SERVING' });
+  health.addToServer(server);
+  new ReflectionService(definition).addToServer(server);
+
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(settings.listen, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(new Error(`cannot listen on ${settings.listen}: ${err.message}`)) : resolve(p))),
+  );
+  const address = advertise.replace(/:0$/, `:${port}`);
+  leadership.setSelfAddress(address);
+
+  await tracker.refresh();
+  const trackTimer = setInterval(() => void tracker.refresh(), settings.intervals.trackMs);
+  for (const [c, period] of collectors) scheduler.every(c, period);
+  leadership.start();
+  uplink.start();
+
+  const retentionMs = settings.retention.maxAgeHours * 3600_000;
+  const pruneTimer = setInterval(() => {
+    void sampleLog.prune(uplink.ackedSeq(), { maxAgeMs: retentionMs, maxBytes: settings.retention.maxBytes }).catch((err) => log.error('pruning the sample log failed', { error: err }));
+    if (leadership.current().isLeader) void store.pruneOlderThan(Date.now() - retentionMs).catch((err) => log.error('pruning stored samples failed', { error: err }));
+  }, 60_000);
+  pruneTimer.unref();
+
+  const lead = leadership.current();
+  log.info('herd node started', {
+    node: settings.nodeId,
+    listen: settings.listen,
+    port,
+    advertise: address,
+    data_dir: settings.dataDir,
+    coordinator: lead.isLeader ? 'this node' : `${lead.leaderId} at ${lead.leaderAddress}`,
+    docker: tracker.reachable ? settings.dockerSocket : 'unreachable',
+    version: VERSION,
+  });
+
+  let stopping: Promise<void> | undefined;
+  return {
+    settings,
+    address,
+    port,
+    env,
+    sampleLog,
+    store,
+    uplink,
+    stop: () =>
+      (stopping ??= (async () => {
+        clearInterval(trackTimer);
+        clearInterval(pruneTimer);
+        uplink.stop();
+        leadership.stop();
+        await scheduler.stop(collectors.map(([c]) => c));
+        ingest.closeAll('the coordinator is shutting down');
+        await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+        server.forceShutdown();
+        await env.close();
+        log.info('herd node stopped', { node: settings.nodeId });
+      })()),
+  };
+}
+
+/** Admin calls are answered by the coordinator only; elsewhere the reply names it. */
+function leaderOnly(handlers: grpc.UntypedServiceImplementation, leadership: Pick<Leadership, 'current'>): grpc.UntypedServiceImplementation {
+  const out: grpc.UntypedServiceImplementation = {};
+  for (const [name, fn] of Object.entries(handlers)) {
+    out[name] = ((call: any, callback: any) => {
+      const v = leadership.current();
+      if (!v.isLeader) {
+        const e = unavailable(v.leaderId ? `this node is not the coordinator: ask ${v.leaderId} at ${v.leaderAddress}` : 'no coordinator is elected yet; try again shortly');
+        return callback({ code: e.code, details: e.message });
+      }
+      return (fn as any)(call, callback);
+    }) as any;
+  }
+  return out;
+}
+
+function runningContainers(tracker: DockerTracker) {
+  return tracker
+    .containers()
+    .filter((c) => c.state === 'running' && c.pid > 0)
+    .map((c) => ({ herdId: c.herdId, dockerId: c.dockerId, pid: c.pid }));
+}
+
+/** listen with 0.0.0.0 / :: replaced by the first external IPv4 address (what peers can dial). */
+export function advertiseFrom(listen: string): string {
+  const i = listen.lastIndexOf(':');
+  const host = listen.slice(0, i);
+  const port = listen.slice(i + 1);
+  if (host !== '0.0.0.0' && host !== '[::]' && host !== '::') return listen;
+  for (const addrs of Object.values(os.networkInterfaces())) {
+    for (const a of addrs ?? []) if (a.family === 'IPv4' && !a.internal) return `${a.address}:${port}`;
+  }
+  return `127.0.0.1:${port}`;
+}

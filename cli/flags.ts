@@ -1,0 +1,39 @@
+import { ConfigError } from '../agent/config';
+
+/** Overlays the flags that were given on the config file's keys. */
+export function mergeFlags(file: Record<string, any>, o: Record<string, any>): Record<string, unknown> {
+  const s: Record<string, any> = { ...file };
+  const set = (key: string, v: unknown) => {
+    if (v !== undefined) s[key] = v;
+  };
+  set('nodeId', o.nodeId);
+  set('dataDir', o.dataDir);
+  set('listen', o.listen);
+  set('advertise', o.advertise);
+  set('peers', o.peer);
+  set('dockerSocket', o.dockerSocket);
+  set('pmproxyUrl', o.pmproxyUrl);
+  set('pcpMetrics', o.pcpMetric);
+  set('cgroupRoot', o.cgroupRoot);
+  set('maxInFlight', o.maxInFlight);
+  set('logLevel', o.logLevel ?? (file.logLevel === undefined ? process.env.HERD_LOG_LEVEL : undefined));
+  const intervals = { ...(file.intervals ?? {}) };
+  for (const [flag, key] of [['hostInterval', 'hostMs'], ['containerInterval', 'containerMs'], ['trackInterval', 'trackMs'], ['pcpInterval', 'pcpMs']]) {
+    if (o[flag] !== undefined) intervals[key] = o[flag];
+  }
+  if (Object.keys(intervals).length) s.intervals = intervals;
+  const retention = { ...(file.retention ?? {}) };
+  if (o.retentionHours !== undefined) retention.maxAgeHours = o.retentionHours;
+  if (o.retentionBytes !== undefined) retention.maxBytes = o.retentionBytes;
+  if (Object.keys(retention).length) s.retention = retention;
+  if (o.label) {
+    const labels: Record<string, string> = { ...(file.labels ?? {}) };
+    for (const kv of o.label as string[]) {
+      const i = kv.indexOf('=');
+      if (i <= 0) throw new ConfigError(`flag --label "${kv}": must be key=value`);
+      labels[kv.slice(0, i)] = kv.slice(i + 1);
+    }
+    s.labels = labels;
+  }
+  return s;
+}

@@ -1,0 +1,75 @@
+/**
+ * The herd command line: `herd agent` runs a node; other commands talk to a running one.
+ */
+import { Command, Option } from 'commander';
+import { ConfigError, parseSettings, readConfigFile } from '../agent/config';
+import { mergeFlags } from './flags';
+import { setLogLevel, logger } from '../common/log';
+import { VERSION } from '../common/version';
+
+const log = logger('herd');
+
+const program = new Command('herd')
+  .description('Herd keeps containers on a small cluster running where they run best, by live-migrating them between nodes with CRIU.\nEvery node runs `herd agent`; the nodes pick one of themselves as coordinator.')
+  .version(VERSION, '-V, --version', 'print the herd version')
+  .showHelpAfterError('(run with --help for the options)');
+
+const collect = (v: string, prev: string[] = []) => [...prev, v];
+const num = (v: string) => (/^-?\d+(\.\d+)?$/.test(v) ? Number(v) : v); // a non-number reaches the schema, which names the key
+
+program
+  .command('agent')
+  .description('run this node: collect metrics, keep them in LMDB, stream them to the coordinator, and serve the gRPC API (Mesh, Admin, health, reflection)')
+  .option('-c, --config <file>', 'JSON config file; flags override its keys (see docs/config.md)')
+  .option('--node-id <id>', 'unique id of this node in the cluster (default: the host name)')
+  .option('--data-dir <dir>', 'where the LMDB store lives (default: /var/lib/herd as root, else ~/.local/share/herd; env HERD_DATA_DIR)')
+  .option('--listen <host:port>', 'gRPC listen address for Mesh, Admin, health and reflection (default: 0.0.0.0:7400)')
+  .option('--advertise <host:port>', 'address other nodes reach this one at (default: the listen address, 0.0.0.0 replaced by the first IPv4 address)')
+  .option('--peer <id=host:port>', 'another member of the cluster; repeat for each (none: a one-node cluster)', collect)
+  .option('--docker-socket <path>', 'Docker engine socket (default: /var/run/docker.sock)')
+  .option('--pmproxy-url <url>', 'Performance Co-Pilot pmproxy URL, "" to turn PCP off (default: http://127.0.0.1:44322)')
+  .option('--pcp-metric <name>', 'PCP metric to collect; repeat for each (default: kernel.all.load, disk.all.total, network.interface.total.bytes)', collect)
+  .option('--cgroup-root <dir>', 'cgroupfs mount point (default: /sys/fs/cgroup)')
+  .option('--host-interval <ms>', 'host metrics sampling period (default: 5000)', num)
+  .option('--container-interval <ms>', 'per-container cgroup metrics sampling period (default: 5000)', num)
+  .option('--track-interval <ms>', 'container tracking (inventory, application ops) period (default: 2000)', num)
+  .option('--pcp-interval <ms>', 'PCP fetch period (default: 5000)', num)
+  .option('--retention-hours <h>', 'keep acknowledged samples this long on this node (default: 168)', num)
+  .option('--retention-bytes <n>', 'cap on the local sample log size, bytes (default: 2 GiB)', num)
+  .option('--max-in-flight <n>', 'most unacknowledged batches in flight to the coordinator (default: 64)', num)
+  .option('--label <key=value>', 'a label of this node; repeat for each', collect)
+  .addOption(new Option('--log-level <level>', 'log verbosity (default: info; env HERD_LOG_LEVEL)').choices(['debug', 'info', 'warn', 'error']))
+  .action(async (opts) => {
+    let settings;
+    try {
+      settings = parseSettings(mergeFlags(opts.config ? readConfigFile(opts.config) : {}, opts), opts.config ? `config ${opts.config} (with flags)` : 'flags');
+    } catch (err) {
+      if (err instanceof ConfigError) {
+        process.stderr.write(`herd: ${err.message}\n`);
+        process.exit(2);
+      }
+      throw err;
+    }
+    setLogLevel(settings.logLevel);
+    const { startNode } = await import('../agent/node');
+    let node;
+    try {
+      node = await startNode(settings);
+    } catch (err) {
+      log.error('cannot start the node', { error: err });
+      process.exit(1);
+    }
+    const shutdown = (signal: string) => {
+      log.info('stopping', { signal });
+      const force = setTimeout(() => process.exit(1), 10_000);
+      force.unref();
+      void node.stop().then(() => process.exit(0));
+    };
+    process.once('SIGINT', () => shutdown('SIGINT'));
+    process.once('SIGTERM', () => shutdown('SIGTERM'));
+  });
+
+program.parseAsync(process.argv).catch((err) => {
+  process.stderr.write(`herd: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

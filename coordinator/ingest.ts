@@ -1,0 +1,205 @@
+/**
+ * The coordinator's end of the Mesh stream. Per agent stream: a hello, then batches that
+ * are written to the SampleStore and acknowledged once durable. Writes are issued as
+ * batches arrive (LMDB groups them into few commits); acks follow commit order.
+ * Anything malformed ends that stream with INVALID_ARGUMENT and a reason; it never
+ * touches other streams or stored samples.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { logger } from '../common/log';
+import { checkId, checkMetric, truncate } from '../common/validate';
+import type { SeriesPoints } from '../agent/samplelog';
+import type { Registry, ContainerRecord } from './registry';
+import type { SampleStore } from './samplestore';
+
+const log = logger('mesh');
+
+export interface IngestOptions {
+  coordinatorId: string;
+  term: () => number;
+  /** Is this node the coordinator right now? Others refuse streams, naming the leader. */
+  leadership: () => { isLeader: boolean; leaderId?: string; leaderAddress?: string };
+  maxInFlight: number;
+  /** An agent silent for this long is considered gone and its stream is closed. */
+  idleTimeoutMs: number;
+  maxSeriesPerBatch: number;
+  maxPointsPerBatch: number;
+}
+
+export const DEFAULT_INGEST: Omit<IngestOptions, 'coordinatorId' | 'term' | 'leadership'> = {
+  maxInFlight: 64,
+  idleTimeoutMs: 15_000,
+  maxSeriesPerBatch: 100_000,
+  maxPointsPerBatch: 1_000_000,
+};
+
+type Duplex = grpc.ServerDuplexStream<any, any>;
+
+export class Ingest {
+  private readonly streams = new Map<string, Duplex>();
+  /** Samples stored since start (for logs and benches). */
+  storedSamples = 0;
+
+  constructor(
+    private readonly store: SampleStore,
+    private readonly registry: Registry,
+    private readonly opts: IngestOptions,
+  ) {}
+
+  /** grpc-js handler for Mesh.Connect. */
+  readonly connect = (call: Duplex): void => {
+    let nodeId: string | undefined;
+    let logId = '';
+    let issued = 0; // highest seq whose write has been issued
+    let ackChain: Promise<unknown> = Promise.resolve();
+    let closed = false;
+    let lastHeard = Date.now();
+
+    const fail = (code: grpc.status, details: string) => {
+      if (closed) return;
+      closed = true;
+      log.warn('closing agent stream', { node: nodeId ?? '(no hello)', code: grpc.status[code], reason: details });
+      call.emit('error', { code, details });
+    };
+    const idle = setInterval(() => {
+      if (Date.now() - lastHeard > this.opts.idleTimeoutMs) fail(grpc.status.UNAVAILABLE, `no message from the agent for ${this.opts.idleTimeoutMs} ms`);
+    }, Math.min(1000, this.opts.idleTimeoutMs));
+    idle.unref();
+
+    const lead = this.opts.leadership();
+    if (!lead.isLeader) {
+      clearInterval(idle);
+      const where = lead.leaderId ? `the coordinator is ${lead.leaderId} at ${lead.leaderAddress}` : 'no coordinator is elected yet';
+      fail(grpc.status.UNAVAILABLE, `this node is not the coordinator: ${where}`);
+      return;
+    }
+
+    call.on('data', (msg: any) => {
+      if (closed) return;
+      lastHeard = Date.now();
+      try {
+        if (nodeId === undefined) {
+          if (msg?.body !== 'hello') return fail(grpc.status.INVALID_ARGUMENT, `the first message on a Mesh stream must be a hello, got ${msg?.body ?? 'an empty message'}`);
+          const h = msg.hello;
+          const bad = checkId('hello.node_id', h.node_id) ?? (typeof h.log_id === 'string' && h.log_id.length > 0 && h.log_id.length <= 64 ? undefined : 'hello.log_id is required (1-64 characters)');
+          if (bad) return fail(grpc.status.INVALID_ARGUMENT, bad);
+          nodeId = h.node_id as string;
+          logId = h.log_id;
+          const prev = this.streams.get(nodeId);
+          if (prev) prev.emit('error', { code: grpc.status.ABORTED, details: `replaced by a newer stream from node ${nodeId}` });
+          this.streams.set(nodeId, call);
+          this.registry.hello({
+            node_id: nodeId,
+            address: String(h.address ?? ''),
+            arch: String(h.arch ?? ''),
+            cores: Number(h.cores ?? 0),
+            memory_bytes: Number(h.memory_bytes ?? 0),
+            labels: Array.isArray(h.labels) ? h.labels : [],
+            capabilities: Array.isArray(h.capabilities) ? h.capabilities : [],
+            version: String(h.version ?? ''),
+            last_seen_ms: lastHeard,
+          });
+          const state = this.store.logState(nodeId, logId);
+          issued = state.ackedSeq;
+          call.write({ welcome: { coordinator_id: this.opts.coordinatorId, term: this.opts.term(), acked_seq: state.ackedSeq, max_in_flight: this.opts.maxInFlight } });
+          log.info('agent connected', { node: nodeId, address: h.address, acked_seq: state.ackedSeq });
+          return;
+        }
+        this.registry.seen(nodeId, lastHeard);
+        switch (msg?.body) {
+          case 'batch': {
+            const b = msg.batch;
+            const seq = Number(b.seq);
+            if (!Number.isSafeInteger(seq) || seq <= 0) return fail(grpc.status.INVALID_ARGUMENT, `batch.seq must be a positive integer, got ${b.seq}`);
+            const bad = checkBatch(b.series, this.opts);
+            if (bad) return fail(grpc.status.INVALID_ARGUMENT, `batch ${seq} from ${nodeId}: ${bad}`);
+            if (seq <= issued) {
+              // A replay of something already stored: acknowledge again, store nothing.
+              const ackSeq = issued;
+              ackChain = ackChain.then(() => !closed && call.write({ ack: { seq: ackSeq } }));
+              return;
+            }
+            if (seq > issued + 1 && issued > 0) log.warn('gap in agent sequence (batches dropped by the agent\'s retention)', { node: nodeId, from: issued + 1, to: seq - 1 });
+            issued = seq;
+            const node = nodeId;
+            const written = this.store.ingest(node, logId, seq, b.series as SeriesPoints[]);
+            let points = 0;
+            for (const sp of b.series) points += sp.ts_ms.length;
+            ackChain = ackChain
+              .then(() => written)
+              .then(() => {
+                this.storedSamples += points;
+                if (!closed) call.write({ ack: { seq } });
+              })
+              .catch((err) => fail(grpc.status.INTERNAL, `storing batch ${seq} failed: ${err?.message ?? err}`));
+            return;
+          }
+          case 'inventory': {
+            const inv = msg.inventory;
+            const containers = (Array.isArray(inv.containers) ? inv.containers : []) as ContainerRecord[];
+            for (const c of containers) {
+              const bad = checkId('inventory.containers.herd_id', c.herd_id);
+              if (bad) return fail(grpc.status.INVALID_ARGUMENT, bad);
+            }
+            this.registry.inventory(nodeId, containers, Boolean(inv.docker_reachable));
+            return;
+          }
+          case 'keepalive':
+            call.write({ keepalive: { sent_ms: Date.now() } });
+            return;
+          case 'hello':
+            return fail(grpc.status.INVALID_ARGUMENT, 'hello may only be the first message of a stream');
+          default:
+            return fail(grpc.status.INVALID_ARGUMENT, `unknown or empty message (${truncate(String(msg?.body))})`);
+        }
+      } catch (err) {
+        fail(grpc.status.INTERNAL, `mesh stream error: ${(err as Error)?.message ?? err}`);
+      }
+    });
+    const done = () => {
+      clearInterval(idle);
+      if (!closed) {
+        closed = true;
+        try {
+          call.end();
+        } catch {
+          /* already closed by the peer */
+        }
+      }
+      if (nodeId && this.streams.get(nodeId) === call) {
+        this.streams.delete(nodeId);
+        this.registry.disconnected(nodeId);
+        log.info('agent disconnected', { node: nodeId });
+      }
+    };
+    call.on('end', done);
+    call.on('error', done);
+    call.on('cancelled', done);
+    call.on('close', done);
+  };
+
+  /** Ends every agent stream (on shutdown, or when this node stops being coordinator). */
+  closeAll(reason: string): void {
+    for (const call of this.streams.values()) call.emit('error', { code: grpc.status.UNAVAILABLE, details: reason });
+    this.streams.clear();
+  }
+}
+
+function checkBatch(series: unknown, opts: IngestOptions): string | undefined {
+  if (!Array.isArray(series)) return 'series must be a list';
+  if (series.length > opts.maxSeriesPerBatch) return `too many series (${series.length} > ${opts.maxSeriesPerBatch})`;
+  let points = 0;
+  for (const sp of series as SeriesPoints[]) {
+    const bad = checkId('series.entity', sp.entity) ?? checkMetric(sp.metric);
+    if (bad) return bad;
+    if (sp.ts_ms.length !== sp.values.length) return `series ${sp.entity}/${sp.metric} has ${sp.ts_ms.length} times but ${sp.values.length} values`;
+    for (let i = 0; i < sp.ts_ms.length; i++) {
+      const t = sp.ts_ms[i];
+      if (!Number.isSafeInteger(t) || t < 0) return `series ${sp.entity}/${sp.metric}: time ${t} is not a valid ms timestamp`;
+      if (!Number.isFinite(sp.values[i])) return `series ${sp.entity}/${sp.metric}: value at ${t} is not a finite number`;
+    }
+    points += sp.ts_ms.length;
+  }
+  if (points > opts.maxPointsPerBatch) return `too many points (${points} > ${opts.maxPointsPerBatch})`;
+  return undefined;
+}
