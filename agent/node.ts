@@ -13,6 +13,7 @@ import { loadProtos } from '../common/proto';
 import type { Collector } from '../common/types';
 import { unavailable } from '../common/validate';
 import { VERSION } from '../common/version';
+import { enlargeServerWindow, enlargeSessionWindows } from '../common/window';
 import { adminHandlers } from '../coordinator/admin';
 import { DEFAULT_INGEST, Ingest } from '../coordinator/ingest';
 import { StaticLeadership, type Leadership } from '../coordinator/leadership';
@@ -122,9 +123,11 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
   health.addToServer(server);
   new ReflectionService(definition).addToServer(server);
 
+  enlargeServerWindow(server);
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(settings.listen, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(new Error(`cannot listen on ${settings.listen}: ${err.message}`)) : resolve(p))),
   );
+  enlargeSessionWindows(server);
   const address = advertise.replace(/:0$/, `:${port}`);
   leadership.setSelfAddress(address);
 

@@ -10,22 +10,28 @@ import type { Database } from 'lmdb';
 import type { Env } from '../common/db';
 import { dbBytes } from '../common/db';
 import { logger } from '../common/log';
+import { meshCodec } from '../common/proto';
 import type { Sample } from '../common/types';
 
 const log = logger('samplelog');
 
+/** A series as the wire carries it: times are offsets from the batch's created_ms. */
 export interface SeriesPoints {
   entity: string;
   metric: string;
-  ts_ms: number[];
+  offsets_ms: number[];
   values: number[];
 }
 
-export interface Batch {
+/** A stored batch: its seq, when it was made, and the encoded herd.v1.AgentMessage that carries it. */
+export interface StoredBatch {
   seq: number;
   created_ms: number;
-  series: SeriesPoints[];
+  message: Buffer;
 }
+
+/** Offsets are sint32 on the wire: a sample further than this from its batch's time is bogus. */
+const MAX_OFFSET_MS = 2 ** 31 - 1;
 
 export interface RetentionOptions {
   /** Batches older than this are dropped once the coordinator has acknowledged them. */
@@ -38,7 +44,10 @@ export interface RetentionOptions {
 export const BATCH_SEQ_METRIC = 'herd.batch.seq';
 
 export class SampleLog {
-  private readonly batches: Database<{ c: number; s: SeriesPoints[] }, number>;
+  // value: 8 bytes of created_ms (float64 LE), then the encoded AgentMessage, so a
+  // replay sends stored bytes as they are: no decode, no re-encode.
+  private readonly batches: Database<Buffer, number>;
+  private readonly encode = meshCodec().encodeAgent;
   private readonly meta: Database<any, string>;
   readonly logId: string;
   private nextSeq: number;
@@ -51,7 +60,7 @@ export class SampleLog {
     private readonly nodeId: string,
     private readonly clock: () => number = Date.now,
   ) {
-    this.batches = env.openDB({ name: 'agent.batches', keyEncoding: 'uint32' });
+    this.batches = env.openDB({ name: 'agent.batches', keyEncoding: 'uint32', encoding: 'binary' });
     this.meta = env.openDB({ name: 'agent.meta' });
     let id = this.meta.get('log_id') as string | undefined;
     if (!id) {
@@ -95,9 +104,13 @@ export class SampleLog {
     // Strictly increasing times for the seq series: two rounds in the same ms must not collide.
     const now = Math.max(this.clock(), this.lastSeqTs + 1);
     this.lastSeqTs = now;
-    const series = group(samples);
-    series.push({ entity: this.nodeId, metric: BATCH_SEQ_METRIC, ts_ms: [now], values: [seq] });
-    await this.batches.put(seq, { c: now, s: series });
+    const series = group(samples, now, (dropped) => log.warn('dropping samples timestamped more than 24 days from now', { count: dropped }));
+    series.push({ entity: this.nodeId, metric: BATCH_SEQ_METRIC, offsets_ms: [0], values: [seq] });
+    const message = this.encode({ batch: { seq, created_ms: now, series } });
+    const value = Buffer.allocUnsafe(8 + message.length);
+    value.writeDoubleLE(now, 0);
+    message.copy(value, 8);
+    await this.batches.put(seq, value);
     // Commits resolve in order, so every lower seq is durable too.
     if (seq > this.lastCommitted) this.lastCommitted = seq;
     for (const fn of this.listeners) fn(seq);
@@ -105,11 +118,11 @@ export class SampleLog {
   }
 
   /** Up to `limit` batches with seq > after, in order. */
-  read(after: number, limit: number): Batch[] {
-    const out: Batch[] = [];
+  read(after: number, limit: number): StoredBatch[] {
+    const out: StoredBatch[] = [];
     const end = this.lastCommitted + 1;
     for (const { key, value } of this.batches.getRange({ start: after + 1, end, limit })) {
-      out.push({ seq: key as number, created_ms: value.c, series: value.s });
+      out.push({ seq: key as number, created_ms: value.readDoubleLE(0), message: value.subarray(8) });
     }
     return out;
   }
@@ -129,7 +142,7 @@ export class SampleLog {
     let lostUnacked = 0;
     const doomed: number[] = [];
     for (const { key, value } of this.batches.getRange({ end: ackedSeq + 1 })) {
-      if (value.c >= cutoff) break;
+      if (value.readDoubleLE(0) >= cutoff) break;
       doomed.push(key as number);
     }
     for (const k of doomed) this.batches.remove(k);
@@ -159,18 +172,25 @@ export class SampleLog {
   }
 }
 
-/** Groups samples into columnar series, in first-seen order. */
-export function group(samples: Sample[]): SeriesPoints[] {
+/** Groups samples into columnar series (first-seen order), times as offsets from baseMs. */
+export function group(samples: Sample[], baseMs: number, onDropped?: (n: number) => void): SeriesPoints[] {
   const byKey = new Map<string, SeriesPoints>();
+  let dropped = 0;
   for (const s of samples) {
+    const offset = s.ts - baseMs;
+    if (offset > MAX_OFFSET_MS || offset < -MAX_OFFSET_MS) {
+      dropped++;
+      continue;
+    }
     const key = `${s.entity}\u0000${s.metric}`;
     let sp = byKey.get(key);
     if (!sp) {
-      sp = { entity: s.entity, metric: s.metric, ts_ms: [], values: [] };
+      sp = { entity: s.entity, metric: s.metric, offsets_ms: [], values: [] };
       byKey.set(key, sp);
     }
-    sp.ts_ms.push(s.ts);
+    sp.offsets_ms.push(offset);
     sp.values.push(s.value);
   }
+  if (dropped) onDropped?.(dropped);
   return [...byKey.values()];
 }

@@ -6,7 +6,7 @@
  * silence ends the stream; it is reopened with backoff, to whatever target() names then.
  */
 import * as grpc from '@grpc/grpc-js';
-import { loadProtos } from '../common/proto';
+import { meshCodec } from '../common/proto';
 import { logger } from '../common/log';
 import type { SampleLog } from './samplelog';
 
@@ -28,7 +28,8 @@ export interface UplinkOptions {
 export const DEFAULT_UPLINK = { maxInFlight: 64, keepaliveMs: 2000, deadAfterMs: 6000 };
 
 export class Uplink {
-  private client?: grpc.Client & Record<string, any>;
+  private client?: grpc.Client;
+  private readonly codec = meshCodec();
   private clientTarget?: string;
   private call?: grpc.ClientDuplexStream<any, any>;
   private welcomed = false;
@@ -100,8 +101,7 @@ export class Uplink {
     if (!target) return this.scheduleReconnect('no coordinator known yet');
     if (!this.client || this.clientTarget !== target) {
       this.client?.close();
-      const { herd } = loadProtos();
-      this.client = new herd.Mesh(target, this.opts.credentials ?? grpc.credentials.createInsecure(), {
+      this.client = new grpc.Client(target, this.opts.credentials ?? grpc.credentials.createInsecure(), {
         'grpc.keepalive_time_ms': 5000,
         'grpc.keepalive_timeout_ms': 3000,
         'grpc.initial_reconnect_backoff_ms': 100,
@@ -109,7 +109,9 @@ export class Uplink {
       });
       this.clientTarget = target;
     }
-    const call = this.client!.Connect() as grpc.ClientDuplexStream<any, any>;
+    // Stored batches are already-encoded AgentMessages: pass Buffers through as they are.
+    const encode = this.codec.encodeAgent;
+    const call = this.client!.makeBidiStreamRequest('/herd.v1.Mesh/Connect', (m: unknown) => (Buffer.isBuffer(m) ? m : encode(m)), this.codec.decodeCoordinator);
     this.call = call;
     this.welcomed = false;
     this.lastHeard = Date.now();
@@ -168,7 +170,7 @@ export class Uplink {
       if (batches.length === 0) return;
       for (const b of batches) {
         this.sent = b.seq;
-        if (!this.write({ batch: b })) {
+        if (!this.write(b.message)) {
           this.waitingDrain = true;
           return;
         }

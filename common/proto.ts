@@ -46,3 +46,19 @@ export function loadProtos(): { definition: protoLoader.PackageDefinition; herd:
   }
   return cached;
 }
+
+/** Encoders of the Mesh stream, for code that stores or sends pre-encoded messages. */
+export function meshCodec(): {
+  encodeAgent: (m: unknown) => Buffer;
+  decodeAgent: (b: Buffer) => any;
+  encodeCoordinator: (m: unknown) => Buffer;
+  decodeCoordinator: (b: Buffer) => any;
+} {
+  const m = (loadProtos().definition['herd.v1.Mesh'] as any).Connect;
+  return {
+    encodeAgent: m.requestSerialize,
+    decodeAgent: m.requestDeserialize,
+    encodeCoordinator: m.responseSerialize,
+    decodeCoordinator: m.responseDeserialize,
+  };
+}

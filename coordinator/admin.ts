@@ -105,12 +105,12 @@ export function adminHandlers(deps: AdminDeps): grpc.UntypedServiceImplementatio
         for (const [ts, v] of deps.store.range(req.entity, req.metric, start, to)) points.push({ ts_ms: ts, value: v, min: v, max: v, count: 1 });
         return { entity: req.entity, metric: req.metric, points };
       }
-      const lo = Math.max(start, series.firstMs);
-      const hi = Math.min(to, series.lastMs + 1);
-      if (hi > lo && (hi - lo) / step > MAX_STEPS) {
-        throw invalid(`step_ms ${step} over this range gives more than ${MAX_STEPS} points; use step_ms >= ${Math.ceil((hi - lo) / MAX_STEPS)}`);
+      const points = deps.store.downsample(req.entity, req.metric, start, to, step);
+      if (points.length > MAX_STEPS) {
+        const span = points[points.length - 1].ts_ms - points[0].ts_ms;
+        throw invalid(`step_ms ${step} over this range gives more than ${MAX_STEPS} points; use step_ms >= ${Math.ceil(span / MAX_STEPS) + 1} or a narrower range`);
       }
-      return { entity: req.entity, metric: req.metric, points: deps.store.downsample(req.entity, req.metric, start, to, step) };
+      return { entity: req.entity, metric: req.metric, points };
     }, internal),
 
     GetLeader: unary('GetLeader', () => deps.leader(), internal),

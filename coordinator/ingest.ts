@@ -111,7 +111,9 @@ export class Ingest {
             const b = msg.batch;
             const seq = Number(b.seq);
             if (!Number.isSafeInteger(seq) || seq <= 0) return fail(grpc.status.INVALID_ARGUMENT, `batch.seq must be a positive integer, got ${b.seq}`);
-            const bad = checkBatch(b.series, this.opts);
+            const base = Number(b.created_ms);
+            if (!Number.isSafeInteger(base) || base <= 0) return fail(grpc.status.INVALID_ARGUMENT, `batch ${seq}: created_ms must be a positive ms timestamp, got ${b.created_ms}`);
+            const bad = checkBatch(b.series, base, this.opts);
             if (bad) return fail(grpc.status.INVALID_ARGUMENT, `batch ${seq} from ${nodeId}: ${bad}`);
             if (seq <= issued) {
               // A replay of something already stored: acknowledge again, store nothing.
@@ -122,9 +124,9 @@ export class Ingest {
             if (seq > issued + 1 && issued > 0) log.warn('gap in agent sequence (batches dropped by the agent\'s retention)', { node: nodeId, from: issued + 1, to: seq - 1 });
             issued = seq;
             const node = nodeId;
-            const written = this.store.ingest(node, logId, seq, b.series as SeriesPoints[]);
+            const written = this.store.ingest(node, logId, seq, base, b.series as SeriesPoints[]);
             let points = 0;
-            for (const sp of b.series) points += sp.ts_ms.length;
+            for (const sp of b.series) points += sp.offsets_ms.length;
             ackChain = ackChain
               .then(() => written)
               .then(() => {
@@ -185,20 +187,19 @@ export class Ingest {
   }
 }
 
-function checkBatch(series: unknown, opts: IngestOptions): string | undefined {
+function checkBatch(series: unknown, base: number, opts: IngestOptions): string | undefined {
   if (!Array.isArray(series)) return 'series must be a list';
   if (series.length > opts.maxSeriesPerBatch) return `too many series (${series.length} > ${opts.maxSeriesPerBatch})`;
   let points = 0;
   for (const sp of series as SeriesPoints[]) {
     const bad = checkId('series.entity', sp.entity) ?? checkMetric(sp.metric);
     if (bad) return bad;
-    if (sp.ts_ms.length !== sp.values.length) return `series ${sp.entity}/${sp.metric} has ${sp.ts_ms.length} times but ${sp.values.length} values`;
-    for (let i = 0; i < sp.ts_ms.length; i++) {
-      const t = sp.ts_ms[i];
-      if (!Number.isSafeInteger(t) || t < 0) return `series ${sp.entity}/${sp.metric}: time ${t} is not a valid ms timestamp`;
-      if (!Number.isFinite(sp.values[i])) return `series ${sp.entity}/${sp.metric}: value at ${t} is not a finite number`;
+    if (sp.offsets_ms.length !== sp.values.length) return `series ${sp.entity}/${sp.metric} has ${sp.offsets_ms.length} times but ${sp.values.length} values`;
+    for (let i = 0; i < sp.values.length; i++) {
+      if (base + sp.offsets_ms[i] < 0) return `series ${sp.entity}/${sp.metric}: time ${base + sp.offsets_ms[i]} is before the epoch`;
+      if (!Number.isFinite(sp.values[i])) return `series ${sp.entity}/${sp.metric}: value at ${base + sp.offsets_ms[i]} is not a finite number`;
     }
-    points += sp.ts_ms.length;
+    points += sp.values.length;
   }
   if (points > opts.maxPointsPerBatch) return `too many points (${points} > ${opts.maxPointsPerBatch})`;
   return undefined;

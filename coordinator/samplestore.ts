@@ -41,7 +41,10 @@ export class SampleStore {
     this.samples = env.openDB({ name: 'coord.samples' });
     this.seriesDb = env.openDB({ name: 'coord.series' });
     this.logs = env.openDB({ name: 'coord.logs' });
-    for (const { value } of this.seriesDb.getRange()) this.series.set(seriesKey(value.entity, value.metric), value);
+    for (const { value } of this.seriesDb.getRange()) {
+      this.boundsFromSamples(value);
+      this.series.set(seriesKey(value.entity, value.metric), value);
+    }
   }
 
   /** What the coordinator holds of a node's log; a new log id (wiped agent) starts from zero. */
@@ -60,15 +63,15 @@ export class SampleStore {
    * durable. Calls are committed in call order, so acks sent in resolution order are
    * cumulative and correct.
    */
-  ingest(nodeId: string, logId: string, seq: number, series: SeriesPoints[]): Promise<unknown> {
+  ingest(nodeId: string, logId: string, seq: number, baseMs: number, series: SeriesPoints[]): Promise<unknown> {
     for (const sp of series) {
-      const n = sp.ts_ms.length;
+      const n = sp.offsets_ms.length;
       if (n === 0) continue;
-      for (let i = 0; i < n; i++) this.samples.put([sp.entity, sp.metric, sp.ts_ms[i]], sp.values[i]);
-      let lo = sp.ts_ms[0];
+      for (let i = 0; i < n; i++) this.samples.put([sp.entity, sp.metric, baseMs + sp.offsets_ms[i]], sp.values[i]);
+      let lo = baseMs + sp.offsets_ms[0];
       let hi = lo;
       for (let i = 1; i < n; i++) {
-        const t = sp.ts_ms[i];
+        const t = baseMs + sp.offsets_ms[i];
         if (t < lo) lo = t;
         if (t > hi) hi = t;
       }
@@ -77,15 +80,33 @@ export class SampleStore {
     return this.logs.put(nodeId, { logId, ackedSeq: seq });
   }
 
+  /**
+   * The index is written only when a series appears or moves to another node: its time
+   * bounds live in memory and are recomputed from the samples at start (one ordered
+   * seek per series), so a batch costs no extra writes for it.
+   */
   private noteSeries(entity: string, metric: string, nodeId: string, lo: number, hi: number): void {
     const key = seriesKey(entity, metric);
     const cur = this.series.get(key);
-    if (cur && cur.firstMs <= lo && cur.lastMs >= hi && cur.nodeId === nodeId) return;
-    const next: SeriesInfo = cur
-      ? { entity, metric, nodeId: hi >= cur.lastMs ? nodeId : cur.nodeId, firstMs: Math.min(cur.firstMs, lo), lastMs: Math.max(cur.lastMs, hi) }
-      : { entity, metric, nodeId, firstMs: lo, lastMs: hi };
-    this.series.set(key, next);
-    this.seriesDb.put([entity, metric], next);
+    if (!cur) {
+      const next = { entity, metric, nodeId, firstMs: lo, lastMs: hi };
+      this.series.set(key, next);
+      this.seriesDb.put([entity, metric], next);
+      return;
+    }
+    if (lo < cur.firstMs) cur.firstMs = lo;
+    if (hi >= cur.lastMs) {
+      cur.lastMs = hi;
+      if (cur.nodeId !== nodeId) {
+        cur.nodeId = nodeId;
+        this.seriesDb.put([entity, metric], cur);
+      }
+    }
+  }
+
+  private boundsFromSamples(s: SeriesInfo): void {
+    for (const key of this.samples.getKeys({ start: [s.entity, s.metric, 0], end: [s.entity, s.metric, Number.MAX_SAFE_INTEGER], limit: 1 })) s.firstMs = (key as SampleKey)[2];
+    for (const key of this.samples.getKeys({ start: [s.entity, s.metric, Number.MAX_SAFE_INTEGER], end: [s.entity, s.metric, 0], reverse: true, limit: 1 })) s.lastMs = (key as SampleKey)[2];
   }
 
   getSeries(entity: string, metric: string): SeriesInfo | undefined {
@@ -147,10 +168,9 @@ export class SampleStore {
         this.samples.remove(key as SampleKey);
         removed++;
       }
-      s.firstMs = cutoffMs;
-      this.seriesDb.put([s.entity, s.metric], s);
     }
     await this.samples.committed;
+    for (const s of this.series.values()) if (s.firstMs < cutoffMs) this.boundsFromSamples(s);
     return removed;
   }
 }

@@ -3,6 +3,9 @@ import { openEnv, type Env } from '../../common/db';
 import { BATCH_SEQ_METRIC, SampleLog, group } from '../../agent/samplelog';
 import { SampleStore } from '../../coordinator/samplestore';
 import { tempDir } from '../helpers/tmp';
+import { meshCodec } from '../../common/proto';
+
+const decode = (m: Buffer) => meshCodec().decodeAgent(m).batch;
 
 const cleanups: Array<() => void> = [];
 afterEach(async () => {
@@ -30,9 +33,11 @@ describe('SampleLog (agent)', () => {
     expect(await log.append([])).toBe(3);
     const batches = log.read(0, 10);
     expect(batches.map((b) => b.seq)).toEqual([1, 2, 3]);
-    const seqTimes = batches.map((b) => b.series.find((s) => s.metric === BATCH_SEQ_METRIC)!.ts_ms[0]);
+    const decoded = batches.map((b) => decode(b.message));
+    const seqTimes = decoded.map((b: any) => b.created_ms + b.series.find((s: any) => s.metric === BATCH_SEQ_METRIC).offsets_ms[0]);
     expect(new Set(seqTimes).size).toBe(3);
-    expect(batches[0].series.find((s) => s.metric === 'm')).toEqual({ entity: 'n1', metric: 'm', ts_ms: [1], values: [1] });
+    expect(decoded.map((b: any) => b.seq)).toEqual([1, 2, 3]);
+    expect(decoded[0].series.find((s: any) => s.metric === 'm')).toEqual({ entity: 'n1', metric: 'm', offsets_ms: [1 - 1000], values: [1] });
     const id = log.logId;
     await e.close();
     const e2 = openEnv(dir);
@@ -72,17 +77,20 @@ describe('SampleLog (agent)', () => {
     expect(log.lastSeq()).toBe(40);
   });
 
-  it('groups samples into columnar series', () => {
+  it('groups samples into columnar series with offsets from the batch time, dropping absurd times', () => {
+    let dropped = 0;
     expect(
       group([
         { entity: 'a', metric: 'x', ts: 1, value: 10 },
         { entity: 'b', metric: 'x', ts: 1, value: 20 },
         { entity: 'a', metric: 'x', ts: 2, value: 11 },
-      ]),
+        { entity: 'a', metric: 'x', ts: 2 + 2 ** 31, value: 12 },
+      ], 2, (n) => (dropped = n)),
     ).toEqual([
-      { entity: 'a', metric: 'x', ts_ms: [1, 2], values: [10, 11] },
-      { entity: 'b', metric: 'x', ts_ms: [1], values: [20] },
+      { entity: 'a', metric: 'x', offsets_ms: [-1, 0], values: [10, 11] },
+      { entity: 'b', metric: 'x', offsets_ms: [-1], values: [20] },
     ]);
+    expect(dropped).toBe(1);
   });
 });
 
@@ -90,10 +98,10 @@ describe('SampleStore (coordinator)', () => {
   it('stores batches, tracks acked seq per log id, and scans (series, time) ranges in order', async () => {
     const { env: e } = env();
     const store = new SampleStore(e);
-    await store.ingest('n1', 'log-a', 1, [
-      { entity: 'n1', metric: 'cpu', ts_ms: [30, 10, 20], values: [3, 1, 2] },
-      { entity: 'n1', metric: 'cpz', ts_ms: [15], values: [9] },
-      { entity: 'c1', metric: 'cpu', ts_ms: [5], values: [7] },
+    await store.ingest('n1', 'log-a', 1, 0, [
+      { entity: 'n1', metric: 'cpu', offsets_ms: [30, 10, 20], values: [3, 1, 2] },
+      { entity: 'n1', metric: 'cpz', offsets_ms: [15], values: [9] },
+      { entity: 'c1', metric: 'cpu', offsets_ms: [5], values: [7] },
     ]);
     expect(store.logState('n1', 'log-a').ackedSeq).toBe(1);
     expect(store.logState('n1', 'log-b').ackedSeq).toBe(0); // a wiped agent starts over
@@ -108,7 +116,7 @@ describe('SampleStore (coordinator)', () => {
   it('downsamples into steps with mean, min, max and count', async () => {
     const { env: e } = env();
     const store = new SampleStore(e);
-    await store.ingest('n1', 'l', 1, [{ entity: 'n1', metric: 'm', ts_ms: [0, 5, 10, 19, 25], values: [1, 3, 10, 20, 7] }]);
+    await store.ingest('n1', 'l', 1, 0, [{ entity: 'n1', metric: 'm', offsets_ms: [0, 5, 10, 19, 25], values: [1, 3, 10, 20, 7] }]);
     expect(store.downsample('n1', 'm', 0, 30, 10)).toEqual([
       { ts_ms: 0, value: 2, min: 1, max: 3, count: 2 },
       { ts_ms: 10, value: 15, min: 10, max: 20, count: 2 },
@@ -121,7 +129,7 @@ describe('SampleStore (coordinator)', () => {
     cleanups.push(t.cleanup);
     let e = openEnv(t.dir);
     let store = new SampleStore(e);
-    await store.ingest('n1', 'l', 1, [{ entity: 'n1', metric: 'm', ts_ms: [1, 2, 3, 4], values: [1, 2, 3, 4] }]);
+    await store.ingest('n1', 'l', 1, 0, [{ entity: 'n1', metric: 'm', offsets_ms: [1, 2, 3, 4], values: [1, 2, 3, 4] }]);
     await e.close();
     e = openEnv(t.dir);
     store = new SampleStore(e);

@@ -1,0 +1,107 @@
+/**
+ * Election wire messages as plain objects, and the structural check every inbound
+ * message goes through before the state machine sees it. The network layer maps these
+ * to protobuf; it never needs to validate them itself.
+ */
+
+export type NodeId = string;
+
+export const MESSAGE_TYPES = ['PreVote', 'PreVoteResponse', 'Vote', 'VoteResponse', 'Heartbeat', 'HeartbeatResponse'] as const;
+export type MessageType = (typeof MESSAGE_TYPES)[number];
+
+interface Envelope {
+  from: NodeId;
+  to: NodeId;
+  /**
+   * PreVote: the term the sender would campaign in (its term + 1); it changes nobody's term.
+   * Everything else: the sender's current term.
+   */
+  term: number;
+}
+
+export interface PreVote extends Envelope {
+  type: 'PreVote';
+}
+export interface PreVoteResponse extends Envelope {
+  type: 'PreVoteResponse';
+  granted: boolean;
+}
+export interface Vote extends Envelope {
+  type: 'Vote';
+}
+export interface VoteResponse extends Envelope {
+  type: 'VoteResponse';
+  granted: boolean;
+}
+/** Sent by the leader only: `from` is the leader's id (the driver maps ids to addresses). */
+export interface Heartbeat extends Envelope {
+  type: 'Heartbeat';
+}
+export interface HeartbeatResponse extends Envelope {
+  type: 'HeartbeatResponse';
+}
+
+export type Message = PreVote | PreVoteResponse | Vote | VoteResponse | Heartbeat | HeartbeatResponse;
+
+/** What must be on disk (synced) before any message of the same step leaves the node. */
+export interface HardState {
+  term: number;
+  votedFor: NodeId | null;
+}
+
+/**
+ * Campaigning computes term + 1, which must stay exact: beyond 2^53 two different
+ * terms would compare equal and "one leader per term" would silently break.
+ */
+export const MAX_TERM = Number.MAX_SAFE_INTEGER - 1;
+const MAX_ID_LENGTH = 256;
+
+export function isTerm(x: unknown): x is number {
+  return typeof x === 'number' && Number.isSafeInteger(x) && x >= 0 && x <= MAX_TERM;
+}
+
+export function isNodeId(x: unknown): x is NodeId {
+  return typeof x === 'string' && x.length > 0 && x.length <= MAX_ID_LENGTH;
+}
+
+/** Short, never-throwing rendering of a bad value for a log line. */
+export function describe(x: unknown): string {
+  if (x === null) return 'null';
+  if (typeof x === 'string') return JSON.stringify(x.length > 40 ? `${x.slice(0, 40)}...` : x);
+  if (typeof x === 'number' || typeof x === 'boolean' || typeof x === 'bigint' || typeof x === 'undefined') return String(x);
+  if (Array.isArray(x)) return 'an array';
+  return `a ${typeof x}`;
+}
+
+export type ParseResult = { ok: true; msg: Message } | { ok: false; reason: string };
+
+const TYPE_SET: ReadonlySet<string> = new Set(MESSAGE_TYPES);
+
+/**
+ * Structural validation only (membership and term plausibility need the node's state).
+ * Returns a fresh object holding only the known fields, so a caller mutating or reusing
+ * its buffer afterwards cannot reach into the state machine.
+ */
+export function parseMessage(raw: unknown): ParseResult {
+  try {
+    if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+      return { ok: false, reason: `malformed message: expected an object, got ${describe(raw)}` };
+    }
+    const r = raw as Record<string, unknown>;
+    const type = r.type;
+    if (typeof type !== 'string' || !TYPE_SET.has(type)) return { ok: false, reason: `malformed message: unknown type ${describe(type)}` };
+    const { from, to, term } = r;
+    if (!isNodeId(from)) return { ok: false, reason: `malformed ${type}: bad from ${describe(from)}` };
+    if (!isNodeId(to)) return { ok: false, reason: `malformed ${type} from ${from}: bad to ${describe(to)}` };
+    if (!isTerm(term)) return { ok: false, reason: `malformed ${type} from ${from}: term ${describe(term)} is not an integer in [0, ${MAX_TERM}]` };
+    if (type === 'PreVoteResponse' || type === 'VoteResponse') {
+      const granted = r.granted;
+      if (typeof granted !== 'boolean') return { ok: false, reason: `malformed ${type} from ${from}: granted ${describe(granted)} is not a boolean` };
+      return { ok: true, msg: { type, from, to, term, granted } };
+    }
+    return { ok: true, msg: { type: type as 'PreVote' | 'Vote' | 'Heartbeat' | 'HeartbeatResponse', from, to, term } };
+  } catch {
+    // A Proxy or a throwing getter: the bytes came from somewhere we cannot trust.
+    return { ok: false, reason: 'malformed message: unreadable object' };
+  }
+}
