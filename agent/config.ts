@@ -9,10 +9,11 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { ID_PATTERN } from '../common/validate';
 
-const hostPort = z
-  .string()
-  .regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'must be host:port, e.g. 10.0.0.5:7400')
-  .refine((s) => Number(s.slice(s.lastIndexOf(':') + 1)) <= 65535, 'port must be at most 65535');
+const HOST_PORT = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
+const hostPort = z.string().refine((s) => {
+  const m = HOST_PORT.exec(s);
+  return m !== null && Number(m[2]) <= 65535;
+}, 'must be host:port with a port of at most 65535, e.g. 10.0.0.5:7400');
 
 const nodeId = z.string().regex(ID_PATTERN, "must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit");
 
@@ -98,7 +99,7 @@ export function parseSettings(raw: unknown, source = 'settings'): Settings {
     const key = i.path.length ? i.path.join('.') : '(top level)';
     return `  key ${key}: ${i.message}`;
   });
-  throw new ConfigError(`${source} is not valid:\n${lines.join('\n')}`);
+  throw new ConfigError(`invalid settings (from ${source}):\n${lines.join('\n')}`);
 }
 
 export function readConfigFile(path: string): Record<string, unknown> {

@@ -3,6 +3,7 @@
 // (build/sea.mjs, later) bundles them too.
 import { build } from 'esbuild';
 import { readFileSync } from 'node:fs';
+import { stubsPlugin } from './stubs.mjs';
 
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
 
@@ -14,7 +15,9 @@ await build({
   target: 'node20',
   format: 'cjs',
   packages: 'external',
-  sourcemap: 'inline',
+  sourcemap: true, // a separate .map file: an inline map would sit in the heap as part of the source
   define: { HERD_VERSION: JSON.stringify(pkg.version) },
+  // dockerode and docker-modem are bundled so that their ssh2 import can be stubbed.
+  plugins: [stubsPlugin({ bundle: ['dockerode', 'docker-modem'] })],
   logLevel: 'warning',
 });

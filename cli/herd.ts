@@ -42,7 +42,7 @@ program
   .action(async (opts) => {
     let settings;
     try {
-      settings = parseSettings(mergeFlags(opts.config ? readConfigFile(opts.config) : {}, opts), opts.config ? `config ${opts.config} (with flags)` : 'flags');
+      settings = parseSettings(mergeFlags(opts.config ? readConfigFile(opts.config) : {}, opts), opts.config ? `config file ${opts.config} and flags` : 'command-line flags');
     } catch (err) {
       if (err instanceof ConfigError) {
         process.stderr.write(`herd: ${err.message}\n`);
