@@ -4,12 +4,12 @@
  * modules (ingest, admin) answer only while this node is the leader.
  */
 import * as grpc from '@grpc/grpc-js';
-import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
 import os from 'node:os';
 import { openEnv, type Env } from '../common/db';
 import { logger } from '../common/log';
 import { loadProtos } from '../common/proto';
+import { addReflection, DescriptorIndex } from '../common/reflection';
 import type { Collector } from '../common/types';
 import { unavailable } from '../common/validate';
 import { VERSION } from '../common/version';
@@ -115,13 +115,13 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
     },
   });
 
-  const { herd, definition } = loadProtos();
+  const { herd, reflection, descriptorSet } = loadProtos();
   const server = new grpc.Server({ 'grpc.max_receive_message_length': 64 * 1024 * 1024 });
   server.addService(herd.Mesh.service, { Connect: ingest.connect });
   server.addService(herd.Admin.service, leaderOnly(admin, leadership));
   const health = new HealthImplementation({ '': 'SERVING', 'herd.v1.Mesh': 'SERVING', 'herd.v1.Admin': 'SERVING' });
   health.addToServer(server);
-  new ReflectionService(definition).addToServer(server);
+  addReflection(server, new DescriptorIndex(descriptorSet), reflection, ['herd.v1.Admin', 'herd.v1.Mesh', 'grpc.health.v1.Health', 'grpc.reflection.v1.ServerReflection', 'grpc.reflection.v1alpha.ServerReflection']);
 
   enlargeServerWindow(server);
   const port = await new Promise<number>((resolve, reject) =>

@@ -1,11 +1,11 @@
 /**
- * Loads the herd.v1 contract (and the standard health service) with proto-loader.
- * keepCase: the wire names are snake_case, and reflection clients see exactly what
- * the .proto files say (grpc-node#2958: camelCase conversion confuses strict clients).
+ * Loads the herd.v1 contract (and the standard health and reflection services) with
+ * proto-loader. keepCase: the wire names are snake_case, exactly as the .proto files
+ * (and the reflected descriptors, proto/descriptors.binpb) say.
  */
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 export const PROTO_FILES = [
@@ -13,7 +13,12 @@ export const PROTO_FILES = [
   'herd/v1/mesh.proto',
   'herd/v1/admin.proto',
   'grpc/health/v1/health.proto',
+  'grpc/reflection/v1/reflection.proto',
+  'grpc/reflection/v1alpha/reflection.proto',
 ];
+
+/** protoc's compiled FileDescriptorSet of PROTO_FILES (build/proto.mjs). */
+export const DESCRIPTOR_SET = 'descriptors.binpb';
 
 export const LOADER_OPTIONS: protoLoader.Options = {
   keepCase: true,
@@ -35,14 +40,26 @@ function protoDir(): string {
   throw new Error(`cannot find the proto/ directory (looked in ${candidates.filter(Boolean).join(', ')}); set HERD_PROTO_DIR`);
 }
 
-let cached: { definition: protoLoader.PackageDefinition; herd: any } | undefined;
+export interface Protos {
+  definition: protoLoader.PackageDefinition;
+  herd: any;
+  reflection: { v1: any; v1alpha: any };
+  descriptorSet: Buffer;
+}
 
-export function loadProtos(): { definition: protoLoader.PackageDefinition; herd: any } {
+let cached: Protos | undefined;
+
+export function loadProtos(): Protos {
   if (!cached) {
     const dir = protoDir();
     const definition = protoLoader.loadSync(PROTO_FILES, { ...LOADER_OPTIONS, includeDirs: [dir] });
-    const herd = (grpc.loadPackageDefinition(definition) as any).herd.v1;
-    cached = { definition, herd };
+    const pkgs = grpc.loadPackageDefinition(definition) as any;
+    cached = {
+      definition,
+      herd: pkgs.herd.v1,
+      reflection: { v1: pkgs.grpc.reflection.v1, v1alpha: pkgs.grpc.reflection.v1alpha },
+      descriptorSet: readFileSync(join(dir, DESCRIPTOR_SET)),
+    };
   }
   return cached;
 }

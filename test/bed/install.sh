@@ -35,7 +35,7 @@ no_autostart() {
 
 # ------------------------------------------------------------------ Debian packages
 step_debs() {
-  local want=(docker.io busybox-static iproute2 python3-protobuf python3-grpcio util-linux) miss=() p
+  local want=(docker.io busybox-static iproute2 python3-protobuf python3-grpcio protobuf-compiler util-linux) miss=() p
   for p in "${want[@]}"; do installed "$p" || miss+=("$p"); done
   if [ ${#miss[@]} -eq 0 ]; then log "debs: all present"; return; fi
   log "debs: installing ${miss[*]}"

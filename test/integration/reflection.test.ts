@@ -28,7 +28,7 @@ describe('server reflection with a strict client', () => {
   it('lists every service', async () => {
     const r = await grpcurl(ADDR, ['list']);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout.trim().split('\n').sort()).toEqual(['grpc.health.v1.Health', 'herd.v1.Admin', 'herd.v1.Mesh']);
+    expect(r.stdout.trim().split('\n').sort()).toEqual(['grpc.health.v1.Health', 'grpc.reflection.v1.ServerReflection', 'grpc.reflection.v1alpha.ServerReflection', 'herd.v1.Admin', 'herd.v1.Mesh']);
   });
 
   it('describes every service and every message they use', async () => {
@@ -56,6 +56,13 @@ describe('server reflection with a strict client', () => {
     }
     expect(nested).toContain('herd.v1.SeriesPoints');
     expect(nested).toContain('herd.v1.Label');
+  });
+
+  it("shows the contract's comments, as grpcurl describe does", async () => {
+    const r = await grpcurl(ADDR, ['describe', 'herd.v1.QuerySamplesRequest']);
+    expect(r.stdout).toMatch(/Downsampling step, ms: one point per step/);
+    const s = await grpcurl(ADDR, ['describe', 'herd.v1.Mesh']);
+    expect(s.stdout).toMatch(/Opened by every agent to the coordinator/);
   });
 
   it('calls every Admin method with -d JSON', async () => {

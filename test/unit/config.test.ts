@@ -32,7 +32,7 @@ describe('settings', () => {
       }
       throw new Error('no error');
     };
-    expect(bad({ listen: 'nope' })).toMatch(/key listen: must be host:port;
+    expect(bad({ listen: 'nope' })).toMatch(/key listen: must be host:port/);
     expect(bad({ intervals: { hostMs: 5 } })).toMatch(/key intervals\.hostMs: .*100/);
     expect(bad({ intervals: { hostMs: 'fast' } })).toMatch(/key intervals\.hostMs/);
     expect(bad({ peers: ['b'] })).toMatch(/key peers\.0/);
