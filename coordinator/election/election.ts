@@ -91,8 +91,9 @@ export class Election {
   /** nowMs: the driver's monotonic clock. Call at least every heartbeatMs and before each receive. */
   tick(nowMs: number): Ready {
     this.begin();
-    if (typeof nowMs !== 'number' || !Number.isFinite(nowMs)) {
-      this.notes.push({ kind: 'refused', reason: `tick: time ${String(nowMs)} is not a finite number` });
+    // Beyond 2^53 ms, adding a tick's few ms is lost to rounding and time would stand still.
+    if (typeof nowMs !== 'number' || !(Math.abs(nowMs) <= Number.MAX_SAFE_INTEGER)) {
+      this.notes.push({ kind: 'refused', reason: `tick: time ${String(nowMs)} is not a usable number of ms` });
       return this.end();
     }
     if (!this.started) {

@@ -54,6 +54,7 @@ const range = (r: () => number, lo: number, hi: number) => lo + r() * (hi - lo);
 export function scheduleParams(seed: number, o: ScheduleOptions): ScheduleParams {
   const r = mulberry32(seed ^ 0x9e3779b9);
   const minDelayMs = range(r, 0.1, 5);
+  const maxDown = Math.floor((o.nodes - 1) / 2);
   return {
     seed,
     nodes: o.nodes,
@@ -68,11 +69,11 @@ export function scheduleParams(seed: number, o: ScheduleOptions): ScheduleParams
       garbleRate: range(r, 0, 0.02),
     },
     persistMs: [0.1, range(r, 0.2, 20)],
-    chaosMs: o.chaosMs ?? 5000,
+    chaosMs: o.chaosMs ?? 8000,
     convergeMs: o.convergeMs ?? 10_000,
     stableMs: o.stableMs ?? 1000,
-    meanFaultGapMs: range(r, 150, 1500),
-    keepDown: r() < 0.3 ? 1 + Math.floor(r() * Math.floor((o.nodes - 1) / 2)) : 0,
+    meanFaultGapMs: range(r, 100, 1200),
+    keepDown: maxDown > 0 && r() < 0.3 ? 1 + Math.floor(r() * maxDown) : 0,
   };
 }
 
@@ -106,7 +107,10 @@ function chaos(sim: Sim, p: ScheduleParams): ScheduleResult {
     },
     () => {
       // kill -9 of the leader: the case failover is about.
-      for (let i = 0; i < n; i++) if (sim.election(i)?.role === 'leader') sim.crash(i), later(range(r, 200, 3000), () => sim.restart(i));
+      const i = sim.ids.findIndex((_, k) => sim.election(k)?.role === 'leader');
+      if (i < 0) return;
+      sim.crash(i);
+      later(range(r, 200, 3000), () => sim.restart(i));
     },
     () => {
       sim.partition(sim.ids.map(() => Math.floor(r() * 2)));
@@ -121,13 +125,18 @@ function chaos(sim: Sim, p: ScheduleParams): ScheduleResult {
     () => {
       const a = Math.floor(r() * n);
       const b = (a + 1 + Math.floor(r() * (n - 1))) % n;
-      sim.cut.add(a * n + b);
-      later(range(r, 100, 3000), () => sim.cut.delete(a * n + b));
+      sim.setLink(a, b, false);
+      later(range(r, 100, 3000), () => sim.setLink(a, b, true));
     },
     () => sim.jumpClock(Math.floor(r() * n), (r() < 0.5 ? -1 : 1) * range(r, 300, 10_000)),
     () => {
       sim.net.dropRate = 0.9;
       later(range(r, 100, 1000), () => (sim.net.dropRate = base.dropRate));
+    },
+    () => {
+      // A congested network: many messages arrive seconds late, well after newer rounds.
+      Object.assign(sim.net, { tailRate: 0.5, tailMs: 3000 });
+      later(range(r, 200, 2000), () => Object.assign(sim.net, { tailRate: base.tailRate, tailMs: base.tailMs }));
     },
   ];
   for (let t = -p.meanFaultGapMs * Math.log(1 - r()); t < p.chaosMs; t += -p.meanFaultGapMs * Math.log(1 - r())) {
@@ -144,10 +153,24 @@ function chaos(sim: Sim, p: ScheduleParams): ScheduleResult {
   while (down.size < p.keepDown) down.add(Math.floor(r() * n));
   for (let i = 0; i < n; i++) (down.has(i) ? sim.crash(i) : sim.restart(i));
 
-  if (!sim.runUntil(healAt + p.convergeMs, () => sim.agreement() !== null)) {
+  // Agreement must outlast one check-quorum window: right after healing, a leader that lost
+  // its majority during the chaos may still be in office for a moment, correctly, and about to go.
+  const hold = p.options?.checkQuorumMs ?? DEFAULT_OPTIONS.checkQuorumMs;
+  let since = healAt;
+  let who = '';
+  const settled = () => {
+    const a = sim.agreement();
+    const key = a ? `${a.leader}@${a.term}` : '';
+    if (key !== who) {
+      who = key;
+      since = sim.time;
+    }
+    return a !== null && sim.time - since >= hold;
+  };
+  if (!sim.runUntil(healAt + p.convergeMs, settled)) {
     sim.fail(`no agreed leader within ${p.convergeMs}ms of healing (${n - p.keepDown}/${n} nodes up)`);
   }
-  const convergedAfterMs = sim.time - healAt;
+  const convergedAfterMs = since - healAt;
   const first = sim.agreement()!;
   sim.runUntil(sim.time + p.stableMs);
   const now = sim.agreement();
@@ -170,6 +193,32 @@ export interface FailoverOptions {
 export const LAN: NetParams = { dropRate: 0.01, dupRate: 0, minDelayMs: 0.5, maxDelayMs: 5, tailRate: 0.01, tailMs: 50, garbleRate: 0 };
 export const LAN_PERSIST_MS: [number, number] = [2, 20];
 
+interface Settled {
+  sim: Sim;
+  fail: (why: string) => never;
+  leader: number;
+  term: number;
+}
+
+/** Run `body` on a cluster that has settled on a leader, at a random moment; wrap any broken invariant with the seed. */
+function onSettled<T>(name: string, seed: number, o: FailoverOptions, body: (s: Settled) => T): T {
+  const params: SimParams = { seed, nodes: o.nodes, net: { ...LAN, ...o.net }, persistMs: o.persistMs ?? LAN_PERSIST_MS, options: o.options };
+  const sim = new Sim(params);
+  const fail = (why: string): never => {
+    throw new SimFailure(seed, params, `${why}\n  last events:\n${sim.traceTail()}`, `${name}(${seed}, ${JSON.stringify(o)})`);
+  };
+  try {
+    if (!sim.runUntil(30_000, () => sim.agreement() !== null)) fail('no leader on a quiet LAN');
+    // A random phase relative to the heartbeats and the followers' timers.
+    sim.runUntil(sim.time + 500 + sim.rng() * 2000);
+    const a = sim.agreement() ?? fail('leader lost on a quiet LAN');
+    return body({ sim, fail, leader: sim.ids.indexOf(a.leader), term: a.term });
+  } catch (err) {
+    if (err instanceof InvariantError) fail(err.message);
+    throw err;
+  }
+}
+
 export interface FailoverResult {
   /** kill -9 of the leader to a new leader existing. */
   electedMs: number;
@@ -177,29 +226,16 @@ export interface FailoverResult {
   agreedMs: number;
 }
 
-/** Settle a cluster, kill its leader at a random moment, time the takeover. */
+/** kill -9 the leader of a settled cluster; time the takeover. */
 export function measureFailover(seed: number, o: FailoverOptions): FailoverResult {
-  const params: SimParams = { seed, nodes: o.nodes, net: { ...LAN, ...o.net }, persistMs: o.persistMs ?? LAN_PERSIST_MS, options: o.options };
-  const sim = new Sim(params);
-  const fail = (why: string): never => {
-    throw new SimFailure(seed, params, `${why}\n  last events:\n${sim.traceTail()}`, `measureFailover(${seed}, ${JSON.stringify(o)})`);
-  };
-  try {
-    if (!sim.runUntil(30_000, () => sim.agreement() !== null)) fail('no initial leader');
-    // A random phase relative to the heartbeat and the followers' timers.
-    sim.runUntil(sim.time + 1000 + sim.rng() * 2000);
-    const old = sim.agreement() ?? fail('initial leader lost on a quiet network');
-    sim.crash(sim.ids.indexOf(old.leader));
+  return onSettled('measureFailover', seed, o, ({ sim, fail, leader, term }) => {
+    sim.crash(leader);
     const killedAt = sim.time;
-    const elected = () => [...sim.leaders.keys()].some((t) => t > old.term);
-    if (!sim.runUntil(killedAt + 30_000, elected)) fail('no new leader within 30 s');
+    if (!sim.runUntil(killedAt + 30_000, () => [...sim.leaders.keys()].some((t) => t > term))) fail('no new leader within 30 s');
     const electedMs = sim.time - killedAt;
     if (!sim.runUntil(killedAt + 30_000, () => sim.agreement() !== null)) fail('live nodes never agreed on the new leader');
     return { electedMs, agreedMs: sim.time - killedAt };
-  } catch (err) {
-    if (err instanceof InvariantError) fail(err.message);
-    throw err;
-  }
+  });
 }
 
 export interface TrafficResult {
@@ -210,18 +246,61 @@ export interface TrafficResult {
   messagesPerPeer: number;
 }
 
-/** Election traffic of a settled cluster on a LAN. */
+/** Election traffic of a settled cluster on a loss-free LAN. */
 export function measureTraffic(seed: number, o: FailoverOptions & { durationMs?: number }): TrafficResult {
   const hb = o.options?.heartbeatMs ?? DEFAULT_OPTIONS.heartbeatMs;
-  const sim = new Sim({ seed, nodes: o.nodes, net: { ...LAN, dropRate: 0, ...o.net }, persistMs: o.persistMs ?? LAN_PERSIST_MS, options: o.options });
-  sim.runUntil(30_000, () => sim.agreement() !== null);
-  const before = new Map(sim.sent);
-  const duration = o.durationMs ?? 60_000;
-  sim.runUntil(sim.time + duration);
-  const delta = (t: string) => (sim.sent.get(t) ?? 0) - (before.get(t) ?? 0);
-  let all = 0;
-  for (const t of sim.sent.keys()) all += delta(t);
-  const intervals = duration / hb;
-  const peers = o.nodes - 1;
-  return { intervals, heartbeatsPerPeer: delta('Heartbeat') / intervals / peers, messagesPerPeer: all / intervals / peers };
+  return onSettled('measureTraffic', seed, { ...o, net: { dropRate: 0, ...o.net } }, ({ sim }) => {
+    const before = new Map(sim.sent);
+    const duration = o.durationMs ?? 60_000;
+    sim.runUntil(sim.time + duration);
+    const delta = (t: string) => (sim.sent.get(t) ?? 0) - (before.get(t) ?? 0);
+    let all = 0;
+    for (const t of sim.sent.keys()) all += delta(t);
+    const intervals = duration / hb;
+    const peers = o.nodes - 1;
+    return { intervals, heartbeatsPerPeer: delta('Heartbeat') / intervals / peers, messagesPerPeer: all / intervals / peers };
+  });
+}
+
+/**
+ * A follower loses the leader for awayMs (fully isolated, or only deaf to it) and comes
+ * back. Pre-vote keeps its term from rising and leader stickiness keeps the others from
+ * listening: the leader and the term must not change. Returns its pre-vote rounds.
+ */
+export function returningNode(seed: number, o: FailoverOptions & { awayMs: number; deafOnly?: boolean }): { rounds: number } {
+  return onSettled('returningNode', seed, o, ({ sim, fail, leader, term }) => {
+    const f = (leader + 1 + Math.floor(sim.rng() * (o.nodes - 1))) % o.nodes;
+    const before = sim.sent.get('PreVote') ?? 0;
+    if (o.deafOnly) sim.setLink(leader, f, false);
+    else sim.partition(sim.ids.map((_, k) => (k === f ? 1 : 0)));
+    sim.runUntil(sim.time + o.awayMs);
+    sim.heal();
+    sim.runUntil(sim.time + 3000);
+    const a = sim.agreement();
+    if (!a || a.leader !== sim.ids[leader] || a.term !== term) {
+      fail(`returning ${sim.ids[f]} disturbed leader ${sim.ids[leader]} (term ${term}): now ${JSON.stringify(a)}`);
+    }
+    return { rounds: ((sim.sent.get('PreVote') ?? 0) - before) / (o.nodes - 1) };
+  });
+}
+
+/**
+ * The leader is cut off alone. It must stop being leader (check-quorum), the majority
+ * must elect another, and after healing the old one follows the new one.
+ */
+export function isolatedLeader(seed: number, o: FailoverOptions): { stepDownMs: number; electedMs: number } {
+  return onSettled('isolatedLeader', seed, o, ({ sim, fail, leader, term }) => {
+    const old = sim.election(leader)!;
+    sim.partition(sim.ids.map((_, k) => (k === leader ? 1 : 0)));
+    const cutAt = sim.time;
+    if (!sim.runUntil(cutAt + 30_000, () => old.role !== 'leader')) fail('isolated leader never stepped down');
+    const stepDownMs = sim.time - cutAt;
+    if (!sim.runUntil(cutAt + 30_000, () => [...sim.leaders.keys()].some((t) => t > term))) fail('majority never elected a new leader');
+    const electedMs = sim.time - cutAt;
+    sim.heal();
+    sim.runUntil(sim.time + 3000);
+    const a = sim.agreement();
+    if (!a || a.term <= term || old.leaderId !== a.leader) fail(`old leader did not rejoin as a follower: ${JSON.stringify(a)}`);
+    return { stepDownMs, electedMs };
+  });
 }

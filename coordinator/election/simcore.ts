@@ -71,10 +71,11 @@ export class Sim {
   readonly sent = new Map<string, number>();
   /** Partition group per node; messages cross only within a group. */
   group: number[];
-  readonly cut = new Set<number>();
+  private readonly cut = new Set<number>();
   private readonly nodes: SimNode[];
   private readonly heap: Event[] = [];
   private seq = 0;
+  private spin = 0;
   private readonly trace: [number, string][] = [];
 
   constructor(readonly params: SimParams) {
@@ -113,6 +114,9 @@ export class Sim {
   runUntil(until: number, stop?: () => boolean): boolean {
     while (this.heap.length > 0 && this.heap[0].at <= until) {
       const ev = this.pop();
+      // A zero-delay loop would spin forever at one instant; report it as the bug it is.
+      if (ev.at === this.time && ++this.spin > 100_000) this.fail('event storm: 100000 events at one instant');
+      if (ev.at !== this.time) this.spin = 0;
       this.time = ev.at;
       ev.fn();
       if (stop && stop()) return true;
@@ -140,6 +144,14 @@ export class Sim {
   partition(groups: number[]): void {
     this.group = [...groups];
     this.log(`partition ${groups.join('')}`);
+  }
+
+  /** Cut (or restore) the one-way link a -> b. */
+  setLink(a: number, b: number, up: boolean): void {
+    const k = a * this.ids.length + b;
+    if (up) this.cut.delete(k);
+    else this.cut.add(k);
+    this.log(`link ${this.ids[a]}->${this.ids[b]} ${up ? 'up' : 'cut'}`);
   }
 
   heal(): void {
@@ -226,7 +238,7 @@ export class Sim {
     const go = () => {
       if (n.gen !== gen) return; // crashed before the sync finished: neither disk nor network saw it
       if (r.persist) this.writeDurable(n, r.persist);
-      for (const m of r.messages) this.send(m);
+      for (const m of r.messages) this.send(n, m);
     };
     if (done <= this.time) go();
     else this.at(done, go);
@@ -241,10 +253,22 @@ export class Sim {
     n.durable = { ...s };
   }
 
+  /** Persist-before-send, checked on the wire: what a message asserts must already be on disk. */
+  private checkDurable(n: SimNode, m: Message): void {
+    const d = n.durable ?? { term: 0, votedFor: null };
+    const proposal = m.type === 'PreVote' || (m.type === 'PreVoteResponse' && m.granted);
+    if (!proposal && m.term > d.term) this.fail(`${n.id} sent ${m.type} at term ${m.term} with term ${d.term} on disk`);
+    const vote = m.type === 'Vote' ? m.from : m.type === 'VoteResponse' && m.granted ? m.to : null;
+    if (vote !== null && (d.term !== m.term || d.votedFor !== vote)) {
+      this.fail(`${n.id} sent ${m.type} for ${vote} in term ${m.term} with ${JSON.stringify(d)} on disk`);
+    }
+  }
+
   private armTimer(i: number): void {
     const n = this.nodes[i];
     if (!n.e) return;
-    const at = this.time + n.e.msUntilNextDeadline();
+    // setTimeout's granularity; it also keeps float rounding from re-arming at the same instant.
+    const at = this.time + Math.max(1, n.e.msUntilNextDeadline());
     if (at >= n.timerAt && n.timerAt > this.time) return;
     n.timerAt = at;
     const gen = n.gen;
@@ -255,7 +279,8 @@ export class Sim {
     });
   }
 
-  private send(m: Message): void {
+  private send(n: SimNode, m: Message): void {
+    this.checkDurable(n, m);
     this.sent.set(m.type, (this.sent.get(m.type) ?? 0) + 1);
     const net = this.net;
     if (this.rng() < net.dropRate) return;

@@ -1,0 +1,455 @@
+import { describe, expect, it } from 'vitest';
+import {
+  DEFAULT_OPTIONS,
+  Election,
+  ElectionConfigError,
+  type HardState,
+  MAX_TERM,
+  type Message,
+  type Ready,
+  ReadyPipeline,
+} from '../../coordinator/election/election';
+import { TermFence, fence } from '../../coordinator/election/fencing';
+
+const IDS = ['n1', 'n2', 'n3'];
+/** Fixed "random" per node: n1 times out first (500 ms), then n2 (750), then n3 (950). */
+const R: Record<string, number> = { n1: 0, n2: 0.5, n3: 0.9, n4: 0.3, n5: 0.7 };
+
+function node(id: string, members = IDS, hard?: HardState | null): Election {
+  return new Election({ id, members, random: () => R[id] ?? 0.5 }, hard);
+}
+
+/** Tick like the driver does (every 10 ms, well under clockJumpMs) from `from` to `to`; returns the last Ready. */
+function run(e: Election, from: number, to: number): Ready {
+  let r = e.tick(from);
+  for (let t = from + 10; t <= to; t += 10) r = e.tick(t);
+  return r;
+}
+
+/** A synchronous network of Elections with a disk per node and a filter for partitions. */
+class Net {
+  now = 0;
+  readonly nodes = new Map<string, Election>();
+  readonly disk = new Map<string, HardState>();
+  readonly down = new Set<string>();
+  readonly log: Message[] = [];
+  blocked: (m: Message) => boolean = () => false;
+  private queue: Message[] = [];
+
+  constructor(readonly ids = IDS) {
+    for (const id of ids) this.nodes.set(id, node(id, ids));
+    for (const id of ids) this.apply(id, this.get(id).tick(0));
+    this.flush();
+  }
+  get(id: string): Election {
+    return this.nodes.get(id)!;
+  }
+  apply(id: string, r: Ready): void {
+    if (r.persist) this.disk.set(id, r.persist);
+    this.queue.push(...r.messages);
+  }
+  flush(): void {
+    while (this.queue.length > 0) {
+      const m = this.queue.shift()!;
+      this.log.push(m);
+      if (this.down.has(m.to) || this.down.has(m.from) || this.blocked(m)) continue;
+      this.apply(m.to, this.get(m.to).receive(m));
+    }
+  }
+  advance(ms: number, step = 10): void {
+    for (let t = 0; t < ms; t += step) {
+      this.now += step;
+      for (const id of this.ids) if (!this.down.has(id)) this.apply(id, this.get(id).tick(this.now));
+      this.flush();
+    }
+  }
+  leaders(): string[] {
+    return this.ids.filter((id) => !this.down.has(id) && this.get(id).role === 'leader');
+  }
+  restart(id: string): void {
+    this.down.delete(id);
+    this.nodes.set(id, node(id, this.ids, this.disk.get(id) ?? null));
+    this.apply(id, this.get(id).tick(this.now));
+  }
+}
+
+const refusedOnly = (r: Ready) => {
+  expect(r.persist).toBeNull();
+  expect(r.messages).toEqual([]);
+  expect(r.changed).toBe(false);
+  expect(r.notes.some((n) => n.kind === 'refused')).toBe(true);
+};
+
+describe('election: basics', () => {
+  it('a one-node cluster elects itself on the first tick, and again after a restart', () => {
+    const e = node('solo', ['solo']);
+    const r = e.tick(1234);
+    expect(e.role).toBe('leader');
+    expect(e.term).toBe(1);
+    expect(e.leaderId).toBe('solo');
+    expect(e.leaderSince).toBe(1234);
+    expect(r.persist).toEqual({ term: 1, votedFor: 'solo' });
+    expect(r.messages).toEqual([]);
+    const again = node('solo', ['solo'], r.persist);
+    again.tick(0);
+    expect([again.role, again.term]).toEqual(['leader', 2]);
+  });
+
+  it('three nodes elect exactly one leader, and every node follows it', () => {
+    const net = new Net();
+    net.advance(2000);
+    expect(net.leaders()).toEqual(['n1']);
+    for (const id of IDS) expect([net.get(id).term, net.get(id).leaderId]).toEqual([1, 'n1']);
+    expect(net.disk.get('n1')).toEqual({ term: 1, votedFor: 'n1' });
+    expect(net.get('n1').leaderSince).toBeGreaterThanOrEqual(500);
+  });
+
+  it('grants at most one vote per term, and the vote survives a restart', () => {
+    const e = node('n1');
+    e.tick(0);
+    const a = e.receive({ type: 'Vote', from: 'n2', to: 'n1', term: 1 });
+    expect(a.persist).toEqual({ term: 1, votedFor: 'n2' });
+    expect(a.messages).toEqual([{ type: 'VoteResponse', from: 'n1', to: 'n2', term: 1, granted: true }]);
+    expect(e.receive({ type: 'Vote', from: 'n3', to: 'n1', term: 1 }).messages[0]).toMatchObject({ granted: false });
+    const retry = e.receive({ type: 'Vote', from: 'n2', to: 'n1', term: 1 });
+    expect(retry.messages[0]).toMatchObject({ granted: true });
+    expect(retry.persist).toBeNull();
+    const restarted = node('n1', IDS, a.persist);
+    restarted.tick(0);
+    expect(restarted.receive({ type: 'Vote', from: 'n3', to: 'n1', term: 1 }).messages[0]).toMatchObject({ granted: false });
+  });
+
+  it('refuses a stale term and tells the sender the current one', () => {
+    const e = node('n1', IDS, { term: 5, votedFor: null });
+    e.tick(0);
+    expect(e.receive({ type: 'Vote', from: 'n2', to: 'n1', term: 3 }).messages).toEqual([
+      { type: 'VoteResponse', from: 'n1', to: 'n2', term: 5, granted: false },
+    ]);
+    const hb = e.receive({ type: 'Heartbeat', from: 'n2', to: 'n1', term: 4 });
+    expect(hb.messages).toEqual([{ type: 'HeartbeatResponse', from: 'n1', to: 'n2', term: 5 }]);
+    expect(e.leaderId).toBeNull();
+  });
+
+  it('a stale leader steps down when a heartbeat response carries a higher term', () => {
+    const solo = new Net();
+    solo.advance(1000);
+    const leader = solo.get('n1');
+    const r = leader.receive({ type: 'HeartbeatResponse', from: 'n2', to: 'n1', term: 9 });
+    expect([leader.role, leader.term, leader.votedFor]).toEqual(['follower', 9, null]);
+    expect(r.persist).toEqual({ term: 9, votedFor: null });
+  });
+
+  it('does not count a vote granted in an earlier term', () => {
+    const e = node('n1', ['n1', 'n2', 'n3', 'n4', 'n5']);
+    run(e, 0, 500); // pre-candidate for term 1
+    for (const p of ['n2', 'n3']) e.receive({ type: 'PreVoteResponse', from: p, to: 'n1', term: 1, granted: true });
+    expect([e.role, e.term]).toEqual(['candidate', 1]);
+    run(e, 510, 1000); // that round timed out: pre-vote for term 2
+    for (const p of ['n2', 'n3']) e.receive({ type: 'PreVoteResponse', from: p, to: 'n1', term: 2, granted: true });
+    expect([e.role, e.term]).toEqual(['candidate', 2]);
+    e.receive({ type: 'VoteResponse', from: 'n2', to: 'n1', term: 1, granted: true });
+    e.receive({ type: 'VoteResponse', from: 'n3', to: 'n1', term: 1, granted: true });
+    expect(e.role).toBe('candidate');
+    e.receive({ type: 'VoteResponse', from: 'n2', to: 'n1', term: 2, granted: true });
+    e.receive({ type: 'VoteResponse', from: 'n2', to: 'n1', term: 2, granted: true }); // duplicate
+    expect(e.role).toBe('candidate');
+    e.receive({ type: 'VoteResponse', from: 'n3', to: 'n1', term: 2, granted: true });
+    expect(e.role).toBe('leader');
+  });
+
+  it('a two-node cluster cannot elect a leader while one node is down (documented caveat)', () => {
+    const net = new Net(['n1', 'n2']);
+    net.down.add('n2');
+    net.advance(10_000);
+    expect(net.leaders()).toEqual([]);
+    net.restart('n2');
+    net.advance(3000);
+    expect(net.leaders()).toHaveLength(1);
+  });
+
+  it('asks to be ticked at least every heartbeat', () => {
+    const net = new Net();
+    for (const id of IDS) expect(net.get(id).msUntilNextDeadline()).toBeLessThanOrEqual(DEFAULT_OPTIONS.heartbeatMs);
+    net.advance(2000);
+    for (const id of IDS) expect(net.get(id).msUntilNextDeadline()).toBeLessThanOrEqual(DEFAULT_OPTIONS.heartbeatMs);
+  });
+});
+
+describe('election: pre-vote, stickiness, check-quorum', () => {
+  it('pre-vote does not bump anyone’s term', () => {
+    const e = node('n1');
+    const r = run(e, 0, 500);
+    expect(e.role).toBe('pre-candidate');
+    expect(e.term).toBe(0);
+    expect(r.persist).toBeNull();
+    expect(r.messages.map((m) => [m.type, m.term])).toEqual([['PreVote', 1], ['PreVote', 1]]);
+    const voter = node('n2');
+    voter.tick(0);
+    const answer = voter.receive({ type: 'PreVote', from: 'n1', to: 'n2', term: 1 });
+    expect(answer.messages).toEqual([{ type: 'PreVoteResponse', from: 'n2', to: 'n1', term: 1, granted: true }]);
+    expect([answer.persist, voter.term, voter.votedFor]).toEqual([null, 0, null]);
+  });
+
+  it('a node isolated for a long time neither raises its term nor disrupts the leader when it returns', () => {
+    const net = new Net();
+    net.advance(2000);
+    net.blocked = (m) => m.from === 'n3' || m.to === 'n3';
+    net.advance(10_000);
+    expect(net.get('n3').term).toBe(1);
+    expect(net.get('n3').role).not.toBe('leader');
+    net.blocked = () => false;
+    net.advance(3000);
+    expect(net.leaders()).toEqual(['n1']);
+    for (const id of IDS) expect([net.get(id).term, net.get(id).leaderId]).toEqual([1, 'n1']);
+  });
+
+  it('a follower that hears a live leader ignores votes at a higher term (leader stickiness)', () => {
+    const net = new Net();
+    net.advance(2000);
+    const f = net.get('n2');
+    const r = f.receive({ type: 'Vote', from: 'n3', to: 'n2', term: 7 });
+    expect([r.messages, r.persist, f.term, f.leaderId]).toEqual([[], null, 1, 'n1']);
+    const pv = f.receive({ type: 'PreVote', from: 'n3', to: 'n2', term: 2 });
+    expect(pv.messages[0]).toMatchObject({ type: 'PreVoteResponse', granted: false });
+    expect(net.get('n1').receive({ type: 'PreVote', from: 'n3', to: 'n1', term: 2 }).messages[0]).toMatchObject({ granted: false });
+  });
+
+  it('a leader cut off into a minority steps down within checkQuorumMs; the majority elects another', () => {
+    const net = new Net();
+    net.advance(2000);
+    net.blocked = (m) => m.from === 'n1' || m.to === 'n1';
+    const cut = net.now;
+    while (net.get('n1').role === 'leader') net.advance(10);
+    expect(net.now - cut).toBeLessThanOrEqual(DEFAULT_OPTIONS.checkQuorumMs + 20);
+    net.advance(3000);
+    expect(net.leaders()).toHaveLength(1);
+    const [next] = net.leaders();
+    expect(next).not.toBe('n1');
+    expect(net.get(next).term).toBe(2);
+    net.blocked = () => false;
+    net.advance(1000);
+    expect(net.leaders()).toEqual([next]);
+    expect([net.get('n1').term, net.get('n1').leaderId]).toEqual([2, next]);
+  });
+});
+
+describe('election: bad input', () => {
+  const settled = () => {
+    const net = new Net();
+    net.advance(2000);
+    return net.get('n2');
+  };
+  const good = { type: 'Heartbeat', from: 'n1', to: 'n2', term: 1 };
+  const throwing = new Proxy(
+    {},
+    {
+      get() {
+        throw new Error('boom');
+      },
+    },
+  );
+  const garbage: [string, unknown][] = [
+    ['null', null],
+    ['undefined', undefined],
+    ['a number', 42],
+    ['a string', 'Heartbeat'],
+    ['an array', [good]],
+    ['a throwing proxy', throwing],
+    ['unknown type', { ...good, type: 'Coup' }],
+    ['missing term', { type: 'Heartbeat', from: 'n1', to: 'n2' }],
+    ['NaN term', { ...good, term: NaN }],
+    ['negative term', { ...good, term: -1 }],
+    ['fractional term', { ...good, term: 1.5 }],
+    ['string term', { ...good, term: '1' }],
+    ['bigint term', { ...good, term: 1n }],
+    ['infinite term', { ...good, term: Infinity }],
+    ['unsafe term', { ...good, term: 2 ** 60 }],
+    ['MAX_TERM', { ...good, term: MAX_TERM }],
+    ['term beyond maxTermLead', { ...good, term: 2 + DEFAULT_OPTIONS.maxTermLead }],
+    ['unknown node', { ...good, from: 'mallory' }],
+    ['empty from', { ...good, from: '' }],
+    ['numeric from', { ...good, from: 1 }],
+    ['huge from', { ...good, from: 'x'.repeat(10_000) }],
+    ['addressed to another node', { ...good, to: 'n3' }],
+    ['claims to be from the receiver', { ...good, from: 'n2' }],
+    ['response without granted', { type: 'VoteResponse', from: 'n1', to: 'n2', term: 1 }],
+    ['granted as a string', { type: 'PreVoteResponse', from: 'n1', to: 'n2', term: 2, granted: 'yes' }],
+  ];
+  for (const [name, raw] of garbage) {
+    it(`refuses ${name} without throwing or changing state`, () => {
+      const e = settled();
+      const before = [e.role, e.term, e.votedFor, e.leaderId];
+      refusedOnly(e.receive(raw));
+      expect([e.role, e.term, e.votedFor, e.leaderId]).toEqual(before);
+    });
+  }
+
+  it('accepts a term exactly maxTermLead ahead (a long-partitioned node must be able to catch up)', () => {
+    const e = settled();
+    const r = e.receive({ type: 'VoteResponse', from: 'n1', to: 'n2', term: 1 + DEFAULT_OPTIONS.maxTermLead, granted: false });
+    expect(e.term).toBe(1 + DEFAULT_OPTIONS.maxTermLead);
+    expect(r.persist).not.toBeNull();
+  });
+
+  it('refuses a second leader in the same term', () => {
+    const e = settled();
+    const r = e.receive({ type: 'Heartbeat', from: 'n3', to: 'n2', term: 1 });
+    expect(r.notes.some((n) => n.kind === 'refused')).toBe(true);
+    expect(e.leaderId).toBe('n1');
+  });
+
+  it('refuses messages before the first tick and a non-numeric clock', () => {
+    const e = node('n1');
+    refusedOnly(e.receive(good));
+    for (const t of [NaN, Infinity, -Infinity, '5', 2 ** 60]) refusedOnly(e.tick(t as number));
+    expect(e.msUntilNextDeadline()).toBe(0);
+  });
+
+  it('refuses a bad configuration or persisted state at construction', () => {
+    const make = (c: object, hard?: HardState) => () => new Election({ id: 'n1', members: IDS, random: Math.random, ...c }, hard);
+    expect(make({ members: ['n2', 'n3'] })).toThrow(ElectionConfigError);
+    expect(make({ members: ['n1', 'n1'] })).toThrow(ElectionConfigError);
+    expect(make({ heartbeatMs: 0 })).toThrow(ElectionConfigError);
+    expect(make({ electionMinMs: 150 })).toThrow(ElectionConfigError);
+    expect(make({ electionMaxMs: 500 })).toThrow(ElectionConfigError);
+    expect(make({}, { term: -1, votedFor: null })).toThrow(ElectionConfigError);
+    expect(make({}, { term: 1, votedFor: 'mallory' })).toThrow(ElectionConfigError);
+  });
+
+  it('survives a random source that returns nonsense', () => {
+    const e = new Election({ id: 'n1', members: IDS, random: () => NaN });
+    e.tick(0);
+    expect(e.msUntilNextDeadline()).toBeGreaterThan(0);
+    run(e, 0, 2000);
+    expect(e.role).toBe('pre-candidate');
+  });
+});
+
+describe('election: clock jumps', () => {
+  it('a leader whose clock jumps forward keeps office when its followers still answer', () => {
+    const net = new Net();
+    net.advance(2000);
+    const leader = net.get('n1');
+    const r = leader.tick(net.now + 60_000);
+    expect(r.notes).toContainEqual({ kind: 'clock-jump', deltaMs: 60_000 });
+    expect(leader.role).toBe('leader');
+    expect(r.messages.filter((m) => m.type === 'Heartbeat')).toHaveLength(2);
+    net.apply('n1', r);
+    net.flush();
+    // Followers' clocks did not jump; keep everyone ticking on the leader's new timeline.
+    const offset = 60_000;
+    for (let i = 0; i < 300; i++) {
+      net.now += 10;
+      net.apply('n1', leader.tick(net.now + offset));
+      for (const id of ['n2', 'n3']) net.apply(id, net.get(id).tick(net.now));
+      net.flush();
+    }
+    expect(net.leaders()).toEqual(['n1']);
+    expect(leader.term).toBe(1);
+  });
+
+  it('a leader whose clock jumps forward and that hears nobody steps down once, after a grace', () => {
+    const net = new Net();
+    net.advance(2000);
+    const leader = net.get('n1');
+    expect(leader.tick(net.now + 10_000).changed).toBe(false);
+    expect(leader.role).toBe('leader');
+    leader.tick(net.now + 10_000 + 2 * DEFAULT_OPTIONS.heartbeatMs);
+    expect([leader.role, leader.term]).toEqual(['follower', 1]);
+  });
+
+  it('a follower whose clock jumps forward does not campaign while its leader is alive', () => {
+    const net = new Net();
+    net.advance(2000);
+    const f = net.get('n3');
+    const r = f.tick(net.now + 30_000);
+    expect(f.role).toBe('follower');
+    expect(r.messages).toEqual([]);
+  });
+
+  it('a backward jump counts as no time: timers keep running from there', () => {
+    const net = new Net();
+    net.advance(2000);
+    const leader = net.get('n1');
+    const r = leader.tick(net.now - 50_000);
+    expect(r.notes).toContainEqual({ kind: 'clock-jump', deltaMs: -50_000 });
+    let sent = 0;
+    // Alone now (nobody answers), so check-quorum ends it after 500 ms; until then, one heartbeat per peer per 100 ms.
+    for (let t = 10; t <= 400; t += 10) sent += leader.tick(net.now - 50_000 + t).messages.filter((m) => m.type === 'Heartbeat').length;
+    expect(sent).toBe(8);
+    const f = node('n2'); // times out 750 ms after start
+    f.tick(1_000_000);
+    run(f, 0, 740);
+    expect(f.role).toBe('follower');
+    run(f, 740, 760);
+    expect(f.role).toBe('pre-candidate');
+  });
+});
+
+describe('ReadyPipeline', () => {
+  it('sends nothing before the persist completes, keeps order across steps, stops after a failed persist', async () => {
+    const events: string[] = [];
+    let release!: () => void;
+    let fail = false;
+    const pipe = new ReadyPipeline({
+      persist: (s) => {
+        events.push(`persist ${s.term}`);
+        if (fail) return Promise.reject(new Error('disk full'));
+        return new Promise<void>((res) => (release = res));
+      },
+      send: (m) => {
+        events.push(`send ${m.type}`);
+        if (m.type === 'Heartbeat') throw new Error('socket closed');
+      },
+    });
+    const msg = (type: 'Vote' | 'Heartbeat'): Message => ({ type, from: 'n1', to: 'n2', term: 1 });
+    const a = pipe.push({ persist: { term: 1, votedFor: 'n1' }, messages: [msg('Vote')], notes: [], changed: true });
+    const b = pipe.push({ persist: null, messages: [msg('Heartbeat'), msg('Vote')], notes: [], changed: false });
+    await new Promise((r) => setTimeout(r, 5));
+    expect(events).toEqual(['persist 1']);
+    release();
+    await a;
+    await b;
+    expect(events).toEqual(['persist 1', 'send Vote', 'send Heartbeat', 'send Vote']);
+    fail = true;
+    await expect(pipe.push({ persist: { term: 2, votedFor: null }, messages: [msg('Vote')], notes: [], changed: true })).rejects.toThrow('disk full');
+    await expect(pipe.push({ persist: null, messages: [msg('Vote')], notes: [], changed: false })).rejects.toThrow('disk full');
+    expect(events.filter((e) => e === 'send Vote')).toHaveLength(2);
+    expect(pipe.failed).not.toBeNull();
+  });
+});
+
+describe('fencing', () => {
+  it('refuses commands from a term lower than the highest seen', () => {
+    const f = new TermFence({ highest: 3 });
+    expect(f.check(3)).toEqual({ ok: true });
+    expect(f.check(5)).toEqual({ ok: true });
+    expect(f.highest).toBe(5);
+    const old = f.check(4);
+    expect(old.ok).toBe(false);
+    expect(!old.ok && old.reason).toMatch(/term 4 refused: term 5/);
+    expect(f.observe(9)).toEqual({ ok: true });
+    expect(f.observe(2)).toEqual({ ok: true });
+    expect(f.highest).toBe(9);
+    expect(f.check(5).ok).toBe(false);
+  });
+
+  it('refuses garbage and absurd terms without raising the fence', () => {
+    const f = new TermFence({ highest: 2 });
+    for (const t of [NaN, -1, 1.5, '7', null, undefined, Infinity, MAX_TERM + 1, {}]) {
+      expect(f.check(t).ok).toBe(false);
+      expect(f.observe(t).ok).toBe(false);
+    }
+    expect(f.check(2 + 1_000_001).ok).toBe(false);
+    expect(f.highest).toBe(2);
+    expect(new TermFence({ highest: 2, maxLead: 10 }).check(13).ok).toBe(false);
+    expect(() => new TermFence({ highest: NaN })).toThrow(RangeError);
+  });
+
+  it('fence() is the stateless form', () => {
+    expect(fence(4, 4)).toEqual({ ok: true });
+    expect(fence(3, 4).ok).toBe(false);
+    expect(fence('4', 4).ok).toBe(false);
+    expect(fence(4, NaN).ok).toBe(false);
+  });
+});
