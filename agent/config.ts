@@ -53,6 +53,11 @@ export const SettingsSchema = z
     pcpMetrics: z.array(z.string().regex(/^[A-Za-z0-9_.]+$/, 'a PCP metric name, e.g. kernel.all.load')).default(['kernel.all.load', 'disk.all.total', 'network.interface.total.bytes']),
     /** cgroupfs mount point. */
     cgroupRoot: z.string().min(1).default('/sys/fs/cgroup'),
+    /**
+     * Kernels >= 6.10 count cgroup v1 block I/O only for devices that have a throttle rule;
+     * a "no limit" rule at the root turns counting on without limiting anything.
+     */
+    blkioAccounting: z.boolean().default(true),
     /** Sampling periods. */
     intervals: z
       .object({

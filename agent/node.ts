@@ -16,7 +16,8 @@ import { VERSION } from '../common/version';
 import { enlargeServerWindow, enlargeSessionWindows } from '../common/window';
 import { adminHandlers } from '../coordinator/admin';
 import { DEFAULT_INGEST, Ingest } from '../coordinator/ingest';
-import { StaticLeadership, type Leadership } from '../coordinator/leadership';
+import type { Leadership } from '../coordinator/leadership';
+import { ElectionDriver } from '../coordinator/election/driver';
 import { Registry } from '../coordinator/registry';
 import { SampleStore } from '../coordinator/samplestore';
 import { AppOpsCollector } from './collectors/appops';
@@ -48,13 +49,16 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
   const store = new SampleStore(env);
   const registry = new Registry(env);
   const advertise = settings.advertise ?? advertiseFrom(settings.listen);
-  const leadership = new StaticLeadership({ id: settings.nodeId, address: advertise }, settings.peers);
+  let fatal = (err: unknown): void => {
+    throw err;
+  };
+  const leadership = new ElectionDriver({ self: { id: settings.nodeId, address: advertise }, peers: settings.peers, env, onFatal: (err) => fatal(err) });
 
   // --- agent modules
   const tracker = new DockerTracker({ socketPath: settings.dockerSocket, nodeId: settings.nodeId });
   const collectors: Array<[Collector, number]> = [
     [new HostCollector({ nodeId: settings.nodeId, countContainers: () => tracker.containers().length }), settings.intervals.hostMs],
-    [new CgroupCollector({ root: settings.cgroupRoot, containers: () => runningContainers(tracker) }), settings.intervals.containerMs],
+    [new CgroupCollector({ root: settings.cgroupRoot, containers: () => runningContainers(tracker), enableBlkioAccounting: settings.blkioAccounting }), settings.intervals.containerMs],
     [new AppOpsCollector({ tracker }), settings.intervals.trackMs],
   ];
   let pcp: PcpCollector | undefined;
@@ -111,17 +115,22 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
     registry,
     leader: () => {
       const v = leadership.current();
-      return { leader_id: v.leaderId ?? '', address: v.leaderAddress ?? '', term: v.term, since_ms: v.sinceMs };
+      return { leader_id: v.leaderId ?? '', address: v.leaderAddress ?? '', term: v.term, since_ms: v.sinceMs, answered_by: settings.nodeId };
+    },
+    cluster: () => {
+      const c = leadership.cluster();
+      return { answered_by: settings.nodeId, term: c.term, leader_id: c.leaderId, members: c.members };
     },
   });
 
   const { herd, reflection, descriptorSet } = loadProtos();
   const server = new grpc.Server({ 'grpc.max_receive_message_length': 64 * 1024 * 1024 });
   server.addService(herd.Mesh.service, { Connect: ingest.connect });
-  server.addService(herd.Admin.service, leaderOnly(admin, leadership));
+  server.addService(herd.Admin.service, leaderOnly(admin, leadership, ['GetLeader', 'GetCluster']));
+  server.addService(herd.Peer.service, { Exchange: leadership.exchange });
   const health = new HealthImplementation({ '': 'SERVING', 'herd.v1.Mesh': 'SERVING', 'herd.v1.Admin': 'SERVING' });
   health.addToServer(server);
-  addReflection(server, new DescriptorIndex(descriptorSet), reflection, ['herd.v1.Admin', 'herd.v1.Mesh', 'grpc.health.v1.Health', 'grpc.reflection.v1.ServerReflection', 'grpc.reflection.v1alpha.ServerReflection']);
+  addReflection(server, new DescriptorIndex(descriptorSet), reflection, ['herd.v1.Admin', 'herd.v1.Mesh', 'herd.v1.Peer', 'grpc.health.v1.Health', 'grpc.reflection.v1.ServerReflection', 'grpc.reflection.v1alpha.ServerReflection']);
 
   enlargeServerWindow(server);
   const port = await new Promise<number>((resolve, reject) =>
@@ -130,6 +139,16 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
   enlargeSessionWindows(server);
   const address = advertise.replace(/:0$/, `:${port}`);
   leadership.setSelfAddress(address);
+
+  // Agents follow the coordinator; a node that stops being it ends every agent stream.
+  let lastTarget = leadership.current().leaderAddress;
+  leadership.onChange((v) => {
+    if (!v.isLeader) ingest.closeAll(v.leaderId ? `this node is no longer the coordinator: ${v.leaderId} at ${v.leaderAddress} is` : 'this node is no longer the coordinator');
+    if (v.leaderAddress !== lastTarget) {
+      lastTarget = v.leaderAddress;
+      uplink.retarget();
+    }
+  });
 
   await tracker.refresh();
   const trackTimer = setInterval(() => void tracker.refresh(), settings.intervals.trackMs);
@@ -157,7 +176,7 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
   });
 
   let stopping: Promise<void> | undefined;
-  return {
+  const running: RunningNode = {
     settings,
     address,
     port,
@@ -179,12 +198,21 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
         log.info('herd node stopped', { node: settings.nodeId });
       })()),
   };
+  fatal = (err) => {
+    log.error('fatal: stopping the node', { error: err });
+    void running.stop().finally(() => process.exit(1));
+  };
+  return running;
 }
 
 /** Admin calls are answered by the coordinator only; elsewhere the reply names it. */
-function leaderOnly(handlers: grpc.UntypedServiceImplementation, leadership: Pick<Leadership, 'current'>): grpc.UntypedServiceImplementation {
+function leaderOnly(handlers: grpc.UntypedServiceImplementation, leadership: Pick<Leadership, 'current'>, anyNode: string[]): grpc.UntypedServiceImplementation {
   const out: grpc.UntypedServiceImplementation = {};
   for (const [name, fn] of Object.entries(handlers)) {
+    if (anyNode.includes(name)) {
+      out[name] = fn;
+      continue;
+    }
     out[name] = ((call: any, callback: any) => {
       const v = leadership.current();
       if (!v.isLeader) {

@@ -3,6 +3,7 @@
  */
 import { Command, Option } from 'commander';
 import { ConfigError, parseSettings, readConfigFile } from '../agent/config';
+import { registerDoctor } from './doctor';
 import { mergeFlags } from './flags';
 import { setLogLevel, logger } from '../common/log';
 import { VERSION } from '../common/version';
@@ -30,6 +31,7 @@ program
   .option('--pmproxy-url <url>', 'Performance Co-Pilot pmproxy URL, "" to turn PCP off (default: http://127.0.0.1:44322)')
   .option('--pcp-metric <name>', 'PCP metric to collect; repeat for each (default: kernel.all.load, disk.all.total, network.interface.total.bytes)', collect)
   .option('--cgroup-root <dir>', 'cgroupfs mount point (default: /sys/fs/cgroup)')
+  .option('--no-blkio-accounting', 'do not add the no-limit blkio throttle rule that makes kernels >= 6.10 count per-container block I/O on cgroup v1')
   .option('--host-interval <ms>', 'host metrics sampling period (default: 5000)', num)
   .option('--container-interval <ms>', 'per-container cgroup metrics sampling period (default: 5000)', num)
   .option('--track-interval <ms>', 'container tracking (inventory, application ops) period (default: 2000)', num)
@@ -68,6 +70,8 @@ program
     process.once('SIGINT', () => shutdown('SIGINT'));
     process.once('SIGTERM', () => shutdown('SIGTERM'));
   });
+
+registerDoctor(program);
 
 program.parseAsync(process.argv).catch((err) => {
   process.stderr.write(`herd: ${err instanceof Error ? err.message : String(err)}\n`);

@@ -7,11 +7,13 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { isSea, seaExtractor } from './natives';
 
 export const PROTO_FILES = [
   'herd/v1/types.proto',
   'herd/v1/mesh.proto',
   'herd/v1/admin.proto',
+  'herd/v1/peer.proto',
   'grpc/health/v1/health.proto',
   'grpc/reflection/v1/reflection.proto',
   'grpc/reflection/v1alpha/reflection.proto',
@@ -29,6 +31,8 @@ export const LOADER_OPTIONS: protoLoader.Options = {
 };
 
 function protoDir(): string {
+  // the single executable carries proto/ and extracts it once (common/natives.ts)
+  if (!process.env.HERD_PROTO_DIR && isSea()) return join(seaExtractor().group('proto'), 'proto');
   const candidates = [
     process.env.HERD_PROTO_DIR,
     typeof __dirname === 'string' ? join(__dirname, '..', 'proto') : undefined,

@@ -4,7 +4,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { logger } from '../common/log';
-import { checkId, checkMetric, invalid, notFound, unary } from '../common/validate';
+import { checkId, checkMetric, invalid, notFound, RpcError, unary } from '../common/validate';
 import type { Registry } from './registry';
 import type { SampleStore } from './samplestore';
 
@@ -20,12 +20,21 @@ export interface LeaderInfo {
   address: string;
   term: number;
   since_ms: number;
+  answered_by?: string;
+}
+
+export interface ClusterInfo {
+  answered_by: string;
+  term: number;
+  leader_id: string;
+  members: Array<{ node_id: string; address: string; role: string; last_heard_ms: number; self: boolean }>;
 }
 
 export interface AdminDeps {
   store: SampleStore;
   registry: Registry;
   leader: () => LeaderInfo;
+  cluster?: () => ClusterInfo;
   clock?: () => number;
 }
 
@@ -114,5 +123,10 @@ export function adminHandlers(deps: AdminDeps): grpc.UntypedServiceImplementatio
     }, internal),
 
     GetLeader: unary('GetLeader', () => deps.leader(), internal),
+
+    GetCluster: unary('GetCluster', () => {
+      if (!deps.cluster) throw new RpcError(grpc.status.UNIMPLEMENTED, 'this node has no election');
+      return deps.cluster();
+    }, internal),
   };
 }

@@ -38,3 +38,46 @@ export function adminClient(address: string): any {
   const { herd } = loadProtos();
   return new herd.Admin(address, grpc.credentials.createInsecure());
 }
+
+export interface LeaderSeen {
+  id: string;
+  address: string;
+  term: number;
+}
+
+/** Asks every given node who leads; resolves once they all name the same leader, which agrees. */
+export async function agreedLeader(addresses: string[], timeoutMs = 15_000): Promise<LeaderSeen> {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  for (;;) {
+    const answers = await Promise.all(
+      addresses.map(async (a) => {
+        const c = adminClient(a);
+        try {
+          return await new Promise<any>((res) => c.GetLeader({}, { deadline: Date.now() + 1000 }, (e: unknown, r: any) => res(e ? undefined : r)));
+        } finally {
+          c.close();
+        }
+      }),
+    );
+    const ids = new Set(answers.map((r) => r?.leader_id ?? ''));
+    const one = answers[0];
+    if (ids.size === 1 && one?.leader_id && answers.some((r) => r.answered_by === r.leader_id)) {
+      return { id: one.leader_id, address: one.address, term: Number(one.term) };
+    }
+    last = JSON.stringify(answers.map((r) => r && [r.answered_by, r.leader_id, r.term]));
+    if (Date.now() > deadline) throw new Error(`no agreed leader after ${timeoutMs} ms: ${last}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Node ids whose Mesh stream to the coordinator at `address` is open. */
+export async function connectedNodes(address: string): Promise<string[]> {
+  const c = adminClient(address);
+  try {
+    const r = await new Promise<any>((res, rej) => c.ListNodes({}, { deadline: Date.now() + 2000 }, (e: unknown, v: any) => (e ? rej(e) : res(v))));
+    return r.nodes.filter((n: any) => n.connected).map((n: any) => n.node_id);
+  } finally {
+    c.close();
+  }
+}

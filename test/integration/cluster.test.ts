@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BATCH_SEQ_METRIC } from '../../agent/samplelog';
 import { BUSYBOX_IMAGE, startBed, type Bed } from '../bed/bed';
-import { adminClient, kill9, startHerdOn, type HerdNode } from '../helpers/cluster';
+import { adminClient, agreedLeader, connectedNodes, kill9, startHerdOn, type HerdNode } from '../helpers/cluster';
 import { call } from '../helpers/coord';
 import { waitFor } from '../helpers/tmp';
 
@@ -18,8 +18,9 @@ let admin: any;
 beforeAll(async () => {
   bed = await startBed({ nodes: 3, docker: true });
   for (const n of bed.nodes) nodes.set(n.id, startHerdOn(bed, n.id));
-  admin = adminClient(nodes.get('n1')!.address); // n1: the lowest id is the coordinator
-  await waitFor('3 nodes connected', async () => (await call(admin, 'ListNodes', {})).nodes.filter((n: any) => n.connected).length === 3, 30_000, 200);
+  const leader = await agreedLeader([...nodes.values()].map((n) => n.address), 20_000);
+  admin = adminClient(leader.address);
+  await waitFor('3 nodes connected', async () => (await connectedNodes(leader.address)).length === 3, 30_000, 200);
 });
 
 afterAll(async () => {
@@ -71,14 +72,17 @@ describe('a 3-node cluster on the test bed', () => {
   });
 
   it('loses no sample when the coordinator is killed with SIGKILL and restarted', async () => {
-    const before = await Promise.all(['n2', 'n3'].map(seqValues));
-    await kill9(nodes.get('n1')!);
+    const old = await agreedLeader([...nodes.values()].map((n) => n.address));
+    const others = [...nodes.keys()].filter((id) => id !== old.id);
+    const before = await Promise.all(others.map(seqValues));
+    await kill9(nodes.get(old.id)!);
     await new Promise((r) => setTimeout(r, 3000)); // agents keep sampling into their logs meanwhile
-    nodes.set('n1', startHerdOn(bed, 'n1'));
+    nodes.set(old.id, startHerdOn(bed, old.id));
+    const leader = await agreedLeader([...nodes.values()].map((n) => n.address), 20_000);
     admin.close();
-    admin = adminClient(nodes.get('n1')!.address);
-    await waitFor('all agents back', async () => (await call(admin, 'ListNodes', {})).nodes.filter((n: any) => n.connected).length === 3, 30_000, 250);
-    for (const [i, id] of ['n2', 'n3'].entries()) {
+    admin = adminClient(leader.address);
+    await waitFor('all agents back', async () => (await connectedNodes(leader.address)).length === 3, 30_000, 250);
+    for (const [i, id] of others.entries()) {
       const last = before[i][before[i].length - 1];
       // samples taken while the coordinator was down (about 6 batches a second) were replayed
       const seqs = await waitFor(`${id} caught up`, async () => {
@@ -87,17 +91,19 @@ describe('a 3-node cluster on the test bed', () => {
       }, 20_000, 250);
       expectGapFree(seqs, id);
     }
-    expectGapFree(await seqValues('n1'), 'n1');
+    expectGapFree(await seqValues(old.id), old.id);
   });
 
   it('loses no sample when an agent is killed with SIGKILL and restarted', async () => {
-    const before = await seqValues('n3');
-    await kill9(nodes.get('n3')!);
-    nodes.set('n3', startHerdOn(bed, 'n3'));
-    const seqs = await waitFor('n3 streaming again', async () => {
-      const s = await seqValues('n3');
+    const leader = await agreedLeader([...nodes.values()].map((n) => n.address));
+    const victim = [...nodes.keys()].find((id) => id !== leader.id)!;
+    const before = await seqValues(victim);
+    await kill9(nodes.get(victim)!);
+    nodes.set(victim, startHerdOn(bed, victim));
+    const seqs = await waitFor(`${victim} streaming again`, async () => {
+      const s = await seqValues(victim);
       return s[s.length - 1] > before[before.length - 1] + 5 ? s : undefined;
     }, 30_000, 250);
-    expectGapFree(seqs, 'n3');
+    expectGapFree(seqs, victim);
   });
 });

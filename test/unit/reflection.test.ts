@@ -21,7 +21,8 @@ describe('reflected descriptors', () => {
 
   it('index every symbol to its file and serve files with their dependencies', () => {
     const idx = new DescriptorIndex(committed);
-    expect(splitFileDescriptorSet(committed).length).toBe(6);
+    expect(splitFileDescriptorSet(committed).length).toBe(7);
+    expect(idx.fileOf("herd.v1.Peer.Exchange")).toBe("herd/v1/peer.proto");
     expect(idx.fileOf('herd.v1.Admin')).toBe('herd/v1/admin.proto');
     expect(idx.fileOf('.herd.v1.Admin.QuerySamples')).toBe('herd/v1/admin.proto');
     expect(idx.fileOf('herd.v1.ContainerInfo')).toBe('herd/v1/types.proto');
