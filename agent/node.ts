@@ -18,6 +18,7 @@ import { adminHandlers } from '../coordinator/admin';
 import { DEFAULT_INGEST, Ingest } from '../coordinator/ingest';
 import type { Leadership } from '../coordinator/leadership';
 import { ElectionDriver } from '../coordinator/election/driver';
+import { TermFence } from '../coordinator/election/fencing';
 import { Registry } from '../coordinator/registry';
 import { SampleStore } from '../coordinator/samplestore';
 import { AppOpsCollector } from './collectors/appops';
@@ -68,8 +69,10 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
   }
   const scheduler = new Scheduler(sampleLog);
 
+  const fence = new TermFence({ highest: leadership.current().term });
   const uplink = new Uplink({
     ...DEFAULT_UPLINK,
+    fence,
     maxInFlight: settings.maxInFlight,
     log: sampleLog,
     target: () => leadership.current().leaderAddress,
@@ -80,7 +83,7 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
       cores: os.cpus().length,
       memory_bytes: os.totalmem(),
       labels: Object.entries(settings.labels).map(([key, value]) => ({ key, value })),
-      term: leadership.current().term,
+      term: fence.highest,
       capabilities: [...(tracker.reachable ? ['docker'] : [])],
       log_id: sampleLog.logId,
       version: VERSION,
@@ -143,6 +146,7 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
   // Agents follow the coordinator; a node that stops being it ends every agent stream.
   let lastTarget = leadership.current().leaderAddress;
   leadership.onChange((v) => {
+    fence.observe(v.term);
     if (!v.isLeader) ingest.closeAll(v.leaderId ? `this node is no longer the coordinator: ${v.leaderId} at ${v.leaderAddress} is` : 'this node is no longer the coordinator');
     if (v.leaderAddress !== lastTarget) {
       lastTarget = v.leaderAddress;

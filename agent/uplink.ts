@@ -9,6 +9,7 @@ import * as grpc from '@grpc/grpc-js';
 import { meshCodec } from '../common/proto';
 import { logger } from '../common/log';
 import type { SampleLog } from './samplelog';
+import { TermFence } from '../coordinator/election/fencing';
 
 const log = logger('uplink');
 
@@ -23,6 +24,8 @@ export interface UplinkOptions {
   /** No message from the coordinator for this long: the stream is dead, reconnect. */
   deadAfterMs: number;
   credentials?: grpc.ChannelCredentials;
+  /** The highest election term this node has seen; a coordinator of a lower term is refused. */
+  fence?: TermFence;
 }
 
 export const DEFAULT_UPLINK = { maxInFlight: 64, keepaliveMs: 2000, deadAfterMs: 6000 };
@@ -131,6 +134,12 @@ export class Uplink {
     switch (msg?.body) {
       case 'welcome': {
         const w = msg.welcome;
+        const fenced = this.opts.fence?.check(Number(w.term));
+        if (fenced && !fenced.ok) {
+          log.warn('refusing a coordinator from an older term', { coordinator: w.coordinator_id, reason: fenced.reason });
+          this.onClose(call, `coordinator ${w.coordinator_id} is fenced off: ${fenced.reason}`);
+          return;
+        }
         const first = this.opts.log.firstSeq();
         // Replay from what the coordinator holds; if our retention already dropped older
         // batches, start at the oldest we still have.

@@ -83,6 +83,10 @@ export class Ingest {
           const h = msg.hello;
           const bad = checkId('hello.node_id', h.node_id) ?? (typeof h.log_id === 'string' && h.log_id.length > 0 && h.log_id.length <= 64 ? undefined : 'hello.log_id is required (1-64 characters)');
           if (bad) return fail(grpc.status.INVALID_ARGUMENT, bad);
+          const agentTerm = Number(h.term ?? 0);
+          if (agentTerm > this.opts.term()) {
+            return fail(grpc.status.FAILED_PRECONDITION, `this coordinator (${this.opts.coordinatorId}) is at term ${this.opts.term()} but node ${h.node_id} has seen term ${agentTerm}: a newer coordinator exists`);
+          }
           nodeId = h.node_id as string;
           logId = h.log_id;
           const prev = this.streams.get(nodeId);

@@ -4,6 +4,7 @@ import { openEnv } from '../../common/db';
 import { loadProtos } from '../../common/proto';
 import { BATCH_SEQ_METRIC, SampleLog } from '../../agent/samplelog';
 import { Uplink } from '../../agent/uplink';
+import { TermFence } from '../../coordinator/election/fencing';
 import { call, startCoordinator, type TestCoordinator } from '../helpers/coord';
 import { tempDir, waitFor } from '../helpers/tmp';
 
@@ -13,14 +14,15 @@ afterEach(async () => {
   while (cleanups.length) await cleanups.pop()!();
 });
 
-function agent(nodeId: string, target: () => string | undefined, maxInFlight = 8) {
+function agent(nodeId: string, target: () => string | undefined, maxInFlight = 8, fence?: TermFence) {
   const t = tempDir();
   const env = openEnv(t.dir, { mapSizeBytes: 256 * 1024 ** 2 });
   const log = new SampleLog(env, nodeId);
   const uplink = new Uplink({
     log,
     target,
-    hello: () => ({ node_id: nodeId, address: 'x:1', log_id: log.logId, arch: 'x64', cores: 2 }),
+    hello: () => ({ node_id: nodeId, address: 'x:1', log_id: log.logId, arch: 'x64', cores: 2, term: fence?.highest ?? 0 }),
+    fence,
     inventory: () => ({ docker_reachable: true, containers: [{ herd_id: 'c1', docker_id: 'd'.repeat(64), name: 'web', state: 'running' }] }),
     maxInFlight,
     keepaliveMs: 200,
@@ -34,9 +36,9 @@ function agent(nodeId: string, target: () => string | undefined, maxInFlight = 8
   return { log, uplink, env, dir: t.dir };
 }
 
-async function coordinator(port = 0): Promise<{ c: TestCoordinator; dir: string }> {
+async function coordinator(port = 0, term = 0): Promise<{ c: TestCoordinator; dir: string }> {
   const t = tempDir();
-  const c = await startCoordinator(t.dir, port);
+  const c = await startCoordinator(t.dir, port, { term: () => term });
   cleanups.push(t.cleanup);
   cleanups.push(() => c.stop());
   return { c, dir: t.dir };
@@ -129,6 +131,48 @@ describe('mesh protocol', () => {
     await b.log.append([{ entity: 'n1', metric: 'fresh', ts: T0, value: 42 }]);
     await waitFor('fresh log acked', () => b.uplink.ackedSeq() === 1);
     expect([...c.store.range('n1', 'fresh', 0, Date.now())]).toEqual([[T0, 42]]);
+  });
+});
+
+describe('mesh: fencing by election term', () => {
+  it('an agent refuses a coordinator of a lower term than it has seen, and sends it nothing', async () => {
+    const { c } = await coordinator(0, 5);
+    // the hello says 7: the coordinator itself refuses the stream
+    const a = agent('n1', () => c.address, 8, new TermFence({ highest: 7 }));
+    await a.log.append([]);
+    a.uplink.start();
+    await new Promise((r) => setTimeout(r, 500));
+    expect(a.uplink.ackedSeq()).toBe(0);
+    expect(seqs(c, 'n1')).toEqual([]);
+  });
+
+  it('the agent side fences too: a welcome of an older term is refused', async () => {
+    const { c } = await coordinator(0, 5);
+    const fence = new TermFence({ highest: 5 });
+    const a = agent('n1', () => c.address, 8, fence);
+    a.uplink.start();
+    await a.log.append([]);
+    await waitFor('acked at term 5', () => a.uplink.ackedSeq() === 1);
+    fence.observe(6); // a newer election happened; the coordinator at term 5 is now stale
+    a.uplink.retarget();
+    await a.log.append([]);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(seqs(c, 'n1')).toEqual([1]);
+  });
+
+  it('the coordinator refuses an agent that has seen a newer term, saying so', async () => {
+    const { c } = await coordinator(0, 5);
+    const { herd } = loadProtos();
+    const client = new herd.Mesh(c.address, grpc.credentials.createInsecure());
+    cleanups.push(() => client.close());
+    const err = await new Promise<grpc.ServiceError>((resolve) => {
+      const s = client.Connect();
+      s.on('data', () => {});
+      s.on('error', resolve);
+      s.write({ hello: { node_id: 'n2', log_id: 'L', term: 9 } });
+    });
+    expect(err.code).toBe(grpc.status.FAILED_PRECONDITION);
+    expect(err.details).toMatch(/at term 5 but node n2 has seen term 9: a newer coordinator exists/);
   });
 });
 
