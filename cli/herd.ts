@@ -4,6 +4,7 @@
 import { Command, Option } from 'commander';
 import { ConfigError, parseSettings, readConfigFile } from '../agent/config';
 import { registerDoctor } from './doctor';
+import { registerStatus } from './status';
 import { mergeFlags } from './flags';
 import { setLogLevel, logger } from '../common/log';
 import { VERSION } from '../common/version';
@@ -72,6 +73,7 @@ program
   });
 
 registerDoctor(program);
+registerStatus(program);
 
 program.parseAsync(process.argv).catch((err) => {
   process.stderr.write(`herd: ${err instanceof Error ? err.message : String(err)}\n`);

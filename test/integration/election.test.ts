@@ -9,7 +9,7 @@ import { BATCH_SEQ_METRIC } from '../../agent/samplelog';
 import { startBed, type Bed } from '../bed/bed';
 import { adminClient, agreedLeader, connectedNodes, kill9, startHerdOn, type HerdNode } from '../helpers/cluster';
 import { call } from '../helpers/coord';
-import { PYGRPCURL } from '../helpers/herd';
+import { HERD, PYGRPCURL, runCmd } from '../helpers/herd';
 import { waitFor } from '../helpers/tmp';
 
 let bed: Bed | undefined;
@@ -83,6 +83,14 @@ async function killLeaderAndCheck(): Promise<void> {
 describe('election on real processes', () => {
   it('3 nodes: kill -9 of the leader elects another; every agent follows it; nothing is lost', async () => {
     await cluster(3);
+    // herd status asked through a follower shows the coordinator's view
+    const leader = await agreedLeader(addresses());
+    const follower = [...nodes.values()].find((n) => n.id !== leader.id)!;
+    const st = await runCmd(process.execPath, [HERD, 'status', '-s', follower.address]);
+    expect(st.code, st.stderr).toBe(0);
+    expect(st.stdout).toContain(`coordinator: ${leader.id} at ${leader.address}, term ${leader.term}`);
+    expect(st.stdout).toContain(`view of: ${leader.id}`);
+    expect(st.stdout.split('\n').filter((l) => / (leader|follower) .* yes /.test(l)).length).toBe(3);
     await killLeaderAndCheck();
   });
 
