@@ -117,6 +117,30 @@ describe('election on real processes', () => {
     await expectNoLostSample(healed.address, [...nodes.keys()], before);
   });
 
+  it('3 nodes: hostile election messages are refused with a reason and change nothing', async () => {
+    await cluster(3);
+    const leader = await agreedLeader(addresses());
+    const target = [...nodes.values()].find((n) => n.id !== leader.id)!;
+    const send = (msg: unknown) => runCmd(PYGRPCURL, ['-plaintext', '-d', JSON.stringify(msg), target.address, 'herd.v1.Peer/Exchange']);
+    const cases: Array<[unknown, RegExp]> = [
+      [{ type: 'HEARTBEAT', from: 'mallory', to: target.id, term: String(leader.term + 1) }, /unknown/i],
+      [{ type: 'VOTE', from: 'mallory', to: target.id, term: '5' }, /unknown/i],
+      [{ type: 'HEARTBEAT', from: leader.id, to: target.id, term: '9007199254740000' }, /term/i],
+      [{ type: 'ELECTION_MESSAGE_TYPE_UNSPECIFIED', from: leader.id, to: target.id, term: '1' }, /type/i],
+      [{ type: 'HEARTBEAT', from: leader.id, to: 'someone-else', term: String(leader.term) }, /not for this node|to/i],
+      [{}, /./],
+    ];
+    for (const [msg, re] of cases) {
+      const r = await send(msg);
+      expect(r.code, `${JSON.stringify(msg)} was accepted: ${r.stdout}`).not.toBe(0);
+      expect(r.stderr).toMatch(/Code: InvalidArgument/);
+      expect(r.stderr, JSON.stringify(msg)).toMatch(re);
+    }
+    const after = await agreedLeader(addresses());
+    expect(after).toEqual(leader); // same leader, same term: nothing moved
+    for (const n of nodes.values()) expect(n.proc.child.exitCode).toBeNull();
+  });
+
   it('3 nodes: all restarted at once, the cluster comes back with its history', async () => {
     await cluster(3);
     const before = await lastSeqs((await agreedLeader(addresses())).address);
