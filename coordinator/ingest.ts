@@ -11,6 +11,7 @@ import { checkId, checkMetric, truncate } from '../common/validate';
 import type { SeriesPoints } from '../agent/samplelog';
 import type { Registry, ContainerRecord } from './registry';
 import type { SampleStore } from './samplestore';
+import type { Migrations, MigrationRecord } from './migrations';
 
 const log = logger('mesh');
 
@@ -44,7 +45,16 @@ export class Ingest {
     private readonly store: SampleStore,
     private readonly registry: Registry,
     private readonly opts: IngestOptions,
+    private readonly migrations?: Migrations,
   ) {}
+
+  /** Sends a command down a node's stream; false when the node is not connected. */
+  command(nodeId: string, command: Record<string, unknown>): boolean {
+    const call = this.streams.get(nodeId);
+    if (!call) return false;
+    call.write({ command });
+    return true;
+  }
 
   /** grpc-js handler for Mesh.Connect. */
   readonly connect = (call: Duplex): void => {
@@ -128,6 +138,8 @@ export class Ingest {
             if (seq > issued + 1 && issued > 0) log.warn('gap in agent sequence (batches dropped by the agent\'s retention)', { node: nodeId, from: issued + 1, to: seq - 1 });
             issued = seq;
             const node = nodeId;
+            // Records first: their puts then commit no later than the batch's acked seq.
+            for (const m of (Array.isArray(b.migrations) ? b.migrations : []) as MigrationRecord[]) this.migrations?.update(m);
             const written = this.store.ingest(node, logId, seq, base, b.series as SeriesPoints[]);
             let points = 0;
             for (const sp of b.series) points += sp.offsets_ms.length;
@@ -148,6 +160,7 @@ export class Ingest {
               if (bad) return fail(grpc.status.INVALID_ARGUMENT, bad);
             }
             this.registry.inventory(nodeId, containers, Boolean(inv.docker_reachable));
+            for (const c of containers) this.migrations?.seen(c.herd_id, nodeId, c.docker_id, Number(c.created_ms) || Date.now());
             return;
           }
           case 'keepalive':

@@ -1,0 +1,133 @@
+/**
+ * Admin.Migrate, ListMigrations and GetContainer: checks a requested move against what
+ * the coordinator knows, commands the source agent over its Mesh stream (with the term),
+ * and streams the migration's record to the caller as the source reports it.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { randomUUID } from 'node:crypto';
+import { logger } from '../common/log';
+import { checkId, failedPrecondition, invalid, notFound, RpcError, unary, unavailable } from '../common/validate';
+import type { Ingest } from './ingest';
+import { FINAL_STATES, type MigrationRecord, type Migrations } from './migrations';
+import type { ContainerRecord, Registry } from './registry';
+
+const log = logger('migrate');
+
+export const FS_MODES = ['FS_MODE_UNSPECIFIED', 'FS_MODE_NONE', 'FS_MODE_DIFF', 'FS_MODE_FULL'];
+
+export interface MigrateDeps {
+  registry: Registry;
+  migrations: Migrations;
+  ingest: Pick<Ingest, 'command'>;
+  term: () => number;
+}
+
+/** Where a container runs now, by herd id. */
+export function findContainer(registry: Registry, herdId: string): ContainerRecord | undefined {
+  for (const n of registry.list()) for (const c of n.containers) if (c.herd_id === herdId) return c;
+  return undefined;
+}
+
+/** The checks of a Migrate request; returns the container, or throws the RpcError to answer. */
+export function checkMigrate(deps: MigrateDeps, req: any): { container: ContainerRecord; fsMode: string } {
+  const bad = checkId('herd_id', req.herd_id) ?? checkId('target_node_id', req.target_node_id);
+  if (bad) throw invalid(bad);
+  const fsMode = req.fs_mode === 'FS_MODE_UNSPECIFIED' || !req.fs_mode ? 'FS_MODE_DIFF' : req.fs_mode;
+  if (!FS_MODES.includes(fsMode)) throw invalid(`fs_mode ${req.fs_mode} is not one of ${FS_MODES.slice(1).join(', ')}`);
+  const c = findContainer(deps.registry, req.herd_id);
+  if (!c) throw notFound(`no container with herd id "${req.herd_id}"; ListContainers shows them`);
+  if (c.node_id === req.target_node_id) throw invalid(`container ${req.herd_id} already runs on ${req.target_node_id}`);
+  const target = deps.registry.get(req.target_node_id);
+  if (!target) throw notFound(`no node "${req.target_node_id}" has ever connected; ListNodes shows the known nodes`);
+  const source = deps.registry.get(c.node_id)!;
+  if (c.state !== 'running') throw failedPrecondition(`container ${req.herd_id} is ${c.state}, not running: only a running container can be live-migrated`);
+  const running = deps.migrations.active(req.herd_id);
+  if (running) throw failedPrecondition(`container ${req.herd_id} is already migrating (migration ${running.migration_id}, ${running.step})`);
+  for (const [role, n] of [['source', source], ['target', target]] as const) {
+    if (!deps.registry.isConnected(n.node_id)) throw unavailable(`the ${role} node ${n.node_id} is not connected to the coordinator`);
+    if (!n.capabilities.includes('criu')) throw failedPrecondition(`the ${role} node ${n.node_id} cannot checkpoint or restore: CRIU is missing or "criu check" fails there (run herd doctor on it)`);
+    if (!n.capabilities.includes('docker')) throw failedPrecondition(`the ${role} node ${n.node_id} cannot reach its Docker engine`);
+    if (n.labels.some((l) => l.key === 'herd.draining' && l.value === 'true')) throw failedPrecondition(`the ${role} node ${n.node_id} is draining`);
+  }
+  if (source.arch !== target.arch) throw failedPrecondition(`a checkpoint cannot move between architectures (${source.node_id} is ${source.arch}, ${target.node_id} is ${target.arch})`);
+  return { container: c, fsMode };
+}
+
+export function migrateHandlers(deps: MigrateDeps): grpc.UntypedServiceImplementation {
+  const internal = (name: string, err: unknown) => log.error(`${name} failed`, { error: err });
+  return {
+    Migrate: (call: grpc.ServerWritableStream<any, any>) => {
+      let container: ContainerRecord;
+      let fsMode: string;
+      try {
+        ({ container, fsMode } = checkMigrate(deps, call.request));
+      } catch (err) {
+        const e = err instanceof RpcError ? err : new RpcError(grpc.status.INTERNAL, String(err));
+        call.emit('error', { code: e.code, details: e.message });
+        return;
+      }
+      const target = deps.registry.get(call.request.target_node_id)!;
+      const id = randomUUID();
+      const record: MigrationRecord = {
+        migration_id: id,
+        herd_id: container.herd_id,
+        source_node_id: container.node_id,
+        target_node_id: target.node_id,
+        fs_mode: fsMode,
+        step: 'MIGRATION_STEP_UNSPECIFIED',
+        state: 'PENDING',
+        bytes_done: 0,
+        bytes_total: 0,
+        timings: [],
+        reason: '',
+        started_ms: Date.now(),
+        ended_ms: 0,
+        downtime_ms: 0,
+        target_docker_id: '',
+        term: deps.term(),
+        version: 0,
+      };
+      deps.migrations.update(record);
+      const unwatch = deps.migrations.watch(id, (m) => {
+        call.write(m);
+        if (FINAL_STATES.has(m.state)) {
+          unwatch();
+          call.end();
+        }
+      });
+      call.on('cancelled', unwatch);
+      call.write(record);
+      const sent = deps.ingest.command(container.node_id, {
+        term: record.term,
+        command_id: id,
+        migrate: { migration_id: id, herd_id: container.herd_id, target_node_id: target.node_id, target_address: target.address, fs_mode: fsMode },
+      });
+      if (!sent) {
+        unwatch();
+        deps.migrations.update({ ...record, state: 'ROLLED_BACK', step: 'ROLLBACK', reason: `the source node ${container.node_id} disconnected before the command reached it`, ended_ms: Date.now(), version: 1 });
+        call.emit('error', { code: grpc.status.UNAVAILABLE, details: `the source node ${container.node_id} is not connected` });
+        return;
+      }
+      log.info('migration commanded', { migration: id, herd_id: container.herd_id, from: container.node_id, to: target.node_id, fs_mode: fsMode });
+    },
+
+    ListMigrations: unary('ListMigrations', (req: any) => {
+      if (req.herd_id) {
+        const bad = checkId('herd_id', req.herd_id);
+        if (bad) throw invalid(bad);
+      }
+      const limit = Number(req.limit || 100);
+      if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw invalid(`limit must be 1-10000, got ${req.limit}`);
+      return { migrations: deps.migrations.list(req.herd_id, limit) };
+    }, internal),
+
+    GetContainer: unary('GetContainer', (req: any) => {
+      const bad = checkId('herd_id', req.herd_id);
+      if (bad) throw invalid(bad);
+      const c = findContainer(deps.registry, req.herd_id);
+      const history = deps.migrations.visits(req.herd_id);
+      if (!c && history.length === 0) throw notFound(`no container with herd id "${req.herd_id}" is known; ListContainers shows them`);
+      return { container: c ?? { herd_id: req.herd_id }, history };
+    }, internal),
+  };
+}
