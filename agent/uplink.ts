@@ -26,6 +26,8 @@ export interface UplinkOptions {
   credentials?: grpc.ChannelCredentials;
   /** The highest election term this node has seen; a coordinator of a lower term is refused. */
   fence?: TermFence;
+  /** A command from the coordinator (already checked against the fence). */
+  onCommand?: (command: any) => void;
 }
 
 export const DEFAULT_UPLINK = { maxInFlight: 64, keepaliveMs: 2000, deadAfterMs: 6000 };
@@ -164,6 +166,16 @@ export class Uplink {
         const seq = Number(msg.ack.seq);
         if (seq > this.acked) this.acked = Math.min(seq, this.sent);
         this.pump();
+        return;
+      }
+      case 'command': {
+        const cmd = msg.command;
+        const fenced = this.opts.fence?.check(Number(cmd?.term));
+        if (fenced && !fenced.ok) {
+          log.warn('refusing a command from an older term', { command: cmd?.command_id, reason: fenced.reason });
+          return;
+        }
+        this.opts.onCommand?.(cmd);
         return;
       }
       default:

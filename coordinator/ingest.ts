@@ -127,7 +127,7 @@ export class Ingest {
             if (!Number.isSafeInteger(seq) || seq <= 0) return fail(grpc.status.INVALID_ARGUMENT, `batch.seq must be a positive integer, got ${b.seq}`);
             const base = Number(b.created_ms);
             if (!Number.isSafeInteger(base) || base <= 0) return fail(grpc.status.INVALID_ARGUMENT, `batch ${seq}: created_ms must be a positive ms timestamp, got ${b.created_ms}`);
-            const bad = checkBatch(b.series, base, this.opts);
+            const bad = checkBatch(b.series, base, this.opts) ?? checkRecords(b.migrations);
             if (bad) return fail(grpc.status.INVALID_ARGUMENT, `batch ${seq} from ${nodeId}: ${bad}`);
             if (seq <= issued) {
               // A replay of something already stored: acknowledge again, store nothing.
@@ -219,5 +219,15 @@ function checkBatch(series: unknown, base: number, opts: IngestOptions): string 
     points += sp.values.length;
   }
   if (points > opts.maxPointsPerBatch) return `too many points (${points} > ${opts.maxPointsPerBatch})`;
+  return undefined;
+}
+
+function checkRecords(records: unknown): string | undefined {
+  if (records === undefined || records === null) return undefined;
+  if (!Array.isArray(records)) return 'migrations must be a list';
+  for (const m of records as MigrationRecord[]) {
+    const bad = checkId('migrations.migration_id', m?.migration_id) ?? checkId('migrations.herd_id', m?.herd_id);
+    if (bad) return bad;
+  }
   return undefined;
 }
