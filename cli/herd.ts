@@ -5,6 +5,7 @@ import { Command, Option } from 'commander';
 import { ConfigError, parseSettings, readConfigFile } from '../agent/config';
 import { registerDoctor } from './doctor';
 import { registerStatus } from './status';
+import { registerMigrate } from './migrate';
 import { mergeFlags } from './flags';
 import { setLogLevel, logger } from '../common/log';
 import { VERSION } from '../common/version';
@@ -74,6 +75,7 @@ program
 
 registerDoctor(program);
 registerStatus(program);
+registerMigrate(program);
 
 program.parseAsync(process.argv).catch((err) => {
   process.stderr.write(`herd: ${err instanceof Error ? err.message : String(err)}\n`);

@@ -1,0 +1,84 @@
+/**
+ * `herd migrate CONTAINER --to NODE`: starts a live migration through the coordinator
+ * (asked through any node) and shows its progress and step breakdown.
+ */
+import * as grpc from '@grpc/grpc-js';
+import type { Command } from 'commander';
+import { loadProtos } from '../common/proto';
+
+const FS = { none: 'FS_MODE_NONE', diff: 'FS_MODE_DIFF', full: 'FS_MODE_FULL' } as const;
+
+function bar(done: number, total: number, width = 30): string {
+  const f = total > 0 ? Math.min(1, done / total) : 0;
+  const n = Math.round(f * width);
+  return `[${'#'.repeat(n)}${'.'.repeat(width - n)}] ${(f * 100).toFixed(0).padStart(3)}%`;
+}
+
+function mb(n: number): string {
+  return `${(n / 1048576).toFixed(1)} MB`;
+}
+
+/** Follows UNAVAILABLE "ask X at ADDR" once, to reach the coordinator from any node. */
+async function coordinatorAddress(server: string): Promise<string> {
+  const { herd } = loadProtos();
+  const admin = new herd.Admin(server, grpc.credentials.createInsecure());
+  try {
+    const leader = await new Promise<any>((res, rej) => admin.GetLeader({}, { deadline: Date.now() + 3000 }, (e: any, r: any) => (e ? rej(e) : res(r))));
+    return leader.address || server;
+  } finally {
+    admin.close();
+  }
+}
+
+export function formatSummary(m: any): string {
+  const lines = [`migration ${m.migration_id}: ${m.state}${m.reason ? ` - ${m.reason}` : ''}`];
+  lines.push(`  ${m.herd_id}: ${m.source_node_id} -> ${m.target_node_id}, ${String(m.fs_mode).replace('FS_MODE_', '').toLowerCase()} filesystem, ${mb(Number(m.bytes_total))} moved`);
+  for (const t of m.timings ?? []) lines.push(`  ${String(t.step).padEnd(14)} ${String(t.ms).padStart(7)} ms`);
+  const total = Number(m.ended_ms) && Number(m.started_ms) ? Number(m.ended_ms) - Number(m.started_ms) : 0;
+  lines.push(`  ${'total'.padEnd(14)} ${String(total).padStart(7)} ms   (downtime ${m.downtime_ms} ms)`);
+  return lines.join('\n');
+}
+
+export function registerMigrate(program: Command): void {
+  program
+    .command('migrate')
+    .description('live-migrate a running container (by herd id) to another node, showing progress and the step breakdown')
+    .argument('<container>', 'herd id of the container (herd status / ListContainers show them)')
+    .requiredOption('--to <node>', 'target node id')
+    .option('--fs <mode>', 'what of the filesystem moves: diff (the overlay diff layer), none, or full', 'diff')
+    .option('-s, --server <host:port>', 'any node of the cluster', '127.0.0.1:7400')
+    .action(async (container: string, opts) => {
+      const mode = FS[opts.fs as keyof typeof FS];
+      if (!mode) {
+        process.stderr.write(`herd migrate: --fs must be diff, none or full, not "${opts.fs}"\n`);
+        process.exit(2);
+      }
+      const { herd } = loadProtos();
+      let address: string;
+      try {
+        address = await coordinatorAddress(opts.server);
+      } catch (err) {
+        process.stderr.write(`herd migrate: cannot reach ${opts.server}: ${(err as grpc.ServiceError).details ?? err}\n`);
+        process.exit(1);
+      }
+      const admin = new herd.Admin(address, grpc.credentials.createInsecure());
+      const tty = process.stderr.isTTY;
+      let last: any;
+      const stream = admin.Migrate({ herd_id: container, target_node_id: opts.to, fs_mode: mode });
+      stream.on('data', (m: any) => {
+        last = m;
+        const line = `${String(m.step).padEnd(14)} ${bar(Number(m.bytes_done), Number(m.bytes_total))} ${mb(Number(m.bytes_done))}/${mb(Number(m.bytes_total))}`;
+        process.stderr.write(tty ? `\r${line}` : `${line}\n`);
+      });
+      stream.on('error', (err: grpc.ServiceError) => {
+        process.stderr.write(`${tty ? '\n' : ''}herd migrate: ${grpc.status[err.code]}: ${err.details}\n`);
+        process.exit(1);
+      });
+      stream.on('end', () => {
+        if (tty) process.stderr.write('\n');
+        if (!last) process.exit(1);
+        process.stdout.write(`${formatSummary(last)}\n`);
+        process.exit(last.state === 'SUCCEEDED' ? 0 : 3);
+      });
+    });
+}
