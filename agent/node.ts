@@ -27,6 +27,15 @@ import { HostCollector } from './collectors/host';
 import { PcpCollector } from './collectors/pcp';
 import type { Settings } from './config';
 import { DockerTracker } from './docker';
+import { migrationFaultsFromEnv } from './migration/faults';
+import { MigrationRunner } from './migration/runner';
+import { MigrationTarget } from './migration/target';
+import { DockerRuntime } from './runtime/docker-runtime';
+import { ArtifactRegistry } from './transfer/artifacts';
+import { faultsFromEnv } from './transfer/faults';
+import { transferService } from './transfer/server';
+import { Migrations } from '../coordinator/migrations';
+import { migrateHandlers } from '../coordinator/migrate';
 import { SampleLog } from './samplelog';
 import { Scheduler } from './scheduler';
 import { DEFAULT_UPLINK, Uplink } from './uplink';
@@ -49,11 +58,25 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
   const sampleLog = new SampleLog(env, settings.nodeId);
   const store = new SampleStore(env);
   const registry = new Registry(env);
+  const migrations = new Migrations(env);
+  const runtime = new DockerRuntime({ socketPath: settings.dockerSocket });
+  const faults = migrationFaultsFromEnv(process.env.HERD_FAULTS);
+  const capabilities = new Set<string>();
+  // criu check takes a moment: it runs while the server starts, and the hello waits for it.
+  const criuChecked = runtime.criuCheck().then(
+    (c) => {
+      if (c.ok) capabilities.add('criu');
+      else log.warn('CRIU is not usable here: this node cannot migrate containers (herd doctor says more)', { reason: c.message });
+    },
+    (err) => log.warn('CRIU check failed: this node cannot migrate containers', { error: err }),
+  );
   const advertise = settings.advertise ?? advertiseFrom(settings.listen);
   let fatal = (err: unknown): void => {
     throw err;
   };
   const leadership = new ElectionDriver({ self: { id: settings.nodeId, address: advertise }, peers: settings.peers, env, onFatal: (err) => fatal(err) });
+
+  const fence = new TermFence({ highest: leadership.current().term });
 
   // --- agent modules
   const tracker = new DockerTracker({ socketPath: settings.dockerSocket, nodeId: settings.nodeId });
@@ -69,13 +92,15 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
   }
   const scheduler = new Scheduler(sampleLog);
 
-  const fence = new TermFence({ highest: leadership.current().term });
   const uplink = new Uplink({
     ...DEFAULT_UPLINK,
     fence,
     maxInFlight: settings.maxInFlight,
     log: sampleLog,
     target: () => leadership.current().leaderAddress,
+    onCommand: (cmd) => {
+      if (cmd?.kind === 'migrate' || cmd?.migrate) void runner.start(cmd.migrate, Number(cmd.term)).catch((err) => log.error('migration failed to start', { error: err }));
+    },
     hello: () => ({
       node_id: settings.nodeId,
       address: advertise,
@@ -84,7 +109,7 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
       memory_bytes: os.totalmem(),
       labels: Object.entries(settings.labels).map(([key, value]) => ({ key, value })),
       term: fence.highest,
-      capabilities: [...(tracker.reachable ? ['docker'] : [])],
+      capabilities: [...(tracker.reachable ? ['docker'] : []), ...capabilities],
       log_id: sampleLog.logId,
       version: VERSION,
     }),
@@ -106,13 +131,18 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
   tracker.onChange(() => uplink.sendInventory());
 
   // --- coordinator modules, behind the leadership check
-  const ingest = new Ingest(store, registry, {
-    ...DEFAULT_INGEST,
-    coordinatorId: settings.nodeId,
-    maxInFlight: settings.maxInFlight,
-    term: () => leadership.current().term,
-    leadership: () => leadership.current(),
-  });
+  const ingest = new Ingest(
+    store,
+    registry,
+    {
+      ...DEFAULT_INGEST,
+      coordinatorId: settings.nodeId,
+      maxInFlight: settings.maxInFlight,
+      term: () => leadership.current().term,
+      leadership: () => leadership.current(),
+    },
+    migrations,
+  );
   const admin = adminHandlers({
     store,
     registry,
@@ -129,8 +159,14 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
   const { herd, reflection, descriptorSet } = loadProtos();
   const server = new grpc.Server({ 'grpc.max_receive_message_length': 64 * 1024 * 1024 });
   server.addService(herd.Mesh.service, { Connect: ingest.connect });
-  server.addService(herd.Admin.service, leaderOnly(admin, leadership, ['GetLeader', 'GetCluster']));
-  server.addService(herd.Peer.service, { Exchange: leadership.exchange });
+  const migrationAdmin = migrateHandlers({ registry, migrations, ingest, term: () => leadership.current().term });
+  server.addService(herd.Admin.service, leaderOnly({ ...admin, ...migrationAdmin }, leadership, ['GetLeader', 'GetCluster']));
+
+  // --- migration: this node as a source (runner, artifacts served) and as a target
+  const artifacts = new ArtifactRegistry();
+  const target = new MigrationTarget({ nodeId: settings.nodeId, env, runtime, dataDir: settings.dataDir, fence, faults });
+  server.addService(herd.Peer.service, { Exchange: leadership.exchange, ...target.handlers() });
+  server.addService(herd.Transfer.service, transferService(artifacts, { faults: faultsFromEnv(process.env.HERD_FAULTS) }));
   const health = new HealthImplementation({ '': 'SERVING', 'herd.v1.Mesh': 'SERVING', 'herd.v1.Admin': 'SERVING' });
   health.addToServer(server);
   addReflection(server, new DescriptorIndex(descriptorSet), reflection, ['herd.v1.Admin', 'herd.v1.Mesh', 'herd.v1.Peer', 'grpc.health.v1.Health', 'grpc.reflection.v1.ServerReflection', 'grpc.reflection.v1alpha.ServerReflection']);
@@ -142,6 +178,20 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
   enlargeSessionWindows(server);
   const address = advertise.replace(/:0$/, `:${port}`);
   leadership.setSelfAddress(address);
+  const runner = new MigrationRunner({
+    nodeId: settings.nodeId,
+    address: () => address,
+    env,
+    runtime,
+    artifacts,
+    dataDir: settings.dataDir,
+    faults,
+    findContainer: (herdId) => {
+      const c = tracker.containers().find((x) => x.herdId === herdId && x.state === 'running');
+      return c && { dockerId: c.dockerId, name: c.name };
+    },
+    publish: (record) => sampleLog.append([], [record]),
+  });
 
   // Agents follow the coordinator; a node that stops being it ends every agent stream.
   let lastTarget = leadership.current().leaderAddress;
@@ -158,7 +208,9 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
   const trackTimer = setInterval(() => void tracker.refresh(), settings.intervals.trackMs);
   for (const [c, period] of collectors) scheduler.every(c, period);
   leadership.start();
+  await criuChecked;
   uplink.start();
+  void runner.recover().catch((err) => log.error('resuming interrupted migrations failed', { error: err }));
 
   const retentionMs = settings.retention.maxAgeHours * 3600_000;
   const pruneTimer = setInterval(() => {
@@ -193,6 +245,7 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
         clearInterval(trackTimer);
         clearInterval(pruneTimer);
         uplink.stop();
+        runner.stop();
         leadership.stop();
         await scheduler.stop(collectors.map(([c]) => c));
         ingest.closeAll('the coordinator is shutting down');

@@ -12,6 +12,7 @@ export const PROTO_SOURCES = [
   'herd/v1/mesh.proto',
   'herd/v1/admin.proto',
   'herd/v1/peer.proto',
+  'herd/v1/transfer.proto',
   'grpc/health/v1/health.proto',
   'grpc/reflection/v1/reflection.proto',
   'grpc/reflection/v1alpha/reflection.proto',

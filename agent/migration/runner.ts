@@ -1,0 +1,317 @@
+/**
+ * Carries out migrations of this node's containers (the source side): feeds the pure
+ * machine (machine.ts) with the results of real actions, journals every state in LMDB
+ * before acting on it, and publishes the migration's record (progress, timings, outcome)
+ * into the sample log, which carries it to the coordinator. After a crash, unfinished
+ * journal entries are resumed: finished forward if the target runs the container, else
+ * undone.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { execFile } from 'node:child_process';
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import type { Database } from 'lmdb';
+import type { Env } from '../../common/db';
+import { logger } from '../../common/log';
+import { loadProtos } from '../../common/proto';
+import { checkId } from '../../common/validate';
+import type { ContainerRuntime } from '../runtime/runtime';
+import type { ArtifactRegistry } from '../transfer/artifacts';
+import type { MigrationFaults } from './faults';
+import { start, step, stepOf, type Action, type Event, type MigrationState, type Step } from './machine';
+import { errorText } from './target';
+
+const log = logger('migration');
+const run = promisify(execFile);
+const CHECKPOINT_NAME = 'cp';
+
+/** The record as it travels (herd.v1.Migration). */
+export interface Record_ {
+  migration_id: string;
+  herd_id: string;
+  source_node_id: string;
+  target_node_id: string;
+  fs_mode: string;
+  step: string;
+  state: string;
+  bytes_done: number;
+  bytes_total: number;
+  timings: Array<{ step: string; ms: number }>;
+  reason: string;
+  started_ms: number;
+  ended_ms: number;
+  downtime_ms: number;
+  target_docker_id: string;
+  term: number;
+  version: number;
+}
+
+interface JournalEntry {
+  cmd: { migration_id: string; herd_id: string; target_node_id: string; target_address: string; fs_mode: string; term: number };
+  sourceDockerId: string;
+  state: MigrationState;
+  record: Record_;
+  artifacts: Array<{ name: string; size: number; sha256: string }>;
+  freezeMs?: number;
+}
+
+export interface RunnerDeps {
+  nodeId: string;
+  address: () => string;
+  env: Env;
+  runtime: ContainerRuntime;
+  artifacts: ArtifactRegistry;
+  dataDir: string;
+  /** Docker id of the container with this herd id on this node, if it runs here. */
+  findContainer: (herdId: string) => { dockerId: string; name: string } | undefined;
+  /** Puts the record in the sample log (durable, replayed to every coordinator). */
+  publish: (record: Record_) => Promise<unknown>;
+  faults?: MigrationFaults;
+  credentials?: grpc.ChannelCredentials;
+}
+
+export class MigrationRunner {
+  private readonly journal: Database<JournalEntry, string>;
+  private readonly active = new Map<string, JournalEntry>();
+  private readonly peers = new Map<string, any>();
+  private stopped = false;
+
+  constructor(private readonly deps: RunnerDeps) {
+    this.journal = deps.env.openDB({ name: 'migration.journal' });
+  }
+
+  /** Resumes what a crash interrupted. */
+  async recover(): Promise<void> {
+    for (const { value } of this.journal.getRange()) {
+      if (value.state.phase === 'done') continue;
+      const target = await this.targetState(value).catch(() => 'unknown');
+      log.warn('resuming a migration interrupted by a restart of this agent', { migration: value.cmd.migration_id, phase: value.state.phase, target: target });
+      this.active.set(value.cmd.migration_id, value);
+      void this.apply(value, step(value.state, { type: 'recover', targetRunning: target === 'running' }));
+    }
+  }
+
+  stop(): void {
+    this.stopped = true;
+    for (const c of this.peers.values()) c.close();
+  }
+
+  /** A MigrateCommand from the coordinator (already fenced by term). */
+  async start(cmd: any, term: number): Promise<void> {
+    const id = String(cmd.migration_id);
+    const record: Record_ = {
+      migration_id: id,
+      herd_id: String(cmd.herd_id),
+      source_node_id: this.deps.nodeId,
+      target_node_id: String(cmd.target_node_id),
+      fs_mode: String(cmd.fs_mode || 'FS_MODE_DIFF'),
+      step: 'PREPARE',
+      state: 'RUNNING',
+      bytes_done: 0,
+      bytes_total: 0,
+      timings: [],
+      reason: '',
+      started_ms: Date.now(),
+      ended_ms: 0,
+      downtime_ms: 0,
+      target_docker_id: '',
+      term,
+      version: 1,
+    };
+    const refuse = (reason: string) => this.deps.publish({ ...record, state: 'ROLLED_BACK', step: 'ROLLBACK', reason, ended_ms: Date.now() });
+    const bad = checkId('migration_id', id) ?? checkId('herd_id', cmd.herd_id) ?? checkId('target_node_id', cmd.target_node_id);
+    if (bad) return void refuse(bad);
+    if (this.journal.get(id)) return; // a command delivered twice
+    const c = this.deps.findContainer(record.herd_id);
+    if (!c) return void refuse(`container ${record.herd_id} does not run on ${this.deps.nodeId}`);
+    if ([...this.active.values()].some((e) => e.cmd.herd_id === record.herd_id)) return void refuse(`container ${record.herd_id} is already migrating`);
+    const entry: JournalEntry = {
+      cmd: { migration_id: id, herd_id: record.herd_id, target_node_id: record.target_node_id, target_address: String(cmd.target_address), fs_mode: record.fs_mode, term },
+      sourceDockerId: c.dockerId,
+      state: start().state,
+      record,
+      artifacts: [],
+    };
+    this.active.set(id, entry);
+    log.info('migration starting', { migration: id, herd_id: record.herd_id, to: record.target_node_id, fs_mode: record.fs_mode });
+    await this.apply(entry, start());
+  }
+
+  private async apply(entry: JournalEntry, t: { state: MigrationState; actions: Action[] }): Promise<void> {
+    entry.state = t.state;
+    if (t.state.phase !== 'done') entry.record.step = stepOf(t.state);
+    await this.journal.put(entry.cmd.migration_id, entry); // journaled before acting on it
+    await this.publish(entry);
+    for (const a of t.actions) void this.act(entry, a);
+  }
+
+  private async feed(entry: JournalEntry, e: Event): Promise<void> {
+    await this.apply(entry, step(entry.state, e));
+  }
+
+  private timed(entry: JournalEntry, name: Step, ms: number): void {
+    entry.record.timings.push({ step: name, ms: Math.round(ms) });
+  }
+
+  private async act(entry: JournalEntry, a: Action): Promise<void> {
+    if (this.stopped) return;
+    const id = entry.cmd.migration_id;
+    const t0 = performance.now();
+    const outDir = join(this.deps.dataDir, 'migrations', 'out', id);
+    try {
+      switch (a.type) {
+        case 'prepare-target': {
+          const c = await this.deps.runtime.inspect(entry.sourceDockerId);
+          const r = await this.peer(entry).call('PrepareMigration', {
+            migration_id: id,
+            herd_id: entry.cmd.herd_id,
+            source_node_id: this.deps.nodeId,
+            source_address: this.deps.address(),
+            fs_mode: entry.cmd.fs_mode,
+            create_json: JSON.stringify(c.createSpec),
+            name: c.name.replace(/^\//, ''),
+            term: entry.cmd.term,
+          });
+          entry.record.target_docker_id = r.target_docker_id;
+          this.timed(entry, 'PREPARE', performance.now() - t0);
+          return this.feed(entry, { type: 'prepared' });
+        }
+        case 'checkpoint': {
+          await mkdir(outDir, { recursive: true });
+          entry.freezeMs = Date.now();
+          await this.deps.runtime.checkpoint(entry.sourceDockerId, outDir, CHECKPOINT_NAME);
+          this.timed(entry, 'CHECKPOINT', performance.now() - t0);
+          return this.feed(entry, { type: 'checkpointed' });
+        }
+        case 'package': {
+          await run('tar', ['-C', join(outDir, CHECKPOINT_NAME), '-cf', join(outDir, 'checkpoint.tar'), '.']);
+          const files = ['checkpoint.tar'];
+          if (entry.cmd.fs_mode !== 'FS_MODE_NONE') {
+            if (entry.cmd.fs_mode === 'FS_MODE_FULL') await this.deps.runtime.exportFull(entry.sourceDockerId, join(outDir, 'fs.tar'));
+            else await this.deps.runtime.exportUpperDir((await this.deps.runtime.inspect(entry.sourceDockerId)).upperDir, join(outDir, 'fs.tar'));
+            files.push('fs.tar');
+          }
+          entry.artifacts = [];
+          for (const name of files) {
+            const art = await this.deps.artifacts.register({ migrationId: id, name, path: join(outDir, name), allowedNodeId: entry.cmd.target_node_id });
+            entry.artifacts.push({ name, size: art.size, sha256: art.sha256 });
+          }
+          entry.record.bytes_total = entry.artifacts.reduce((s, x) => s + x.size, 0);
+          this.timed(entry, 'PACKAGE', performance.now() - t0);
+          return this.feed(entry, { type: 'packaged' });
+        }
+        case 'complete': {
+          if (this.deps.faults?.pauseBeforeCompleteMs) await new Promise((r) => setTimeout(r, this.deps.faults!.pauseBeforeCompleteMs));
+          const last = await this.peer(entry).stream('CompleteMigration', { migration_id: id, artifacts: entry.artifacts, checkpoint_name: CHECKPOINT_NAME }, (p: any) => {
+            entry.record.bytes_done = Number(p.bytes_done);
+            entry.record.step = p.step;
+            void this.publish(entry, true);
+          });
+          if (!last?.done) throw new Error('the target ended the stream without a result');
+          for (const t of last.timings ?? []) entry.record.timings.push({ step: t.step, ms: Number(t.ms) });
+          if (!last.ok) return this.feed(entry, { type: 'complete-failed', reason: last.reason || 'the target could not restore' });
+          entry.record.downtime_ms = Date.now() - (entry.freezeMs ?? Date.now());
+          return this.feed(entry, { type: 'completed' });
+        }
+        case 'remove-source': {
+          await this.deps.runtime.remove(entry.sourceDockerId, { force: true }).catch((err) => {
+            if ((err as { code?: string }).code !== 'NOT_FOUND') throw err;
+          });
+          this.timed(entry, 'REMOVE_SOURCE', performance.now() - t0);
+          return this.feed(entry, { type: 'source-removed' });
+        }
+        case 'abort-target': {
+          await this.peer(entry).call('AbortMigration', { migration_id: id, reason: entry.state.reasons.join('; ') });
+          return this.feed(entry, { type: 'target-aborted' });
+        }
+        case 'restore-source': {
+          const c = await this.deps.runtime.inspect(entry.sourceDockerId);
+          if (c.state !== 'running') {
+            if (this.deps.faults?.failSourceRestore) throw new Error('restore failed (fault injected: migration.fail_source_restore)');
+            await this.deps.runtime.restoreFromDir(entry.sourceDockerId, join(outDir, CHECKPOINT_NAME), CHECKPOINT_NAME, { keepSource: true });
+            entry.record.downtime_ms = Date.now() - (entry.freezeMs ?? Date.now());
+          }
+          this.timed(entry, 'ROLLBACK', performance.now() - t0);
+          return this.feed(entry, { type: 'source-restored' });
+        }
+        case 'restart-source': {
+          const c = await this.deps.runtime.inspect(entry.sourceDockerId);
+          if (c.state !== 'running') await this.deps.runtime.start(entry.sourceDockerId);
+          entry.record.downtime_ms = Date.now() - (entry.freezeMs ?? Date.now());
+          return this.feed(entry, { type: 'source-restarted' });
+        }
+        case 'finish':
+          return this.finish(entry, a.outcome, a.reason);
+      }
+    } catch (err) {
+      const reason = errorText(err);
+      const retryable = a.type === 'abort-target' || a.type === 'remove-source';
+      if (retryable) await new Promise((r) => setTimeout(r, 500)); // these are retried until they work
+      const failed: Record<string, Event> = {
+        'prepare-target': { type: 'prepare-failed', reason },
+        checkpoint: { type: 'checkpoint-failed', reason },
+        package: { type: 'package-failed', reason },
+        complete: { type: 'complete-failed', reason },
+        'remove-source': { type: 'source-remove-failed', reason },
+        'abort-target': { type: 'target-abort-failed', reason },
+        'restore-source': { type: 'source-restore-failed', reason },
+        'restart-source': { type: 'source-restart-failed', reason },
+      };
+      log.warn('migration step failed', { migration: id, action: a.type, reason });
+      if (failed[a.type]) await this.feed(entry, failed[a.type]);
+    }
+  }
+
+  private async finish(entry: JournalEntry, outcome: string, reason: string): Promise<void> {
+    const id = entry.cmd.migration_id;
+    entry.record.state = outcome;
+    entry.record.reason = reason;
+    entry.record.ended_ms = Date.now();
+    this.deps.artifacts.remove(id);
+    await rm(join(this.deps.dataDir, 'migrations', 'out', id), { recursive: true, force: true });
+    await this.journal.put(id, entry);
+    await this.publish(entry);
+    this.active.delete(id);
+    log.info('migration finished', { migration: id, herd_id: entry.cmd.herd_id, outcome, reason: reason || '-', downtime_ms: entry.record.downtime_ms, timings: entry.record.timings });
+  }
+
+  private lastProgress = new Map<string, number>();
+
+  private async publish(entry: JournalEntry, progressOnly = false): Promise<void> {
+    const now = Date.now();
+    if (progressOnly && now - (this.lastProgress.get(entry.cmd.migration_id) ?? 0) < 250) return;
+    this.lastProgress.set(entry.cmd.migration_id, now);
+    entry.record.version++;
+    await this.deps.publish({ ...entry.record, timings: [...entry.record.timings] });
+  }
+
+  private async targetState(entry: JournalEntry): Promise<string> {
+    const r = await this.peer(entry).call('GetTargetMigration', { migration_id: entry.cmd.migration_id });
+    return r.state;
+  }
+
+  private peer(entry: JournalEntry): { call: (m: string, req: unknown) => Promise<any>; stream: (m: string, req: unknown, on: (p: any) => void) => Promise<any> } {
+    const address = entry.cmd.target_address;
+    let client = this.peers.get(address);
+    if (!client) {
+      const { herd } = loadProtos();
+      client = new herd.Peer(address, this.deps.credentials ?? grpc.credentials.createInsecure(), { 'grpc.max_reconnect_backoff_ms': 1000 });
+      this.peers.set(address, client);
+    }
+    return {
+      call: (m, req) => new Promise((res, rej) => client[m](req, { deadline: Date.now() + 60_000 }, (e: grpc.ServiceError | null, r: any) => (e ? rej(new Error(`${entry.cmd.target_node_id}: ${e.details || e.message}`)) : res(r)))),
+      stream: (m, req, on) =>
+        new Promise((res, rej) => {
+          let last: any;
+          const s = client[m](req, { deadline: Date.now() + 30 * 60_000 });
+          s.on('data', (p: any) => {
+            last = p;
+            on(p);
+          });
+          s.on('error', (e: grpc.ServiceError) => rej(new Error(`${entry.cmd.target_node_id}: ${e.details || e.message}`)));
+          s.on('status', (st: grpc.StatusObject) => (st.code === grpc.status.OK ? res(last) : rej(new Error(`${entry.cmd.target_node_id}: ${st.details}`))));
+        }),
+    };
+  }
+}

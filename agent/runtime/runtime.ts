@@ -1,0 +1,168 @@
+/**
+ * The container runtime behind a narrow interface (in the spirit of Nomad's task drivers): what
+ * a migration needs from the local engine and nothing else. The migration runner composes these
+ * calls; it never talks to Docker, CRIU or tar itself. docs/runtime.md is the user's guide.
+ *
+ * Every failure is a RuntimeError whose `code` maps one to one onto the gRPC status the agent
+ * answers with (invariant 6), and whose message a person can act on.
+ */
+
+/** The Docker Engine API ContainerCreate body: Config fields at the top, plus HostConfig and NetworkingConfig. */
+export interface CreateSpec {
+  Image: string;
+  Hostname?: string;
+  Domainname?: string;
+  User?: string;
+  Tty?: boolean;
+  OpenStdin?: boolean;
+  StdinOnce?: boolean;
+  Env?: string[];
+  Cmd?: string[] | null;
+  Entrypoint?: string[] | null;
+  WorkingDir?: string;
+  Labels: Record<string, string>;
+  HostConfig: Record<string, unknown>;
+  NetworkingConfig: { EndpointsConfig: Record<string, EndpointSpec> };
+  [field: string]: unknown;
+}
+
+/** One network attachment of a CreateSpec (Engine API EndpointSettings, the create-time part). */
+export interface EndpointSpec {
+  IPAMConfig?: { IPv4Address?: string; IPv6Address?: string; LinkLocalIPs?: string[] } | null;
+  Aliases?: string[] | null;
+  Links?: string[] | null;
+  MacAddress?: string;
+  DriverOpts?: Record<string, string> | null;
+}
+
+export interface NetworkAttachment {
+  name: string;
+  networkId: string;
+  /** '' when the endpoint has no address (a stopped container on the default bridge) */
+  ipv4: string;
+  mac: string;
+  /** bridge, macvlan, ipvlan, overlay ...; '' when the network could not be inspected */
+  driver: string;
+  /** true for networks the user made: only those accept a fixed IPv4Address and keep it across a move */
+  userDefined: boolean;
+}
+
+export interface InspectedContainer {
+  dockerId: string;
+  name: string;
+  herdId: string;
+  /** the image as the container was created with it (a name, or an id) */
+  image: string;
+  /** this daemon's image id: differs between nodes for the same content when images are `docker import`ed */
+  imageId: string;
+  /** RootFS.Layers diff ids: the same content has the same list on every node ([] if the image is gone) */
+  imageLayers: string[];
+  state: string;
+  pid: number;
+  labels: Record<string, string>;
+  upperDir: string;
+  mergedDir: string;
+  /** create(createSpec) on another node makes the same container, with `herd.id` set */
+  createSpec: CreateSpec;
+  networks: NetworkAttachment[];
+  /** what will not follow the container (volumes, host paths, shared namespaces ...), one sentence each */
+  caveats: string[];
+}
+
+export interface CheckpointResult {
+  /** the directory holding CRIU's images: <checkpointDir>/<name> */
+  dir: string;
+  ms: number;
+}
+
+export interface RestoreOptions {
+  /** copy the checkpoint instead of moving it (default false: a move is free on one file system) */
+  keepSource?: boolean;
+}
+
+export interface RestoreResult {
+  ms: number;
+  pid: number;
+  /** containerd's leaked copies of this checkpoint removed from /tmp (1 on containerd 1.6) */
+  leaksRemoved: number;
+}
+
+export interface TransferResult {
+  bytes: number;
+  ms: number;
+}
+
+export interface CriuCapability {
+  ok: boolean;
+  /** e.g. "4.2.1"; '' when criu is not found */
+  version: string;
+  /** the criu that PATH resolves (what runc will run if dockerd has the same PATH) */
+  path: string;
+  /** "Looks good." or why not */
+  message: string;
+}
+
+/** What a migration needs from a node's container engine. One instance per engine. */
+export interface ContainerRuntime {
+  inspect(idOrName: string): Promise<InspectedContainer>;
+  /** RootFS.Layers of a local image, or null when the image is not here */
+  imageLayers(ref: string): Promise<string[] | null>;
+  /** Creates the restore target: stopped, never started. Returns the Docker id. */
+  create(spec: CreateSpec, name: string): Promise<string>;
+  /** CRIU dump into <checkpointDir>/<name>; the container stops. Serialized per engine (invariant 5). */
+  checkpoint(dockerId: string, checkpointDir: string, name: string): Promise<CheckpointResult>;
+  /** Restores a created or stopped container from a directory of CRIU images. Serialized per engine. */
+  restoreFromDir(dockerId: string, checkpointSrcDir: string, name: string, opts?: RestoreOptions): Promise<RestoreResult>;
+  start(dockerId: string): Promise<void>;
+  stop(dockerId: string, opts?: { timeoutS?: number }): Promise<void>;
+  remove(dockerId: string, opts?: { force?: boolean }): Promise<void>;
+  /** The overlay upper dir (the diff layer) to a tar file, keeping whiteouts, xattrs and owners. */
+  exportUpperDir(upperDir: string, destTarPath: string): Promise<TransferResult>;
+  /** A diff-layer tar into a created container's upper dir; refuses entries that could escape it. */
+  importUpperDir(srcTarPath: string, upperDir: string): Promise<TransferResult>;
+  /** The whole container file system (`docker export`) to a tar file. */
+  exportFull(dockerId: string, destTarPath: string): Promise<TransferResult>;
+  /** A `docker export` tar into a created container's upper dir: every file becomes an upper file. */
+  importFull(srcTarPath: string, upperDir: string): Promise<TransferResult>;
+  criuCheck(): Promise<CriuCapability>;
+  dockerRootDir(): Promise<string>;
+  experimental(): Promise<boolean>;
+}
+
+/** gRPC-minded failure kinds (common/validate.ts answers with the same names). */
+export type RuntimeErrorCode = 'INVALID_ARGUMENT' | 'NOT_FOUND' | 'ALREADY_EXISTS' | 'FAILED_PRECONDITION' | 'UNAVAILABLE' | 'INTERNAL';
+
+export class RuntimeError extends Error {
+  constructor(
+    message: string,
+    readonly code: RuntimeErrorCode,
+    /** the engine's own message, when there was one */
+    readonly detail?: string,
+  ) {
+    super(message);
+    this.name = 'RuntimeError';
+  }
+}
+
+/** CRIU refused a dump or a restore; `criuLog` holds CRIU's own `Error` lines, not Docker's summary. */
+export class CriuError extends RuntimeError {
+  constructor(
+    message: string,
+    readonly op: 'checkpoint' | 'restore',
+    readonly criuLog: string[],
+    /** a kept copy of CRIU's whole log (RuntimeOptions.keepLogsDir), if any */
+    readonly logFile?: string,
+    detail?: string,
+  ) {
+    super(message, 'FAILED_PRECONDITION', detail);
+    this.name = 'CriuError';
+  }
+}
+
+/** A tar that would write outside the directory it is extracted into, or holds what a file system diff cannot. */
+export class UnsafeArchiveError extends RuntimeError {
+  constructor(message: string, readonly entry: string) {
+    super(message, 'INVALID_ARGUMENT');
+    this.name = 'UnsafeArchiveError';
+  }
+}
