@@ -15,13 +15,13 @@ export interface HerdNode {
 }
 
 /** Starts (or restarts, same data dir) herd on a bed node, with every other bed node as a peer. */
-export function startHerdOn(bed: Bed, id: string, extra: string[] = []): HerdNode {
+export function startHerdOn(bed: Bed, id: string, extra: string[] = [], env: NodeJS.ProcessEnv = {}): HerdNode {
   const n = bed.node(id);
   const peers = bed.nodes.filter((o) => o.id !== id).flatMap((o) => ['--peer', `${o.id}=${o.ip}:${PORT}`]);
   const dataDir = join(n.dir, 'herd');
   const args = [HERD, 'agent', '--node-id', id, '--data-dir', dataDir, '--listen', `${n.ip}:${PORT}`, ...peers, '--pmproxy-url', '', '--host-interval', '500', '--container-interval', '500', '--track-interval', '500', ...extra];
   if (n.dockerSock) args.push('--docker-socket', n.dockerSock);
-  const proc = bed.spawn(id, process.execPath, args, { name: `herd-${id}-${Date.now()}` });
+  const proc = bed.spawn(id, process.execPath, args, { name: `herd-${id}-${Date.now()}`, env: { ...process.env, ...env } });
   return { id, address: `${n.ip}:${PORT}`, dataDir, proc };
 }
 

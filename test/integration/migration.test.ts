@@ -71,4 +71,136 @@ describe('live migration', () => {
     const list = await call(adminClient(coordinator), 'ListMigrations', { herd_id: herdId });
     expect(list.migrations[0]).toMatchObject({ migration_id: r.last.migration_id, state: 'SUCCEEDED' });
   });
+
+  it('moves 4 containers in parallel (CRIU serialized per node, the rest concurrent)', async () => {
+    const ids = [];
+    for (let i = 0; i < 4; i++) ids.push(await runOn('n1', `par${i}`, []));
+    const results = await Promise.all(ids.map((id, i) => migrate(coordinator, id, i % 2 ? 'n2' : 'n3')));
+    for (const r of results) expect(r.last?.state, r.last?.reason ?? JSON.stringify(r.error)).toBe('SUCCEEDED');
+    for (let i = 0; i < 4; i++) expect((await bed.docker(i % 2 ? 'n2' : 'n3', 'inspect', '-f', '{{.State.Status}}', `par${i}`)).stdout.trim()).toBe('running');
+  });
+
+  it('keeps the IP and MAC of a container on a user-defined network, and a client reaches it there', async () => {
+    for (const n of ['n1', 'n2']) {
+      const r = await bed.docker(n, 'network', 'create', '--subnet', '172.30.5.0/24', 'svc');
+      expect(r.code, r.stderr).toBe(0);
+    }
+    const server = 'i=0; while true; do i=$((i+1)); echo "hello $i" | nc -l -p 8080; done';
+    const herdId = await runOn('n1', 'web', ['--network', 'svc', '--ip', '172.30.5.10'], server);
+    const mac = (await bed.docker('n1', 'inspect', '-f', '{{range .NetworkSettings.Networks}}{{.MacAddress}}{{end}}', 'web')).stdout.trim();
+    const ask = (node: string) => bed.docker(node, 'run', '--rm', '--network', 'svc', BUSYBOX_IMAGE, 'sh', '-c', 'nc -w 2 172.30.5.10 8080 </dev/null');
+    expect((await ask('n1')).stdout).toMatch(/hello \d+/);
+    const r = await migrate(coordinator, herdId, 'n2');
+    expect(r.last.state, r.last.reason).toBe('SUCCEEDED');
+    const net = (await bed.docker('n2', 'inspect', '-f', '{{range .NetworkSettings.Networks}}{{.IPAddress}} {{.MacAddress}}{{end}}', 'web')).stdout.trim();
+    expect(net).toBe(`172.30.5.10 ${mac}`);
+    const answer = await ask('n2');
+    expect(answer.stdout, answer.stderr).toMatch(/hello \d+/);
+  });
+});
+
+describe('rollback, by fault injection', () => {
+  async function restartWith(id: string, env: NodeJS.ProcessEnv): Promise<void> {
+    await nodes.get(id)!.proc.stop();
+    nodes.set(id, startHerdOn(bed, id, [], env));
+    // the restarted node may have been the coordinator: follow whoever leads now
+    coordinator = (await agreedLeader([...nodes.values()].map((n) => n.address), 20_000)).address;
+    await waitFor(`${id} back`, async () => (await connectedNodes(coordinator).catch(() => [])).includes(id), 20_000, 100);
+    await waitFor(`${id} criu`, async () => (await call(adminClient(coordinator), 'ListNodes', {})).nodes.find((n: any) => n.node_id === id)?.capabilities.includes('criu'), 20_000, 100);
+  }
+
+  async function noTargetLeft(node: string, name: string): Promise<void> {
+    expect((await bed.docker(node, 'ps', '-aq', '--filter', `name=^${name}$`)).stdout.trim()).toBe('');
+  }
+
+  it('checkpoint fails (CRIU cannot dump here): the target container is removed, the source keeps running, CRIU says why', async () => {
+    const herdId = await runOn('n1', 'nonroot', ['--user', '1000:1000']);
+    const r = await migrate(coordinator, herdId, 'n2');
+    expect(r.last.state).toBe('ROLLED_BACK');
+    expect(r.last.reason).toMatch(/checkpoint failed/);
+    expect(r.last.reason).toMatch(/CRIU|criu/);
+    expect((await bed.docker('n1', 'inspect', '-f', '{{.State.Status}}', 'nonroot')).stdout.trim()).toBe('running');
+    await noTargetLeft('n2', 'nonroot');
+  });
+
+  it('the restore on the target fails: the target is removed, the source restored from its own checkpoint (the count goes on)', async () => {
+    await restartWith('n2', { HERD_FAULTS: 'migration.fail_restore' });
+    const herdId = await runOn('n1', 'rb1', []);
+    await new Promise((r) => setTimeout(r, 500));
+    const before = await lastLog('n1', 'rb1');
+    const r = await migrate(coordinator, herdId, 'n2');
+    expect(r.last.state).toBe('ROLLED_BACK');
+    expect(r.last.reason).toMatch(/fault injected: migration.fail_restore/);
+    await new Promise((r2) => setTimeout(r2, 400));
+    expect((await bed.docker('n1', 'inspect', '-f', '{{.State.Status}}', 'rb1')).stdout.trim()).toBe('running');
+    expect(await lastLog('n1', 'rb1')).toBeGreaterThan(before); // restored with its state, not restarted
+    await noTargetLeft('n2', 'rb1');
+    await restartWith('n2', {});
+  });
+
+  it('the local restore fails too: the source is restarted and the migration reported FAILED', async () => {
+    await restartWith('n2', { HERD_FAULTS: 'migration.fail_restore' });
+    await restartWith('n1', { HERD_FAULTS: 'migration.fail_source_restore' });
+    const herdId = await runOn('n1', 'rb2', []);
+    const r = await migrate(coordinator, herdId, 'n2');
+    expect(r.last.state).toBe('FAILED');
+    expect(r.last.reason).toMatch(/restoring the source from its own checkpoint failed/);
+    expect((await bed.docker('n1', 'inspect', '-f', '{{.State.Status}}', 'rb2')).stdout.trim()).toBe('running');
+    await noTargetLeft('n2', 'rb2');
+    await restartWith('n2', {});
+    await restartWith('n1', {});
+  });
+
+  it('a cut transfer resumes and succeeds; a chunk corrupted every time rolls back', async () => {
+    await restartWith('n1', { HERD_FAULTS: 'transfer.cut_after_bytes=65536,transfer.times=1' });
+    const ok = await migrate(coordinator, await runOn('n1', 'cut', []), 'n2');
+    expect(ok.last.state, ok.last.reason).toBe('SUCCEEDED');
+    await restartWith('n1', { HERD_FAULTS: 'transfer.corrupt_at_offset=0,transfer.times=0' });
+    const herdId = await runOn('n1', 'corrupt', []);
+    const bad = await migrate(coordinator, herdId, 'n2');
+    expect(bad.last.state).toBe('ROLLED_BACK');
+    expect(bad.last.reason).toMatch(/crc|CRC|corrupt/);
+    expect((await bed.docker('n1', 'inspect', '-f', '{{.State.Status}}', 'corrupt')).stdout.trim()).toBe('running');
+    await noTargetLeft('n2', 'corrupt');
+    await restartWith('n1', {});
+  });
+
+  it('the source agent is killed mid-migration: after its restart the migration is undone and the container runs once', async () => {
+    await restartWith('n1', { HERD_FAULTS: 'migration.pause_before_complete_ms=4000' });
+    const herdId = await runOn('n1', 'crash', []);
+    const pending = migrate(coordinator, herdId, 'n2', 'FS_MODE_DIFF', 60_000);
+    await waitFor('checkpointed', async () => (await call(adminClient(coordinator), 'ListMigrations', { herd_id: herdId })).migrations[0]?.step === 'TRANSFER', 20_000, 50);
+    await kill9(nodes.get('n1')!);
+    nodes.set('n1', startHerdOn(bed, 'n1'));
+    const r = await pending;
+    coordinator = (await agreedLeader([...nodes.values()].map((n) => n.address), 20_000)).address;
+    expect(r.last.state, r.last.reason).toBe('ROLLED_BACK');
+    expect(r.last.reason).toMatch(/restarted during the migration/);
+    expect((await bed.docker('n1', 'inspect', '-f', '{{.State.Status}}', 'crash')).stdout.trim()).toBe('running');
+    await noTargetLeft('n2', 'crash');
+  });
+});
+
+describe('bad requests are refused and touch nothing', () => {
+  it('answers each with the right status and reason', async () => {
+    const herdId = await runOn('n3', 'bad', []);
+    const cases: Array<[string, string, string, RegExp]> = [
+      ['nope0000000', 'n1', 'NOT_FOUND', /no container with herd id "nope0000000"/],
+      [herdId, 'n9', 'NOT_FOUND', /no node "n9"/],
+      [herdId, 'n3', 'INVALID_ARGUMENT', /already runs on n3/],
+      ['../etc', 'n1', 'INVALID_ARGUMENT', /herd_id .* is not valid/],
+    ];
+    const codes: Record<string, number> = { INVALID_ARGUMENT: 3, NOT_FOUND: 5, FAILED_PRECONDITION: 9 };
+    for (const [h, t, code, re] of cases) {
+      const r = await migrate(coordinator, h, t);
+      expect(r.error?.code, `${h} -> ${t}`).toBe(codes[code]);
+      expect(r.error?.details).toMatch(re);
+    }
+    const slow = migrate(coordinator, herdId, 'n1');
+    await new Promise((r) => setTimeout(r, 100));
+    const again = await migrate(coordinator, herdId, 'n2');
+    expect(again.error?.code).toBe(9);
+    expect(again.error?.details).toMatch(/already migrating/);
+    expect((await slow).last.state).toBe('SUCCEEDED');
+  });
 });
