@@ -8,7 +8,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { execFile } from 'node:child_process';
-import { mkdir, rm } from 'node:fs/promises';
+import { copyFile, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Database } from 'lmdb';
@@ -192,6 +192,11 @@ export class MigrationRunner {
             else await this.deps.runtime.exportUpperDir((await this.deps.runtime.inspect(entry.sourceDockerId)).upperDir, join(outDir, 'fs.tar'));
             files.push('fs.tar');
           }
+          // The container's log so far: the target puts it under its new container, so
+          // `docker logs` there shows one history across the move.
+          const root = await this.deps.runtime.dockerRootDir();
+          const logFile = join(root, 'containers', entry.sourceDockerId, `${entry.sourceDockerId}-json.log`);
+          if (await copyIfExists(logFile, join(outDir, 'log.json'))) files.push('log.json');
           entry.artifacts = [];
           for (const name of files) {
             const art = await this.deps.artifacts.register({ migrationId: id, name, path: join(outDir, name), allowedNodeId: entry.cmd.target_node_id });
@@ -313,5 +318,15 @@ export class MigrationRunner {
           s.on('status', (st: grpc.StatusObject) => (st.code === grpc.status.OK ? res(last) : rej(new Error(`${entry.cmd.target_node_id}: ${st.details}`))));
         }),
     };
+  }
+}
+
+async function copyIfExists(from: string, to: string): Promise<boolean> {
+  try {
+    await copyFile(from, to);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw err;
   }
 }

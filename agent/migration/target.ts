@@ -7,7 +7,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { execFile } from 'node:child_process';
-import { mkdir, rm } from 'node:fs/promises';
+import { copyFile, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Database } from 'lmdb';
@@ -154,6 +154,11 @@ export class MigrationTarget {
       if (artifacts.some((a) => a.name === 'fs.tar')) {
         if (rec.fsMode === 'FS_MODE_FULL') await this.deps.runtime.importFull(join(dir, 'fs.tar'), info.upperDir);
         else await this.deps.runtime.importUpperDir(join(dir, 'fs.tar'), info.upperDir);
+      }
+      if (artifacts.some((a) => a.name === 'log.json')) {
+        // Docker's json-file driver appends to this file: the history comes first.
+        const root = await this.deps.runtime.dockerRootDir();
+        await copyFile(join(dir, 'log.json'), join(root, 'containers', rec.dockerId, `${rec.dockerId}-json.log`));
       }
       // The checkpoint tar comes from a peer: check its entries like any archive before extracting.
       await scanTar(join(dir, 'checkpoint.tar'));

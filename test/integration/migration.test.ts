@@ -9,6 +9,7 @@ import { adminClient, agreedLeader, connectedNodes, kill9, startHerdOn, type Her
 import { call } from '../helpers/coord';
 import { migrate } from '../helpers/migrate';
 import { waitFor } from '../helpers/tmp';
+import { HERD, runCmd } from '../helpers/herd';
 
 let bed: Bed;
 const nodes = new Map<string, HerdNode>();
@@ -61,6 +62,8 @@ describe('live migration', () => {
     const after = await lastLog('n2', 'counter');
     expect(after).toBeGreaterThan(before); // the counter did not restart from 1
     expect((await bed.docker('n2', 'exec', 'counter', 'cat', '/root/state.txt')).stdout.trim()).toBe('written-on-n1');
+    // the log history came along: docker logs on n2 starts at 1
+    expect((await bed.docker('n2', 'logs', 'counter')).stdout.split('\n')[0]).toBe('1');
     expect((await bed.docker('n1', 'ps', '-aq', '--filter', 'name=counter')).stdout.trim()).toBe('');
     const detail = await waitFor('history shows n1 then n2', async () => {
       const d = await call(adminClient(coordinator), 'GetContainer', { herd_id: herdId });
@@ -70,6 +73,36 @@ describe('live migration', () => {
     expect(detail.container).toMatchObject({ herd_id: herdId, node_id: 'n2' });
     const list = await call(adminClient(coordinator), 'ListMigrations', { herd_id: herdId });
     expect(list.migrations[0]).toMatchObject({ migration_id: r.last.migration_id, state: 'SUCCEEDED' });
+  });
+
+  it('moves a container holding a file of its rootfs open (diff layer), and one without its files (none)', async () => {
+    const writer = 'exec 3>>/root/open.log; i=0; while true; do i=$((i+1)); echo $i >&3; echo $i; sleep 0.1; done';
+    const openId = await runOn('n1', 'openfile', [], writer);
+    const r = await migrate(coordinator, openId, 'n3');
+    expect(r.last.state, r.last.reason).toBe('SUCCEEDED');
+    await new Promise((r2) => setTimeout(r2, 400));
+    const lines = (await bed.docker('n3', 'exec', 'openfile', 'cat', '/root/open.log')).stdout.trim().split('\n').map(Number);
+    expect(lines[0]).toBe(1);
+    expect(lines.every((v, i) => i === 0 || v === lines[i - 1] + 1)).toBe(true); // one file, written on both nodes, no gap
+
+    const noneId = await runOn('n1', 'nofs', []);
+    await bed.docker('n1', 'exec', 'nofs', 'sh', '-c', 'echo x > /root/left-behind.txt');
+    const n = await migrate(coordinator, noneId, 'n3', 'FS_MODE_NONE');
+    expect(n.last.state, n.last.reason).toBe('SUCCEEDED');
+    expect(n.last.fs_mode).toBe('FS_MODE_NONE');
+    expect((await bed.docker('n3', 'exec', 'nofs', 'ls', '/root/left-behind.txt')).code).not.toBe(0);
+  });
+
+  it('moves the whole container filesystem in full mode, through the herd migrate CLI', async () => {
+    const herdId = await runOn('n1', 'fullfs', []);
+    await bed.docker('n1', 'exec', 'fullfs', 'sh', '-c', 'echo kept > /root/full.txt');
+    const cli = await runCmd(process.execPath, [HERD, 'migrate', herdId, '--to', 'n2', '--fs', 'full', '-s', coordinator], 120_000);
+    expect(cli.code, cli.stderr + cli.stdout).toBe(0);
+    expect(cli.stdout).toMatch(/: SUCCEEDED/);
+    expect(cli.stdout).toMatch(/CHECKPOINT\s+\d+ ms/);
+    expect(cli.stdout).toMatch(/full filesystem/);
+    expect(cli.stdout).toMatch(/downtime \d+ ms/);
+    expect((await bed.docker('n2', 'exec', 'fullfs', 'cat', '/root/full.txt')).stdout.trim()).toBe('kept');
   });
 
   it('moves 4 containers in parallel (CRIU serialized per node, the rest concurrent)', async () => {
@@ -105,7 +138,7 @@ describe('rollback, by fault injection', () => {
     nodes.set(id, startHerdOn(bed, id, [], env));
     // the restarted node may have been the coordinator: follow whoever leads now
     coordinator = (await agreedLeader([...nodes.values()].map((n) => n.address), 20_000)).address;
-    await waitFor(`${id} back`, async () => (await connectedNodes(coordinator).catch(() => [])).includes(id), 20_000, 100);
+    await waitFor(`${id} back`, async () => (await connectedNodes(coordinator).catch((): string[] => [])).includes(id), 20_000, 100);
     await waitFor(`${id} criu`, async () => (await call(adminClient(coordinator), 'ListNodes', {})).nodes.find((n: any) => n.node_id === id)?.capabilities.includes('criu'), 20_000, 100);
   }
 
