@@ -185,23 +185,26 @@ export class MigrationRunner {
           return this.feed(entry, { type: 'checkpointed' });
         }
         case 'package': {
-          await run('tar', ['-C', join(outDir, CHECKPOINT_NAME), '-cf', join(outDir, 'checkpoint.tar'), '.']);
+          // The checkpoint tar and the filesystem artifact are made side by side.
           const files = ['checkpoint.tar'];
+          const work: Array<Promise<unknown>> = [run('tar', ['-C', join(outDir, CHECKPOINT_NAME), '-cf', join(outDir, 'checkpoint.tar'), '.'])];
           if (entry.cmd.fs_mode !== 'FS_MODE_NONE') {
-            if (entry.cmd.fs_mode === 'FS_MODE_FULL') await this.deps.runtime.exportFull(entry.sourceDockerId, join(outDir, 'fs.tar'));
-            else await this.deps.runtime.exportUpperDir((await this.deps.runtime.inspect(entry.sourceDockerId)).upperDir, join(outDir, 'fs.tar'));
             files.push('fs.tar');
+            if (entry.cmd.fs_mode === 'FS_MODE_FULL') work.push(this.deps.runtime.exportFull(entry.sourceDockerId, join(outDir, 'fs.tar')));
+            else work.push(this.deps.runtime.inspect(entry.sourceDockerId).then((c) => this.deps.runtime.exportUpperDir(c.upperDir, join(outDir, 'fs.tar'))));
           }
+          await Promise.all(work);
           // The container's log so far: the target puts it under its new container, so
           // `docker logs` there shows one history across the move.
           const root = await this.deps.runtime.dockerRootDir();
           const logFile = join(root, 'containers', entry.sourceDockerId, `${entry.sourceDockerId}-json.log`);
           if (await copyIfExists(logFile, join(outDir, 'log.json'))) files.push('log.json');
-          entry.artifacts = [];
-          for (const name of files) {
-            const art = await this.deps.artifacts.register({ migrationId: id, name, path: join(outDir, name), allowedNodeId: entry.cmd.target_node_id });
-            entry.artifacts.push({ name, size: art.size, sha256: art.sha256 });
-          }
+          entry.artifacts = await Promise.all(
+            files.map(async (name) => {
+              const art = await this.deps.artifacts.register({ migrationId: id, name, path: join(outDir, name), allowedNodeId: entry.cmd.target_node_id });
+              return { name, size: art.size, sha256: art.sha256 };
+            }),
+          );
           entry.record.bytes_total = entry.artifacts.reduce((s, x) => s + x.size, 0);
           this.timed(entry, 'PACKAGE', performance.now() - t0);
           return this.feed(entry, { type: 'packaged' });

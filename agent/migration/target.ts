@@ -131,39 +131,49 @@ export class MigrationTarget {
       await mkdir(dir, { recursive: true });
       let t0 = performance.now();
       let lastSent = 0;
-      for (const a of artifacts) {
-        const base = done;
-        await fetchArtifact(rec.sourceAddress, { migration_id: req.migration_id, artifact: a.name, requester_node_id: this.deps.nodeId } as any, join(dir, a.name), {
-          ...this.deps.fetchOptions,
-          expectedSize: Number(a.size),
-          onProgress: (v) => {
-            done = base + v;
-            if (performance.now() - lastSent > 200) {
-              lastSent = performance.now();
-              send();
-            }
-          },
-        } as FetchOptions);
-        done = base + Number(a.size);
-      }
+      // All artifacts at once: their transfers overlap, and every byte is still verified.
+      // No fsync: a crash of this node mid-migration aborts it anyway (the source undoes it).
+      const got = new Map<string, number>();
+      await Promise.all(
+        artifacts.map((a) =>
+          fetchArtifact(rec.sourceAddress, { migration_id: req.migration_id, artifact: a.name, requester_node_id: this.deps.nodeId } as any, join(dir, a.name), {
+            fsync: false,
+            ...this.deps.fetchOptions,
+            expectedSize: Number(a.size),
+            onProgress: (v: number) => {
+              got.set(a.name, v);
+              done = [...got.values()].reduce((x, y) => x + y, 0);
+              if (performance.now() - lastSent > 200) {
+                lastSent = performance.now();
+                send();
+              }
+            },
+          } as FetchOptions),
+        ),
+      );
+      done = total;
       timings.push({ step: 'TRANSFER', ms: Math.round(performance.now() - t0) });
       stepName = 'APPLY_FS';
       send();
       t0 = performance.now();
       const info = await this.deps.runtime.inspect(rec.dockerId);
+      const root = await this.deps.runtime.dockerRootDir();
       if (artifacts.some((a) => a.name === 'fs.tar')) {
         if (rec.fsMode === 'FS_MODE_FULL') await this.deps.runtime.importFull(join(dir, 'fs.tar'), info.upperDir);
         else await this.deps.runtime.importUpperDir(join(dir, 'fs.tar'), info.upperDir);
       }
       if (artifacts.some((a) => a.name === 'log.json')) {
         // Docker's json-file driver appends to this file: the history comes first.
-        const root = await this.deps.runtime.dockerRootDir();
         await copyFile(join(dir, 'log.json'), join(root, 'containers', rec.dockerId, `${rec.dockerId}-json.log`));
       }
       // The checkpoint tar comes from a peer: check its entries like any archive before extracting.
       await scanTar(join(dir, 'checkpoint.tar'));
-      await mkdir(join(dir, 'checkpoint'), { recursive: true });
-      await run('tar', ['-C', join(dir, 'checkpoint'), '--no-same-owner', '-xf', join(dir, 'checkpoint.tar')]);
+      // Unpacked inside Docker's root dir, the restore can rename it into place instead of
+      // copying it (dockerd bind-mounts its root onto itself: a rename from outside is EXDEV).
+      const staged = join(root, 'containers', rec.dockerId, 'herd-incoming-checkpoint');
+      await rm(staged, { recursive: true, force: true });
+      await mkdir(staged, { recursive: true });
+      await run('tar', ['-C', staged, '--no-same-owner', '-xf', join(dir, 'checkpoint.tar')]);
       timings.push({ step: 'APPLY_FS', ms: Math.round(performance.now() - t0) });
       stepName = 'RESTORE';
       send();
@@ -173,7 +183,7 @@ export class MigrationTarget {
         throw new Error('restore failed (fault injected: migration.fail_restore)');
       }
       const name = String(req.checkpoint_name || 'cp');
-      await this.deps.runtime.restoreFromDir(rec.dockerId, join(dir, 'checkpoint'), name);
+      await this.deps.runtime.restoreFromDir(rec.dockerId, staged, name);
       timings.push({ step: 'RESTORE', ms: Math.round(performance.now() - t0) });
       await this.db.put(req.migration_id, { ...rec, state: 'running' });
       await rm(dir, { recursive: true, force: true });
