@@ -151,7 +151,8 @@ function spawnIn(node: BedNode, name: string, cmd: string, args: string[], group
   const logFile = path.join(node.dir, `${name}.log`);
   const fd = fs.openSync(logFile, 'a');
   const env: NodeJS.ProcessEnv = { ...process.env, ...opts.env };
-  env.PATH = `/usr/local/sbin:${env.PATH ?? SBIN_PATH}`;
+  // HERD_BED_RAW_PATH=1 keeps the given PATH as it is (a test of a node without criu on its PATH)
+  if (!env.HERD_BED_RAW_PATH) env.PATH = `/usr/local/sbin:${env.PATH ?? SBIN_PATH}`;
   if (node.dockerSock) env.DOCKER_HOST = `unix://${node.dockerSock}`;
   // nsenter --net keeps the host's mount namespace (ip netns exec would not: it remounts /sys in a
   // private one, hiding the node's docker mounts) and execs, so the pid is the command's own.

@@ -236,4 +236,24 @@ describe('bad requests are refused and touch nothing', () => {
     expect(again.error?.details).toMatch(/already migrating/);
     expect((await slow).last.state).toBe('SUCCEEDED');
   });
+
+  it('refuses a draining target and a node without a working CRIU', async () => {
+    const herdId = await runOn('n3', 'bad2', []);
+    const restart = async (id: string, extra: string[], env: NodeJS.ProcessEnv) => {
+      await nodes.get(id)!.proc.stop();
+      nodes.set(id, startHerdOn(bed, id, extra, env));
+      coordinator = (await agreedLeader([...nodes.values()].map((n) => n.address), 20_000)).address;
+      await waitFor(`${id} back`, async () => (await connectedNodes(coordinator).catch((): string[] => [])).includes(id), 20_000, 100);
+    };
+    await restart('n2', ['--label', 'herd.draining=true'], {});
+    const d = await migrate(coordinator, herdId, 'n2');
+    expect(d.error?.code).toBe(9);
+    expect(d.error?.details).toMatch(/target node n2 is draining/);
+    await restart('n2', [], { PATH: '/usr/bin:/bin', HERD_BED_RAW_PATH: '1' }); // no criu on its PATH
+    const c = await migrate(coordinator, herdId, 'n2');
+    expect(c.error?.code).toBe(9);
+    expect(c.error?.details).toMatch(/target node n2 cannot checkpoint or restore: CRIU is missing/);
+    await restart('n2', [], {});
+    expect((await bed.docker('n3', 'inspect', '-f', '{{.State.Status}}', 'bad2')).stdout.trim()).toBe('running');
+  });
 });
