@@ -55,22 +55,28 @@ program
       throw err;
     }
     setLogLevel(settings.logLevel);
+    // Signals are handled from the start: one arriving while the node starts stops it
+    // as soon as it has started (the gRPC server may already answer by then).
+    let node: Awaited<ReturnType<typeof import('../agent/node').startNode>> | undefined;
+    let stopping: string | undefined;
+    const shutdown = (signal: string) => {
+      if (stopping) return;
+      stopping = signal;
+      log.info('stopping', { signal });
+      const force = setTimeout(() => process.exit(1), 10_000);
+      force.unref();
+      if (node) void node.stop().then(() => process.exit(0));
+    };
+    process.once('SIGINT', () => shutdown('SIGINT'));
+    process.once('SIGTERM', () => shutdown('SIGTERM'));
     const { startNode } = await import('../agent/node');
-    let node;
     try {
       node = await startNode(settings);
     } catch (err) {
       log.error('cannot start the node', { error: err });
       process.exit(1);
     }
-    const shutdown = (signal: string) => {
-      log.info('stopping', { signal });
-      const force = setTimeout(() => process.exit(1), 10_000);
-      force.unref();
-      void node.stop().then(() => process.exit(0));
-    };
-    process.once('SIGINT', () => shutdown('SIGINT'));
-    process.once('SIGTERM', () => shutdown('SIGTERM'));
+    if (stopping) void node.stop().then(() => process.exit(0));
   });
 
 registerDoctor(program);
