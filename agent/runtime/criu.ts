@@ -102,6 +102,24 @@ export function criuLogPathFromMessage(msg: string): string | undefined {
 }
 
 /**
+ * `log-file` of runc's CRIU config (/etc/criu/runc.conf): when set, CRIU writes every runc-driven
+ * dump and restore there instead of the path Docker names. Only an absolute path is usable.
+ */
+export function runcConfLogFile(conf = '/etc/criu/runc.conf'): string | undefined {
+  let text: string;
+  try {
+    text = fs.readFileSync(conf, 'utf8');
+  } catch {
+    return undefined;
+  }
+  for (const line of text.split('\n')) {
+    const m = /^\s*(?:--)?log-file(?:\s+|\s*=\s*)["']?(\/[^"'\s]+)/.exec(line);
+    if (m) return m[1];
+  }
+  return undefined;
+}
+
+/**
  * Reads a CRIU log from an open fd (the file may be unlinked already) in chunks: its error lines,
  * and optionally a copy of the whole log to keepPath. Logs of big processes run to megabytes.
  */

@@ -6,18 +6,19 @@
  * and leaks a copy of every restored checkpoint in /tmp, and a restart policy restarts a
  * container the checkpoint has just stopped.
  */
-import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import Dockerode from 'dockerode';
 import { logger } from '../../common/log';
-import { LogCatcher, criuCheck, criuLogPathFromMessage, criuReasons, readCriuLog } from './criu';
+import { LogCatcher, criuCheck, criuLogPathFromMessage, criuReasons, readCriuLog, runcConfLogFile } from './criu';
+import { META, NONCE, cleanLeaks, ctrdLeaks, placeCheckpoint, readMeta } from './checkpoint-files';
+import { checkName, dial, dockerMessage, serialized, toRuntimeError, type DialOptions, type DockerErr } from './engine';
 import { exportUpperDir, importUpperDir } from './fsdiff';
 import {
   CriuError, RuntimeError, type CheckpointResult, type ContainerRuntime, type CreateSpec, type CriuCapability,
-  type InspectedContainer, type NetworkAttachment, type RestoreOptions, type RestoreResult, type RuntimeErrorCode, type TransferResult,
+  type InspectedContainer, type NetworkAttachment, type RestoreOptions, type RestoreResult, type TransferResult,
 } from './runtime';
 import { createSpecFromInspect, isUserDefinedNetwork, primaryNetwork, type InspectJson } from './spec';
 
@@ -36,58 +37,10 @@ export interface DockerRuntimeOptions {
   keepLogsDir?: string;
   /** containerd's temp dir, where it leaks `ctrd-checkpoint*` copies (default /tmp) */
   containerdTmpDir?: string;
-  /** per API call (default 30 s); checkpoint and restore get restoreTimeoutMs */
+  /** per API call (default 30 s); checkpoint, restore and export get longTimeoutMs */
   timeoutMs?: number;
   /** checkpoint, restore and export (default 10 min: a memory-heavy dump passes through containerd at ~20 ms/MB) */
   longTimeoutMs?: number;
-}
-
-/** The file checkpoint() writes beside CRIU's images: what the restore must put back. */
-const META = 'herd-checkpoint.json';
-/** A unique file per restore: containerd then never finds the checkpoint's blob already in its store. */
-const NONCE = 'herd-nonce';
-const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
-
-// One CRIU operation at a time per engine (invariant 5), across every runtime object on it.
-const criuQueues = new Map<string, Promise<unknown>>();
-function serialized<T>(key: string, fn: () => Promise<T>): Promise<T> {
-  const prev = criuQueues.get(key) ?? Promise.resolve();
-  const next = prev.then(fn, fn);
-  const tail = next.catch(() => undefined);
-  criuQueues.set(key, tail);
-  void tail.then(() => { if (criuQueues.get(key) === tail) criuQueues.delete(key); });
-  return next;
-}
-
-interface DialOptions { query?: Record<string, string>; body?: unknown; timeoutMs?: number; ok?: number[]; stream?: boolean }
-interface Modem { dial(opts: Record<string, unknown>, cb: (err: unknown, data: unknown) => void): void }
-interface DockerErr { statusCode?: number; json?: { message?: string }; message?: string; code?: string; name?: string }
-
-function dockerMessage(err: unknown): string {
-  const e = err as DockerErr;
-  const m = e?.json?.message ?? (typeof e?.json === 'string' ? e.json : undefined) ?? e?.message ?? String(err);
-  return String(m).replace(/^\(HTTP code \d+\) [^-]*- /, '').trim();
-}
-
-function toRuntimeError(err: unknown, what: string, codes: Partial<Record<number, RuntimeErrorCode>> = {}): RuntimeError {
-  if (err instanceof RuntimeError) return err;
-  const e = err as DockerErr;
-  const msg = dockerMessage(err);
-  if (e?.statusCode === undefined) {
-    const timedOut = e?.name === 'AbortError' || e?.name === 'TimeoutError';
-    return new RuntimeError(`${what}: Docker ${timedOut ? 'did not answer in time' : `is unreachable (${e?.code ?? msg})`}`, 'UNAVAILABLE', msg);
-  }
-  const byStatus: Record<number, RuntimeErrorCode> = { 400: 'INVALID_ARGUMENT', 404: 'NOT_FOUND', 409: 'FAILED_PRECONDITION', ...codes };
-  return new RuntimeError(`${what}: ${msg}`, byStatus[e.statusCode] ?? 'INTERNAL', msg);
-}
-
-function checkName(name: string, what: string): void {
-  if (!NAME_RE.test(name)) throw new RuntimeError(`${what} ${JSON.stringify(name)} must match ${NAME_RE.source}`, 'INVALID_ARGUMENT');
-}
-
-function cpA(src: string, dest: string): Promise<void> {
-  return new Promise((resolve, reject) => execFile('cp', ['-a', src, dest], (err, _o, stderr) =>
-    err ? reject(new RuntimeError(`cannot copy ${src} to ${dest}: ${stderr.trim() || err.message}`, 'INTERNAL')) : resolve()));
 }
 
 export class DockerRuntime implements ContainerRuntime {
@@ -106,16 +59,8 @@ export class DockerRuntime implements ContainerRuntime {
   private get timeoutMs(): number { return this.opts.timeoutMs ?? 30_000; }
   private get longTimeoutMs(): number { return this.opts.longTimeoutMs ?? 600_000; }
 
-  /** One Engine API call, without dockerode's habit of sending options both as query and body. */
   private dial<T>(method: string, apiPath: string, o: DialOptions = {}): Promise<T> {
-    const statusCodes: Record<number, boolean | string> = { 200: true, 201: true, 204: true, 304: true, 400: 'bad parameter', 404: 'not found', 409: 'conflict', 500: 'server error' };
-    for (const s of o.ok ?? []) statusCodes[s] = true;
-    // modem: a path ending in '?' takes options._query as the query string; _body {} sends no body
-    const options = { _query: o.query ?? {}, _body: o.body ?? {} };
-    return new Promise<T>((resolve, reject) => (this.client.modem as unknown as Modem).dial({
-      path: o.query ? `${apiPath}?` : apiPath, method, options, statusCodes, isStream: o.stream ?? false,
-      abortSignal: AbortSignal.timeout(o.timeoutMs ?? this.timeoutMs),
-    }, (err, data) => (err ? reject(err) : resolve(data as T))));
+    return dial<T>(this.client, method, apiPath, { ...o, timeoutMs: o.timeoutMs ?? this.timeoutMs });
   }
 
   private async raw(idOrName: string): Promise<RawInspect> {
@@ -132,7 +77,7 @@ export class DockerRuntime implements ContainerRuntime {
     const networks: NetworkAttachment[] = await Promise.all(Object.entries(c.NetworkSettings?.Networks ?? {}).map(async ([name, ep]) => {
       let driver = '';
       try {
-        driver = (await this.dial<{ Driver?: string }>('GET', `/networks/${encodeURIComponent(ep.NetworkID ?? name)}`)).Driver ?? '';
+        driver = (await this.dial<{ Driver?: string }>('GET', `/networks/${encodeURIComponent(ep.NetworkID || name)}`)).Driver ?? '';
       } catch (err) {
         log.debug('network inspect failed', { network: name, reason: dockerMessage(err) });
       }
@@ -223,7 +168,11 @@ export class DockerRuntime implements ContainerRuntime {
     } catch (err) {
       const ms = Date.now() - t0;
       if (restarts) await this.setRestartPolicy(id, policy).catch((e) => log.warn('cannot put the restart policy back', { id, reason: dockerMessage(e) }));
-      throw this.criuFailure('checkpoint', id, err, ms);
+      const failure = this.criuFailure('checkpoint', id, err, ms);
+      // CRIU thaws the tasks of a failed dump; say so when that did not happen (no rollback left)
+      const running = await this.raw(id).then((x) => x.State?.Running, () => undefined);
+      if (running === false) failure.message += '; the container is no longer running';
+      throw failure;
     }
     const ms = Date.now() - t0;
     fs.writeFileSync(path.join(dir, META), JSON.stringify({ dockerId: id, restartPolicy: policy, at: new Date().toISOString() }) + '\n');
@@ -244,6 +193,10 @@ export class DockerRuntime implements ContainerRuntime {
     if (!caught && op === 'checkpoint') {
       const file = criuLogPathFromMessage(msg);
       caught = file ? readCriuLog(file, this.keepPath(id, op)) : undefined;
+    }
+    if (!caught?.lines.length) {
+      const conf = runcConfLogFile(); // a node that redirected CRIU's logs (docs/runtime.md)
+      if (conf) caught = readCriuLog(conf, this.keepPath(id, op)) ?? caught;
     }
     const what = `${op} of ${id.slice(0, 12)} failed after ${ms} ms`;
     if (!caught || caught.lines.length === 0) return toRuntimeError(err, what, { 500: 'FAILED_PRECONDITION' });
@@ -271,14 +224,18 @@ export class DockerRuntime implements ContainerRuntime {
     const root = await this.dockerRootDir();
     // Docker 20.10 refuses a custom checkpoint dir at restore: the checkpoint goes where it looks.
     const dest = path.join(root, 'containers', id, 'checkpoints', name);
-    fs.rmSync(dest, { recursive: true, force: true }); // left by a crashed attempt
-    fs.mkdirSync(path.dirname(dest), { recursive: true });
-    const moved = await this.place(src, dest, opts.keepSource ?? false);
+    const keep = opts.keepSource ?? false;
+    let placed: 'renamed' | 'copied' | 'in place' = 'in place';
+    if (path.resolve(src) !== dest) {
+      fs.rmSync(dest, { recursive: true, force: true }); // left by a crashed attempt
+      fs.mkdirSync(path.dirname(dest), { recursive: true });
+      placed = await placeCheckpoint(src, dest, keep);
+    }
     const nonce = `${randomUUID()} ${Date.now()}`;
     fs.writeFileSync(path.join(dest, NONCE), nonce);
-    const meta = this.readMeta(dest);
+    const meta = readMeta(dest);
     const tmp = this.opts.containerdTmpDir ?? '/tmp';
-    const before = new Set(this.ctrdLeaks(tmp));
+    const before = new Set(ctrdLeaks(tmp));
     const catcher = new LogCatcher(path.join(root, 'containerd/daemon/io.containerd.runtime.v2.task/moby', id, 'restore.log'));
     const t0 = Date.now();
     try {
@@ -286,74 +243,26 @@ export class DockerRuntime implements ContainerRuntime {
     } catch (err) {
       const ms = Date.now() - t0;
       const caught = catcher.finish(this.keepPath(id, 'restore'));
-      this.cleanLeaks(tmp, before, nonce);
+      cleanLeaks(tmp, before, nonce);
       // leave the input as it was given, so the caller can retry or roll back with it
       fs.rmSync(path.join(dest, NONCE), { force: true });
-      if (moved) fs.renameSync(dest, src);
-      else fs.rmSync(dest, { recursive: true, force: true });
+      if (placed === 'renamed') fs.renameSync(dest, src);
+      else if (placed === 'copied') fs.rmSync(dest, { recursive: true, force: true });
       throw this.criuFailure('restore', id, err, ms, caught);
     }
     const ms = Date.now() - t0;
     catcher.close();
-    const leaksRemoved = this.cleanLeaks(tmp, before, nonce);
+    const leaksRemoved = cleanLeaks(tmp, before, nonce);
     fs.rmSync(dest, { recursive: true, force: true }); // consumed; a later rollback needs a new checkpoint
+    if (placed === 'copied' && !keep) fs.rmSync(src, { recursive: true, force: true });
     const after = await this.raw(id);
-    const want = meta?.restartPolicy;
+    // A rollback: checkpoint() switched this very container's restart policy off; switch it back.
+    const want = meta?.dockerId === id ? meta.restartPolicy : undefined;
     const have = after.HostConfig?.RestartPolicy;
     if (want?.Name && (want.Name !== have?.Name || (want.MaximumRetryCount ?? 0) !== (have?.MaximumRetryCount ?? 0))) {
       await this.setRestartPolicy(id, want);
     }
     return { ms, pid: after.State?.Pid ?? 0, leaksRemoved };
-  }
-
-  /** Moves (or copies) a checkpoint into place; true if it was moved. */
-  private async place(src: string, dest: string, keep: boolean): Promise<boolean> {
-    if (!keep) {
-      try {
-        fs.renameSync(src, dest);
-        console.log('DEBUGMV', src, dest, fs.existsSync(src), fs.existsSync(dest));
-        return true;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw new RuntimeError(`cannot move ${src} to ${dest}: ${(err as Error).message}`, 'INTERNAL');
-      }
-    }
-    await cpA(src, dest);
-    return false;
-  }
-
-  private readMeta(dir: string): { restartPolicy?: { Name?: string; MaximumRetryCount?: number } } | undefined {
-    try {
-      return JSON.parse(fs.readFileSync(path.join(dir, META), 'utf8')) as { restartPolicy?: { Name?: string; MaximumRetryCount?: number } };
-    } catch {
-      return undefined;
-    }
-  }
-
-  private ctrdLeaks(tmp: string): string[] {
-    try {
-      return fs.readdirSync(tmp).filter((f) => f.startsWith('ctrd-checkpoint'));
-    } catch {
-      return [];
-    }
-  }
-
-  /**
-   * containerd 1.6 leaves /tmp/ctrd-checkpoint<random>/, a full copy of the checkpoint, after every
-   * restore, failed or not. Only the new ones holding this restore's nonce are ours: another
-   * daemon on the host may be restoring right now.
-   */
-  private cleanLeaks(tmp: string, before: Set<string>, nonce: string): number {
-    let n = 0;
-    for (const f of this.ctrdLeaks(tmp)) {
-      if (before.has(f)) continue;
-      const dir = path.join(tmp, f);
-      try {
-        if (fs.readFileSync(path.join(dir, NONCE), 'utf8') !== nonce) continue;
-        fs.rmSync(dir, { recursive: true, force: true });
-        n++;
-      } catch { /* not ours, or gone */ }
-    }
-    return n;
   }
 
   async start(dockerId: string): Promise<void> {

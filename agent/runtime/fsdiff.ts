@@ -17,7 +17,12 @@ import readline from 'node:readline';
 import { RuntimeError, UnsafeArchiveError, type TransferResult } from './runtime';
 
 const TAR = 'tar';
-const XATTRS = ['--xattrs', '--xattrs-include=*'];
+// All xattrs (trusted.overlay.opaque and friends, security.*, user.*), except the overlay ones that
+// name this node's inodes or overlay instance: a lower inode's file handle (origin, and impure,
+// which only says children have one), hard link and index bookkeeping, the upper root's uuid.
+// Carried to another node they are stale at best; they are dropped on import as well.
+export const OVERLAY_LOCAL_XATTRS = ['origin', 'impure', 'nlink', 'uuid', 'upper'];
+const XATTRS = ['--xattrs', '--xattrs-include=*', ...OVERLAY_LOCAL_XATTRS.map((x) => `--xattrs-exclude=*.overlay.${x}`)];
 // C locale: stable listing format; names are C-quoted, so a name can hold neither a fake line nor a fake "->".
 const TAR_ENV = { ...process.env, LC_ALL: 'C', TZ: 'UTC' };
 
@@ -161,6 +166,7 @@ export async function scanTar(tarPath: string): Promise<number> {
   const v = new TarEntryValidator();
   let unsafe: UnsafeArchiveError | undefined;
   const r = await runTar(['-tv', '--quoting-style=c', '--numeric-owner', '-f', tarPath], (line) => {
+    if (unsafe) return false; // lines already buffered after the first bad one
     const e = parseTarListLine(line);
     if (!e) unsafe = new UnsafeArchiveError(`${tarPath}: cannot parse tar listing line ${JSON.stringify(line.slice(0, 200))}`, line);
     else {

@@ -76,7 +76,7 @@ export interface CheckpointResult {
 }
 
 export interface RestoreOptions {
-  /** copy the checkpoint instead of moving it (default false: a move is free on one file system) */
+  /** copy the checkpoint instead of moving it (default false; a move is a rename when it is staged under DockerRootDir) */
   keepSource?: boolean;
 }
 
