@@ -140,6 +140,7 @@ export class MigrationTarget {
             fsync: false,
             ...this.deps.fetchOptions,
             expectedSize: Number(a.size),
+            expectedSha256: a.sha256,
             onProgress: (v: number) => {
               got.set(a.name, v);
               done = [...got.values()].reduce((x, y) => x + y, 0);

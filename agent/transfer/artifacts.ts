@@ -16,7 +16,7 @@ import { loadCrc32c } from './crc32c';
  * checkpointed, is the busy one), and a file corrupted on disk after registration
  * fails the receiver's CRC check instead of being sent with a fresh CRC.
  */
-export const CRC_BLOCK_BYTES = 1 << 20;
+export const CRC_BLOCK_BYTES = 512 * 1024;
 
 export interface Artifact {
   migrationId: string;
