@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { logger } from '../common/log';
 import { checkId, failedPrecondition, invalid, notFound, RpcError, unary, unavailable } from '../common/validate';
 import type { Ingest } from './ingest';
-import { FINAL_STATES, type MigrationRecord, type Migrations } from './migrations';
+import { FINAL_STATES, newMigrationRecord, type Migrations } from './migrations';
 import type { ContainerRecord, Registry } from './registry';
 
 const log = logger('migrate');
@@ -68,7 +68,7 @@ export function migrateHandlers(deps: MigrateDeps): grpc.UntypedServiceImplement
       }
       const target = deps.registry.get(call.request.target_node_id)!;
       const id = randomUUID();
-      const record: MigrationRecord = {
+      const record = newMigrationRecord({
         migration_id: id,
         herd_id: container.herd_id,
         source_node_id: container.node_id,
@@ -76,17 +76,9 @@ export function migrateHandlers(deps: MigrateDeps): grpc.UntypedServiceImplement
         fs_mode: fsMode,
         step: 'MIGRATION_STEP_UNSPECIFIED',
         state: 'PENDING',
-        bytes_done: 0,
-        bytes_total: 0,
-        timings: [],
-        reason: '',
-        started_ms: Date.now(),
-        ended_ms: 0,
-        downtime_ms: 0,
-        target_docker_id: '',
         term: deps.term(),
         version: 0,
-      };
+      });
       deps.migrations.update(record);
       const unwatch = deps.migrations.watch(id, (m) => {
         call.write(m);

@@ -26,6 +26,11 @@ export interface MigrationRecord {
   version: number;
 }
 
+/** A new record: the identifying fields given, every counter at zero. */
+export function newMigrationRecord(f: Pick<MigrationRecord, 'migration_id' | 'herd_id' | 'source_node_id' | 'target_node_id' | 'fs_mode' | 'step' | 'state' | 'term' | 'version'>): MigrationRecord {
+  return { ...f, bytes_done: 0, bytes_total: 0, timings: [], reason: '', started_ms: Date.now(), ended_ms: 0, downtime_ms: 0, target_docker_id: '' };
+}
+
 export interface NodeVisit {
   node_id: string;
   docker_id: string;

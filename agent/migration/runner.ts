@@ -21,31 +21,14 @@ import type { ArtifactRegistry } from '../transfer/artifacts';
 import type { MigrationFaults } from './faults';
 import { start, step, stepOf, type Action, type Event, type MigrationState, type Step } from './machine';
 import { errorText } from './target';
+import { newMigrationRecord, type MigrationRecord } from '../../coordinator/migrations';
 
 const log = logger('migration');
 const run = promisify(execFile);
 const CHECKPOINT_NAME = 'cp';
 
 /** The record as it travels (herd.v1.Migration). */
-export interface Record_ {
-  migration_id: string;
-  herd_id: string;
-  source_node_id: string;
-  target_node_id: string;
-  fs_mode: string;
-  step: string;
-  state: string;
-  bytes_done: number;
-  bytes_total: number;
-  timings: Array<{ step: string; ms: number }>;
-  reason: string;
-  started_ms: number;
-  ended_ms: number;
-  downtime_ms: number;
-  target_docker_id: string;
-  term: number;
-  version: number;
-}
+type Record_ = MigrationRecord;
 
 interface JournalEntry {
   cmd: { migration_id: string; herd_id: string; target_node_id: string; target_address: string; fs_mode: string; term: number };
@@ -100,7 +83,7 @@ export class MigrationRunner {
   /** A MigrateCommand from the coordinator (already fenced by term). */
   async start(cmd: any, term: number): Promise<void> {
     const id = String(cmd.migration_id);
-    const record: Record_ = {
+    const record = newMigrationRecord({
       migration_id: id,
       herd_id: String(cmd.herd_id),
       source_node_id: this.deps.nodeId,
@@ -108,17 +91,9 @@ export class MigrationRunner {
       fs_mode: String(cmd.fs_mode || 'FS_MODE_DIFF'),
       step: 'PREPARE',
       state: 'RUNNING',
-      bytes_done: 0,
-      bytes_total: 0,
-      timings: [],
-      reason: '',
-      started_ms: Date.now(),
-      ended_ms: 0,
-      downtime_ms: 0,
-      target_docker_id: '',
       term,
       version: 1,
-    };
+    });
     const refuse = (reason: string) => this.deps.publish({ ...record, state: 'ROLLED_BACK', step: 'ROLLBACK', reason, ended_ms: Date.now() });
     const bad = checkId('migration_id', id) ?? checkId('herd_id', cmd.herd_id) ?? checkId('target_node_id', cmd.target_node_id);
     if (bad) return void refuse(bad);

@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 // @ts-expect-error plain .mjs build script
 import { compileDescriptors, PROTO_SOURCES } from '../../build/proto.mjs';
 import { DescriptorIndex, splitFileDescriptorSet } from '../../common/reflection';
+import { PROTO_FILES } from '../../common/proto';
 import { tempDir } from '../helpers/tmp';
 
 const committed = readFileSync(join(__dirname, '..', '..', 'proto', 'descriptors.binpb'));
@@ -17,6 +18,10 @@ describe('reflected descriptors', () => {
     } finally {
       t.cleanup();
     }
+  });
+
+  it('cover exactly the files the server loads', () => {
+    expect([...PROTO_FILES].sort()).toEqual([...PROTO_SOURCES].sort());
   });
 
   it('index every symbol to its file and serve files with their dependencies', () => {
