@@ -112,11 +112,12 @@ describe('packaging/herd.service', () => {
     const dir = path.join(work, 'unit');
     fs.mkdirSync(dir, { recursive: true });
     const unit = fs.readFileSync(path.join(ROOT, 'packaging/herd.service'), 'utf8');
-    fs.writeFileSync(path.join(dir, 'herd.service'), unit.replaceAll('/usr/local/bin/herd', exePath('x64')));
+    fs.writeFileSync(path.join(dir, 'herd.service'), unit.replaceAll('/usr/local/lib/herd/herd-check-binary.sh', path.join(ROOT, 'packaging/herd-check-binary.sh')).replaceAll('/usr/local/bin/herd', exePath('x64')));
     const v = spawnSync('systemd-analyze', ['verify', path.join(dir, 'herd.service')], { encoding: 'utf8' });
     expect(v.status, v.stderr).toBe(0);
     expect(v.stderr.trim()).toBe('');
     expect(unit).toMatch(/^ExecStart=\/usr\/local\/bin\/herd agent --config \/etc\/herd\/config\.json$/m);
+    expect(unit).toMatch(/^ExecStartPre=\/usr\/local\/lib\/herd\/herd-check-binary\.sh \/usr\/local\/bin\/herd \/etc\/herd\/herd\.sha256$/m);
     expect(unit).toMatch(/^RestartPreventExitStatus=2 78$/m); // ConfigError, InstallError
     expect(unit).toMatch(/^CacheDirectory=herd$/m);
   });
@@ -173,5 +174,14 @@ describe('bad installations: one clear line, exit 78 (systemd does not restart i
     const check = spawnSync('sha256sum', ['-c', 'SHA256SUMS'], { cwd: dir, encoding: 'utf8' });
     expect(check.status).toBe(1);
     expect(check.stdout).toContain('herd: FAILED');
+    // and what herd.service runs before every start: one clear line, exit 78 (no restart loop)
+    const checker = path.join(ROOT, 'packaging/herd-check-binary.sh');
+    fs.writeFileSync(path.join(dir, 'herd.sha256'), `${createHash('sha256').update(bytes).digest('hex')}  ${exe}\n`);
+    const pre = spawnSync(checker, [exe, path.join(dir, 'herd.sha256')], { encoding: 'utf8' });
+    expect(pre.status).toBe(78);
+    expect(pre.stderr).toMatch(/^herd: .*herd is damaged or truncated .*install it again from a verified copy\n$/);
+    const good = path.join(dir, 'good.sha256');
+    fs.writeFileSync(good, `${createHash('sha256').update(fs.readFileSync(exe)).digest('hex')}  ${exe}\n`);
+    expect(spawnSync(checker, [exe, good]).status).toBe(0);
   });
 });
