@@ -6,7 +6,7 @@
  *  - a 200 MB-memory container: downtime, total, and the agents' RSS growth during it;
  *  - a container on a 200 MB image: diff layer vs whole filesystem.
  *
- *   npx vite-node bench/migration.ts [rounds=10]        (root; uses test/bed)
+ *   npx vite-node bench/migration.ts [rounds=10] [small]   (root; uses test/bed; 'small': the first two figures only)
  */
 import { readFileSync, mkdirSync } from 'node:fs';
 import { BUSYBOX_IMAGE, startBed, type Bed } from '../test/bed/bed';
@@ -14,6 +14,7 @@ import { agreedLeader, connectedNodes, startHerdOn, type HerdNode } from '../tes
 import { migrate } from '../test/helpers/migrate';
 
 const rounds = Number(process.argv[2] ?? 10);
+const only = process.argv[3]; // 'small': only the small-container figures
 const COUNTER = 'i=0; while true; do i=$((i+1)); echo $i; sleep 0.1; done';
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
@@ -105,6 +106,7 @@ async function main() {
     out.push(`  by hand (docker CLI + tar + nc, same steps, diff layer): total ${Math.round(handTotal)}, downtime ${Math.round(median(hand.map((h) => h.downtime)))}`);
     out.push(`  herd diff-layer total / by hand: ${(small.FS_MODE_DIFF / handTotal).toFixed(2)}  (target: downtime <= 800 ms, total <= 1200 ms)`);
 
+    if (only === 'small') return;
     // 200 MB of anonymous memory in the container
     const pids = [...nodes.values()].map((n) => n.proc.pid);
     const idle = pids.map(rssMb);
@@ -134,8 +136,8 @@ async function main() {
   } finally {
     for (const n of nodes.values()) await n.proc.stop().catch(() => {});
     await bed.stop();
+    console.log(out.join('\n'));
   }
-  console.log(out.join('\n'));
 }
 
 void main().catch((err) => {
