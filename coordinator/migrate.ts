@@ -22,10 +22,20 @@ export interface MigrateDeps {
   term: () => number;
 }
 
-/** Where a container runs now, by herd id. */
+/**
+ * Where a container is now, by herd id. During a migration two nodes report it (the
+ * target's created copy, the source's running or stopped one): the running one wins.
+ */
 export function findContainer(registry: Registry, herdId: string): ContainerRecord | undefined {
-  for (const n of registry.list()) for (const c of n.containers) if (c.herd_id === herdId) return c;
-  return undefined;
+  let found: ContainerRecord | undefined;
+  for (const n of registry.list()) {
+    for (const c of n.containers) {
+      if (c.herd_id !== herdId) continue;
+      if (c.state === 'running') return c;
+      found ??= c;
+    }
+  }
+  return found;
 }
 
 /** The checks of a Migrate request; returns the container, or throws the RpcError to answer. */
@@ -34,6 +44,8 @@ export function checkMigrate(deps: MigrateDeps, req: any): { container: Containe
   if (bad) throw invalid(bad);
   const fsMode = req.fs_mode === 'FS_MODE_UNSPECIFIED' || !req.fs_mode ? 'FS_MODE_DIFF' : req.fs_mode;
   if (!FS_MODES.includes(fsMode)) throw invalid(`fs_mode ${req.fs_mode} is not one of ${FS_MODES.slice(1).join(', ')}`);
+  const running = deps.migrations.active(req.herd_id);
+  if (running) throw failedPrecondition(`container ${req.herd_id} is already migrating (migration ${running.migration_id}, ${running.step})`);
   const c = findContainer(deps.registry, req.herd_id);
   if (!c) throw notFound(`no container with herd id "${req.herd_id}"; ListContainers shows them`);
   if (c.node_id === req.target_node_id) throw invalid(`container ${req.herd_id} already runs on ${req.target_node_id}`);
@@ -41,8 +53,6 @@ export function checkMigrate(deps: MigrateDeps, req: any): { container: Containe
   if (!target) throw notFound(`no node "${req.target_node_id}" has ever connected; ListNodes shows the known nodes`);
   const source = deps.registry.get(c.node_id)!;
   if (c.state !== 'running') throw failedPrecondition(`container ${req.herd_id} is ${c.state}, not running: only a running container can be live-migrated`);
-  const running = deps.migrations.active(req.herd_id);
-  if (running) throw failedPrecondition(`container ${req.herd_id} is already migrating (migration ${running.migration_id}, ${running.step})`);
   for (const [role, n] of [['source', source], ['target', target]] as const) {
     if (!deps.registry.isConnected(n.node_id)) throw unavailable(`the ${role} node ${n.node_id} is not connected to the coordinator`);
     if (!n.capabilities.includes('criu')) throw failedPrecondition(`the ${role} node ${n.node_id} cannot checkpoint or restore: CRIU is missing or "criu check" fails there (run herd doctor on it)`);

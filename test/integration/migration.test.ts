@@ -71,6 +71,11 @@ describe('live migration', () => {
     }, 15_000, 200);
     expect(detail.history.map((v: any) => v.node_id)).toEqual(['n1', 'n2']);
     expect(detail.container).toMatchObject({ herd_id: herdId, node_id: 'n2' });
+    // its samples follow it: the same series (keyed by herd id), now produced by n2
+    await waitFor('samples from n2 under the same herd id', async () => {
+      const series = (await call(adminClient(coordinator), 'ListSeries', { entity: herdId })).series;
+      return series.some((x: any) => x.metric === 'container.pids' && x.node_id === 'n2');
+    }, 15_000, 200);
     const list = await call(adminClient(coordinator), 'ListMigrations', { herd_id: herdId });
     expect(list.migrations[0]).toMatchObject({ migration_id: r.last.migration_id, state: 'SUCCEEDED' });
   });
@@ -113,22 +118,27 @@ describe('live migration', () => {
     for (let i = 0; i < 4; i++) expect((await bed.docker(i % 2 ? 'n2' : 'n3', 'inspect', '-f', '{{.State.Status}}', `par${i}`)).stdout.trim()).toBe('running');
   });
 
-  it('keeps the IP and MAC of a container on a user-defined network, and a client reaches it there', async () => {
+  it('keeps the IP and MAC of network-bound containers (two on one host), and clients reach them there', async () => {
     for (const n of ['n1', 'n2']) {
       const r = await bed.docker(n, 'network', 'create', '--subnet', '172.30.5.0/24', 'svc');
       expect(r.code, r.stderr).toBe(0);
     }
-    const server = 'i=0; while true; do i=$((i+1)); echo "hello $i" | nc -l -p 8080; done';
-    const herdId = await runOn('n1', 'web', ['--network', 'svc', '--ip', '172.30.5.10'], server);
-    const mac = (await bed.docker('n1', 'inspect', '-f', '{{range .NetworkSettings.Networks}}{{.MacAddress}}{{end}}', 'web')).stdout.trim();
-    const ask = (node: string) => bed.docker(node, 'run', '--rm', '--network', 'svc', BUSYBOX_IMAGE, 'sh', '-c', 'nc -w 2 172.30.5.10 8080 </dev/null');
-    expect((await ask('n1')).stdout).toMatch(/hello \d+/);
-    const r = await migrate(coordinator, herdId, 'n2');
-    expect(r.last.state, r.last.reason).toBe('SUCCEEDED');
-    const net = (await bed.docker('n2', 'inspect', '-f', '{{range .NetworkSettings.Networks}}{{.IPAddress}} {{.MacAddress}}{{end}}', 'web')).stdout.trim();
-    expect(net).toBe(`172.30.5.10 ${mac}`);
-    const answer = await ask('n2');
+    const server = (word: string) => `i=0; while true; do i=$((i+1)); echo "${word} $i" | nc -l -p 8080; done`;
+    const web = await runOn('n1', 'web', ['--network', 'svc', '--ip', '172.30.5.10'], server('hello'));
+    const api = await runOn('n1', 'api', ['--network', 'svc', '--ip', '172.30.5.11'], server('api'));
+    const netOf = async (node: string, name: string) => (await bed.docker(node, 'inspect', '-f', '{{range .NetworkSettings.Networks}}{{.IPAddress}} {{.MacAddress}}{{end}}', name)).stdout.trim();
+    const before = { web: await netOf('n1', 'web'), api: await netOf('n1', 'api') };
+    const ask = (node: string, ip: string) => bed.docker(node, 'run', '--rm', '--network', 'svc', BUSYBOX_IMAGE, 'sh', '-c', `nc -w 2 ${ip} 8080 </dev/null`);
+    expect((await ask('n1', '172.30.5.10')).stdout).toMatch(/hello \d+/);
+    const [a, b] = await Promise.all([migrate(coordinator, web, 'n2'), migrate(coordinator, api, 'n2')]);
+    expect(a.last.state, a.last.reason).toBe('SUCCEEDED');
+    expect(b.last.state, b.last.reason).toBe('SUCCEEDED');
+    expect(await netOf('n2', 'web')).toBe(before.web);
+    expect(await netOf('n2', 'api')).toBe(before.api);
+    expect(before.web.startsWith('172.30.5.10 ')).toBe(true);
+    const answer = await ask('n2', '172.30.5.10');
     expect(answer.stdout, answer.stderr).toMatch(/hello \d+/);
+    expect((await ask('n2', '172.30.5.11')).stdout).toMatch(/api \d+/);
   });
 });
 
