@@ -1,0 +1,174 @@
+import { describe, expect, it } from 'vitest';
+import {
+  DEFAULT_OPTIONS,
+  Election,
+  ElectionConfigError,
+  type HardState,
+  MAX_TERM,
+  type Message,
+  type Ready,
+  ReadyPipeline,
+} from '../../coordinator/election/election';
+import { TermFence, fence } from '../../coordinator/election/fencing';
+
+const IDS = ['n1', 'n2', 'n3'];
+/** Fixed "random" per node: n1 times out first (500 ms), then n2 (750), then n3 (950). */
+const R: Record<string, number> = { n1: 0, n2: 0.5, n3: 0.9, n4: 0.3, n5: 0.7 };
+
+function node(id: string, members = IDS, hard?: HardState | null): Election {
+  return new Election({ id, members, random: () => R[id] ?? 0.5 }, hard);
+}
+
+/** Tick like the driver does (every 10 ms, well under clockJumpMs) from `from` to `to`; returns the last Ready. */
+function run(e: Election, from: number, to: number): Ready {
+  let r = e.tick(from);
+  for (let t = from + 10; t <= to; t += 10) r = e.tick(t);
+  return r;
+}
+
+/** A synchronous network of Elections with a disk per node and a filter for partitions. */
+class Net {
+  now = 0;
+  readonly nodes = new Map<string, Election>();
+  readonly disk = new Map<string, HardState>();
+  readonly down = new Set<string>();
+  readonly log: Message[] = [];
+  blocked: (m: Message) => boolean = () => false;
+  private queue: Message[] = [];
+
+  constructor(readonly ids = IDS) {
+    for (const id of ids) this.nodes.set(id, node(id, ids));
+    for (const id of ids) this.apply(id, this.get(id).tick(0));
+    this.flush();
+  }
+  get(id: string): Election {
+    return this.nodes.get(id)!;
+  }
+  apply(id: string, r: Ready): void {
+    if (r.persist) this.disk.set(id, r.persist);
+    this.queue.push(...r.messages);
+  }
+  flush(): void {
+    while (this.queue.length > 0) {
+      const m = this.queue.shift()!;
+      this.log.push(m);
+      if (this.down.has(m.to) || this.down.has(m.from) || this.blocked(m)) continue;
+      this.apply(m.to, this.get(m.to).receive(m));
+    }
+  }
+  advance(ms: number, step = 10): void {
+    for (let t = 0; t < ms; t += step) {
+      this.now += step;
+      for (const id of this.ids) if (!this.down.has(id)) this.apply(id, this.get(id).tick(this.now));
+      this.flush();
+    }
+  }
+  leaders(): string[] {
+    return this.ids.filter((id) => !this.down.has(id) && this.get(id).role === 'leader');
+  }
+  restart(id: string): void {
+    this.down.delete(id);
+    this.nodes.set(id, node(id, this.ids, this.disk.get(id) ?? null));
+    this.apply(id, this.get(id).tick(this.now));
+  }
+}
+
+const refusedOnly = (r: Ready) => {
+  expect(r.persist).toBeNull();
+  expect(r.messages).toEqual([]);
+  expect(r.changed).toBe(false);
+  expect(r.notes.some((n) => n.kind === 'refused')).toBe(true);
+};
+
+describe('election: bad input', () => {
+  const settled = () => {
+    const net = new Net();
+    net.advance(2000);
+    return net.get('n2');
+  };
+  const good = { type: 'Heartbeat', from: 'n1', to: 'n2', term: 1 };
+  const throwing = new Proxy(
+    {},
+    {
+      get() {
+        throw new Error('boom');
+      },
+    },
+  );
+  const garbage: [string, unknown][] = [
+    ['null', null],
+    ['undefined', undefined],
+    ['a number', 42],
+    ['a string', 'Heartbeat'],
+    ['an array', [good]],
+    ['a throwing proxy', throwing],
+    ['unknown type', { ...good, type: 'Coup' }],
+    ['missing term', { type: 'Heartbeat', from: 'n1', to: 'n2' }],
+    ['NaN term', { ...good, term: NaN }],
+    ['negative term', { ...good, term: -1 }],
+    ['fractional term', { ...good, term: 1.5 }],
+    ['string term', { ...good, term: '1' }],
+    ['bigint term', { ...good, term: 1n }],
+    ['infinite term', { ...good, term: Infinity }],
+    ['unsafe term', { ...good, term: 2 ** 60 }],
+    ['MAX_TERM', { ...good, term: MAX_TERM }],
+    ['term beyond maxTermLead', { ...good, term: 2 + DEFAULT_OPTIONS.maxTermLead }],
+    ['unknown node', { ...good, from: 'mallory' }],
+    ['empty from', { ...good, from: '' }],
+    ['numeric from', { ...good, from: 1 }],
+    ['huge from', { ...good, from: 'x'.repeat(10_000) }],
+    ['addressed to another node', { ...good, to: 'n3' }],
+    ['claims to be from the receiver', { ...good, from: 'n2' }],
+    ['response without granted', { type: 'VoteResponse', from: 'n1', to: 'n2', term: 1 }],
+    ['granted as a string', { type: 'PreVoteResponse', from: 'n1', to: 'n2', term: 2, granted: 'yes' }],
+  ];
+  for (const [name, raw] of garbage) {
+    it(`refuses ${name} without throwing or changing state`, () => {
+      const e = settled();
+      const before = [e.role, e.term, e.votedFor, e.leaderId];
+      refusedOnly(e.receive(raw));
+      expect([e.role, e.term, e.votedFor, e.leaderId]).toEqual(before);
+    });
+  }
+
+  it('accepts a term exactly maxTermLead ahead (a long-partitioned node must be able to catch up)', () => {
+    const e = settled();
+    const r = e.receive({ type: 'VoteResponse', from: 'n1', to: 'n2', term: 1 + DEFAULT_OPTIONS.maxTermLead, granted: false });
+    expect(e.term).toBe(1 + DEFAULT_OPTIONS.maxTermLead);
+    expect(r.persist).not.toBeNull();
+  });
+
+  it('refuses a second leader in the same term', () => {
+    const e = settled();
+    const r = e.receive({ type: 'Heartbeat', from: 'n3', to: 'n2', term: 1 });
+    expect(r.notes.some((n) => n.kind === 'refused')).toBe(true);
+    expect(e.leaderId).toBe('n1');
+  });
+
+  it('refuses messages before the first tick and a non-numeric clock', () => {
+    const e = node('n1');
+    refusedOnly(e.receive(good));
+    for (const t of [NaN, Infinity, -Infinity, '5', 2 ** 60]) refusedOnly(e.tick(t as number));
+    expect(e.msUntilNextDeadline()).toBe(0);
+  });
+
+  it('refuses a bad configuration or persisted state at construction', () => {
+    const make = (c: object, hard?: HardState) => () => new Election({ id: 'n1', members: IDS, random: Math.random, ...c }, hard);
+    expect(make({ members: ['n2', 'n3'] })).toThrow(ElectionConfigError);
+    expect(make({ members: ['n1', 'n1'] })).toThrow(ElectionConfigError);
+    expect(make({ heartbeatMs: 0 })).toThrow(ElectionConfigError);
+    expect(make({ electionMinMs: 150 })).toThrow(ElectionConfigError);
+    expect(make({ electionMaxMs: 500 })).toThrow(ElectionConfigError);
+    expect(make({}, { term: -1, votedFor: null })).toThrow(ElectionConfigError);
+    expect(make({}, { term: 1, votedFor: 'mallory' })).toThrow(ElectionConfigError);
+  });
+
+  it('survives a random source that returns nonsense', () => {
+    const e = new Election({ id: 'n1', members: IDS, random: () => NaN });
+    e.tick(0);
+    expect(e.msUntilNextDeadline()).toBeGreaterThan(0);
+    run(e, 0, 2000);
+    expect(e.role).toBe('pre-candidate');
+  });
+});
+
