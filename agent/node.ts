@@ -71,6 +71,7 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
     (err) => log.warn('CRIU check failed: this node cannot migrate containers', { error: err }),
   );
   const advertise = settings.advertise ?? advertiseFrom(settings.listen);
+  let selfAddress = advertise; // with the real port once the server is bound
   let fatal = (err: unknown): void => {
     throw err;
   };
@@ -103,7 +104,7 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
     },
     hello: () => ({
       node_id: settings.nodeId,
-      address: advertise,
+      address: selfAddress,
       arch: process.arch,
       cores: os.cpus().length,
       memory_bytes: os.totalmem(),
@@ -178,6 +179,7 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
   enlargeSessionWindows(server);
   const address = advertise.replace(/:0$/, `:${port}`);
   leadership.setSelfAddress(address);
+  selfAddress = address;
   const runner = new MigrationRunner({
     nodeId: settings.nodeId,
     address: () => address,

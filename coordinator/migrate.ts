@@ -56,7 +56,7 @@ export function checkMigrate(deps: MigrateDeps, req: any): { container: Containe
   for (const [role, n] of [['source', source], ['target', target]] as const) {
     if (!deps.registry.isConnected(n.node_id)) throw unavailable(`the ${role} node ${n.node_id} is not connected to the coordinator`);
     if (!n.capabilities.includes('criu')) throw failedPrecondition(`the ${role} node ${n.node_id} cannot checkpoint or restore: CRIU is missing or "criu check" fails there (run herd doctor on it)`);
-    if (!n.capabilities.includes('docker')) throw failedPrecondition(`the ${role} node ${n.node_id} cannot reach its Docker engine`);
+    if (!n.docker_reachable) throw failedPrecondition(`the ${role} node ${n.node_id} cannot reach its Docker engine`);
     if (n.labels.some((l) => l.key === 'herd.draining' && l.value === 'true')) throw failedPrecondition(`the ${role} node ${n.node_id} is draining`);
   }
   if (source.arch !== target.arch) throw failedPrecondition(`a checkpoint cannot move between architectures (${source.node_id} is ${source.arch}, ${target.node_id} is ${target.arch})`);
