@@ -6,6 +6,7 @@ import { ConfigError, parseSettings, readConfigFile } from '../agent/config';
 import { registerDoctor } from './doctor';
 import { registerStatus } from './status';
 import { registerMigrate } from './migrate';
+import { registerPki } from './pki';
 import { mergeFlags } from './flags';
 import { setLogLevel, logger } from '../common/log';
 import { VERSION } from '../common/version';
@@ -82,6 +83,7 @@ program
 registerDoctor(program);
 registerStatus(program);
 registerMigrate(program);
+registerPki(program);
 
 program.parseAsync(process.argv).catch((err) => {
   process.stderr.write(`herd: ${err instanceof Error ? err.message : String(err)}\n`);

@@ -1,0 +1,66 @@
+/**
+ * `herd init` (a new cluster CA and this node's certificate) and `herd admin-cert create`
+ * (an operator's client certificate). Files only: `herd agent` does not use them yet
+ * (docs/security.md). common/pki is imported when a command runs, so that other commands
+ * do not load the X.509 library.
+ */
+import { Command, Option } from 'commander';
+import { networkInterfaces } from 'node:os';
+import { ConfigError, defaultDataDir, parseSettings } from '../agent/config';
+
+/** The first external IPv4 address with port 7400 (what `herd agent` advertises by default). */
+function defaultAddress(): string {
+  for (const addrs of Object.values(networkInterfaces())) {
+    for (const a of addrs ?? []) if (a.family === 'IPv4' && !a.internal) return `${a.address}:7400`;
+  }
+  return '127.0.0.1:7400';
+}
+
+function fail(cmd: string, err: unknown): never {
+  process.stderr.write(`herd ${cmd}: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(err instanceof ConfigError || (err as Error)?.name === 'PkiError' ? 2 : 1); // 2: a usage or state problem the operator fixes
+}
+
+export function registerPki(program: Command): void {
+  program
+    .command('init')
+    .description('start a new cluster on this node: create the cluster CA (its key stays here, mode 0600) and this node\'s certificate in <data-dir>/tls/, and print the CA fingerprint')
+    .option('--data-dir <dir>', 'where the node keeps its data (default: as `herd agent`)')
+    .option('--node-id <id>', 'this node\'s id, written into its certificate (default: the host name)')
+    .option('--address <host:port>', 'address other nodes reach this one at; its host goes into the certificate (default: first IPv4 address, port 7400)')
+    .action(async (opts) => {
+      try {
+        const s = parseSettings({ dataDir: opts.dataDir, nodeId: opts.nodeId, ...(opts.address ? { advertise: opts.address } : {}) }, 'command-line flags');
+        const { initCluster } = await import('../common/pki');
+        const r = await initCluster(s.dataDir, s.nodeId, s.advertise ?? defaultAddress());
+        process.stdout.write(
+          [
+            `cluster CA and certificate of node "${r.nodeId}" (${r.address}) created in ${r.dir}:`,
+            ...r.files.map((f) => `  ${f}`),
+            `CA fingerprint (SHA-256): ${r.caFingerprint}`,
+            'keep ca.key on this node only; every joining node checks the fingerprint.',
+            '',
+          ].join('\n'),
+        );
+      } catch (err) {
+        fail('init', err);
+      }
+    });
+
+  const adminCert = program.command('admin-cert').description('operator client certificates, for grpcurl (-cacert/-cert/-key) and the herd commands');
+  adminCert
+    .command('create <name>')
+    .description('create an operator certificate and key signed by the cluster CA (run on the node that ran `herd init`)')
+    .addOption(new Option('--role <role>', 'what the operator may do').choices(['read-only', 'admin']).default('read-only'))
+    .option('--data-dir <dir>', 'the data dir holding tls/ca.key (default: as `herd agent`)')
+    .option('--out <dir>', 'where to write NAME.crt, NAME.key and ca.crt (default: <data-dir>/tls/admins)')
+    .action(async (name: string, opts) => {
+      try {
+        const { createAdminCert } = await import('../common/pki');
+        const r = await createAdminCert(opts.dataDir ?? defaultDataDir(), name, opts.role, opts.out);
+        process.stdout.write([`certificate of operator "${name}" (role ${opts.role}):`, ...r.files.map((f) => `  ${f}`), `CA fingerprint (SHA-256): ${r.caFingerprint}`, ''].join('\n'));
+      } catch (err) {
+        fail('admin-cert create', err);
+      }
+    });
+}
