@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadProtos } from '../../common/proto';
 import { grpcurl, startHerd } from '../helpers/herd';
 import { tempDir, waitFor } from '../helpers/tmp';
+import { mulberry32 } from '../../coordinator/election/sim';
 
 const ADDR = '127.0.0.1:7421';
 let herd: ReturnType<typeof startHerd>;
@@ -48,15 +49,6 @@ function mutate(b: Buffer, rnd: () => number): Buffer {
   return c;
 }
 
-function mulberry32(seed: number): () => number {
-  return () => {
-    seed |= 0;
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('hostile input to every RPC', () => {
   it('answers every random or mutated message with a status and stays up (bounded: ~15 s)', async () => {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { start, step, stepOf, type Action, type Event, type MigrationState, type Outcome } from '../../agent/migration/machine';
+import { mulberry32 } from '../../coordinator/election/sim';
 
 /** Runs events through the machine, returning the final state and every action in order. */
 function run(events: Event[]): { state: MigrationState; actions: string[] } {
@@ -89,15 +90,6 @@ interface World {
   checkpointTaken: boolean;
 }
 
-function mulberry32(seed: number): () => number {
-  return () => {
-    seed |= 0;
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function simulate(seed: number): { outcome: Outcome; world: World } {
   const rnd = mulberry32(seed);
