@@ -86,9 +86,8 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
     [new CgroupCollector({ root: settings.cgroupRoot, containers: () => runningContainers(tracker), enableBlkioAccounting: settings.blkioAccounting }), settings.intervals.containerMs],
     [new AppOpsCollector({ tracker }), settings.intervals.trackMs],
   ];
-  let pcp: PcpCollector | undefined;
   if (settings.pmproxyUrl && settings.pcpMetrics.length > 0) {
-    pcp = new PcpCollector({ nodeId: settings.nodeId, url: settings.pmproxyUrl, metrics: settings.pcpMetrics, pollIntervalMs: settings.intervals.pcpMs });
+    const pcp = new PcpCollector({ nodeId: settings.nodeId, url: settings.pmproxyUrl, metrics: settings.pcpMetrics, pollIntervalMs: settings.intervals.pcpMs });
     collectors.push([pcp, settings.intervals.pcpMs]);
   }
   const scheduler = new Scheduler(sampleLog);

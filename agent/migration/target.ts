@@ -13,7 +13,7 @@ import { promisify } from 'node:util';
 import type { Database } from 'lmdb';
 import type { Env } from '../../common/db';
 import { logger } from '../../common/log';
-import { checkId } from '../../common/validate';
+import { checkId, RpcError } from '../../common/validate';
 import { TermFence } from '../../coordinator/election/fencing';
 import type { ContainerRuntime, CreateSpec } from '../runtime/runtime';
 import { scanTar } from '../runtime/fsdiff';
@@ -84,19 +84,19 @@ export class MigrationTarget {
 
   async prepare(req: any): Promise<{ target_docker_id: string }> {
     const bad = checkId('migration_id', req.migration_id) ?? checkId('herd_id', req.herd_id) ?? checkId('source_node_id', req.source_node_id);
-    if (bad) throw new Rpc(grpc.status.INVALID_ARGUMENT, bad);
+    if (bad) throw new RpcError(grpc.status.INVALID_ARGUMENT, bad);
     const fenced = this.deps.fence.check(Number(req.term));
-    if (!fenced.ok) throw new Rpc(grpc.status.FAILED_PRECONDITION, `refusing a migration commanded in an older term: ${fenced.reason}`);
-    if (this.db.get(req.migration_id)) throw new Rpc(grpc.status.ALREADY_EXISTS, `migration ${req.migration_id} was already prepared here`);
+    if (!fenced.ok) throw new RpcError(grpc.status.FAILED_PRECONDITION, `refusing a migration commanded in an older term: ${fenced.reason}`);
+    if (this.db.get(req.migration_id)) throw new RpcError(grpc.status.ALREADY_EXISTS, `migration ${req.migration_id} was already prepared here`);
     let spec: CreateSpec;
     try {
       spec = JSON.parse(req.create_json);
       if (typeof spec?.Image !== 'string') throw new Error('no Image');
     } catch (err) {
-      throw new Rpc(grpc.status.INVALID_ARGUMENT, `create_json is not a Docker ContainerCreate body: ${(err as Error).message}`);
+      throw new RpcError(grpc.status.INVALID_ARGUMENT, `create_json is not a Docker ContainerCreate body: ${(err as Error).message}`);
     }
     if (!(await this.deps.runtime.imageLayers(spec.Image))) {
-      throw new Rpc(grpc.status.FAILED_PRECONDITION, `image ${spec.Image} is not on node ${this.deps.nodeId}; load it there first`);
+      throw new RpcError(grpc.status.FAILED_PRECONDITION, `image ${spec.Image} is not on node ${this.deps.nodeId}; load it there first`);
     }
     const name = typeof req.name === 'string' && /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/.test(req.name) ? req.name : '';
     const dockerId = await this.deps.runtime.create(spec, name);
@@ -115,10 +115,10 @@ export class MigrationTarget {
 
   async complete(req: any, progress: (p: unknown) => void): Promise<void> {
     const bad = checkId('migration_id', req.migration_id);
-    if (bad) throw new Rpc(grpc.status.INVALID_ARGUMENT, bad);
+    if (bad) throw new RpcError(grpc.status.INVALID_ARGUMENT, bad);
     const rec = this.db.get(req.migration_id);
-    if (!rec) throw new Rpc(grpc.status.NOT_FOUND, `migration ${req.migration_id} was never prepared here`);
-    if (rec.state !== 'prepared') throw new Rpc(grpc.status.FAILED_PRECONDITION, `migration ${req.migration_id} is ${rec.state} here, not prepared`);
+    if (!rec) throw new RpcError(grpc.status.NOT_FOUND, `migration ${req.migration_id} was never prepared here`);
+    if (rec.state !== 'prepared') throw new RpcError(grpc.status.FAILED_PRECONDITION, `migration ${req.migration_id} is ${rec.state} here, not prepared`);
     const artifacts = (req.artifacts ?? []) as Array<{ name: string; size: number; sha256: string }>;
     const total = artifacts.reduce((a, x) => a + Number(x.size), 0);
     const timings: Timing[] = [];
@@ -200,7 +200,7 @@ export class MigrationTarget {
 
   async abort(req: any): Promise<{ removed: boolean }> {
     const bad = checkId('migration_id', req.migration_id);
-    if (bad) throw new Rpc(grpc.status.INVALID_ARGUMENT, bad);
+    if (bad) throw new RpcError(grpc.status.INVALID_ARGUMENT, bad);
     const rec = this.db.get(req.migration_id);
     await rm(this.dir(req.migration_id), { recursive: true, force: true });
     if (!rec || rec.state === 'aborted') return { removed: false };
@@ -215,15 +215,6 @@ export class MigrationTarget {
   }
 }
 
-class Rpc extends Error {
-  constructor(
-    readonly code: grpc.status,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
 export function errorText(err: unknown): string {
   const e = err as { message?: string; criuLog?: string[] };
   const criu = Array.isArray(e?.criuLog) && e.criuLog.length ? ` (CRIU: ${e.criuLog.slice(0, 6).join(' | ')})` : '';
@@ -231,7 +222,7 @@ export function errorText(err: unknown): string {
 }
 
 function toStatus(err: unknown): { code: grpc.status; details: string } {
-  if (err instanceof Rpc) return { code: err.code, details: err.message };
+  if (err instanceof RpcError) return { code: err.code, details: err.message };
   const code = (err as { code?: string }).code;
   const map: Record<string, grpc.status> = { INVALID_ARGUMENT: 3, NOT_FOUND: 5, ALREADY_EXISTS: 6, FAILED_PRECONDITION: 9, UNAVAILABLE: 14 };
   return { code: (code && map[code]) || grpc.status.INTERNAL, details: errorText(err) };
