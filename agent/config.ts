@@ -80,6 +80,23 @@ export const SettingsSchema = z
     maxInFlight: z.number().int().min(1).max(10_000).default(64),
     /** Labels describing this node. */
     labels: z.record(z.string(), z.string()).default({}),
+    /**
+     * Serve and dial plain text instead of mutual TLS. Anyone who can reach the port then
+     * owns the node: for a lab only. The node warns at start.
+     */
+    insecure: z.boolean().default(false),
+    /** Certificates (docs/security.md). */
+    tls: z
+      .object({
+        /** Lifetime of node certificates this node signs (only used where the CA key is). */
+        nodeCertTtlSeconds: z.number().int().min(60).max(10 * 365 * 86400).default(365 * 86400),
+        /** Renew this node's certificate once less than this fraction of its lifetime is left. */
+        renewBeforeFraction: z.number().gt(0).lt(1).default(1 / 3),
+        /** How often the node checks whether its certificate needs renewing. */
+        checkMs: ms(1000, 60_000),
+      })
+      .strict()
+      .default({ nodeCertTtlSeconds: 365 * 86400, renewBeforeFraction: 1 / 3, checkMs: 60_000 }),
     /** debug, info, warn or error. */
     logLevel: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
   })

@@ -39,6 +39,12 @@ import { migrateHandlers } from '../coordinator/migrate';
 import { SampleLog } from './samplelog';
 import { Scheduler } from './scheduler';
 import { DEFAULT_UPLINK, Uplink } from './uplink';
+import { authorizer } from './security/authorize';
+import { ensureCertificates, nodeTransport } from './security/bootstrap';
+import { RevocationStore } from './security/revocations';
+import { AuditTrail } from '../coordinator/audit';
+import { securityAdminHandlers } from '../coordinator/security-admin';
+import type { Transport } from '../common/transport';
 
 const log = logger('node');
 
@@ -50,11 +56,18 @@ export interface RunningNode {
   sampleLog: SampleLog;
   store: SampleStore;
   uplink: Uplink;
+  transport: Transport;
+  revocations: RevocationStore;
   stop(): Promise<void>;
 }
 
 export async function startNode(settings: Settings): Promise<RunningNode> {
+  const advertise = settings.advertise ?? advertiseFrom(settings.listen);
+  await ensureCertificates(settings, advertise);
   const env = openEnv(settings.dataDir);
+  const revocations = new RevocationStore(env);
+  const transport = nodeTransport(settings, revocations);
+  const audit = new AuditTrail(env);
   const sampleLog = new SampleLog(env, settings.nodeId);
   const store = new SampleStore(env);
   const registry = new Registry(env);
@@ -70,12 +83,11 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
     },
     (err) => log.warn('CRIU check failed: this node cannot migrate containers', { error: err }),
   );
-  const advertise = settings.advertise ?? advertiseFrom(settings.listen);
   let selfAddress = advertise; // with the real port once the server is bound
   let fatal = (err: unknown): void => {
     throw err;
   };
-  const leadership = new ElectionDriver({ self: { id: settings.nodeId, address: advertise }, peers: settings.peers, env, onFatal: (err) => fatal(err) });
+  const leadership = new ElectionDriver({ self: { id: settings.nodeId, address: advertise }, peers: settings.peers, env, transport, onFatal: (err) => fatal(err) });
 
   const fence = new TermFence({ highest: leadership.current().term });
 
@@ -97,9 +109,12 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
     fence,
     maxInFlight: settings.maxInFlight,
     log: sampleLog,
+    transport,
     target: () => leadership.current().leaderAddress,
+    targetId: () => leadership.current().leaderId,
     onCommand: (cmd) => {
       if (cmd?.kind === 'migrate' || cmd?.migrate) void runner.start(cmd.migrate, Number(cmd.term)).catch((err) => log.error('migration failed to start', { error: err }));
+      if (cmd?.kind === 'revocations' || cmd?.revocations) void revocations.merge(cmd.revocations?.entries ?? []).catch((err) => log.error('storing revocations failed', { error: err }));
     },
     hello: () => ({
       node_id: settings.nodeId,
@@ -112,6 +127,7 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
       capabilities: [...(tracker.reachable ? ['docker'] : []), ...capabilities],
       log_id: sampleLog.logId,
       version: VERSION,
+      revocations: revocations.list(),
     }),
     inventory: () => ({
       docker_reachable: tracker.reachable,
@@ -142,6 +158,7 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
       leadership: () => leadership.current(),
     },
     migrations,
+    { revocations, audit },
   );
   const admin = adminHandlers({
     store,
@@ -157,10 +174,20 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
   });
 
   const { herd, reflection, descriptorSet } = loadProtos();
-  const server = new grpc.Server({ 'grpc.max_receive_message_length': 64 * 1024 * 1024 });
+  const server = new grpc.Server({
+    'grpc.max_receive_message_length': 64 * 1024 * 1024,
+    // Every call passes here first: authentication, roles, and the audit trail.
+    interceptors: [
+      authorizer(transport, {
+        nodeId: settings.nodeId,
+        audit: (event) => void sampleLog.append([], [], [event]).catch((err) => log.error('storing an audit event failed', { error: err })),
+      }),
+    ],
+  });
   server.addService(herd.Mesh.service, { Connect: ingest.connect });
   const migrationAdmin = migrateHandlers({ registry, migrations, ingest, term: () => leadership.current().term });
-  server.addService(herd.Admin.service, leaderOnly({ ...admin, ...migrationAdmin }, leadership, ['GetLeader', 'GetCluster']));
+  const securityAdmin = securityAdminHandlers({ revocations, audit, registry, nodeId: settings.nodeId, knownNodes: () => settings.peers.map((p) => p.id) });
+  server.addService(herd.Admin.service, leaderOnly({ ...admin, ...migrationAdmin, ...securityAdmin }, leadership, ['GetLeader', 'GetCluster']));
 
   // --- migration: this node as a source (runner, artifacts served) and as a target
   const artifacts = new ArtifactRegistry();
@@ -173,7 +200,7 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
 
   enlargeServerWindow(server);
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(settings.listen, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(new Error(`cannot listen on ${settings.listen}: ${err.message}`)) : resolve(p))),
+    server.bindAsync(settings.listen, transport.serverCredentials(), (err, p) => (err ? reject(new Error(`cannot listen on ${settings.listen}: ${err.message}`)) : resolve(p))),
   );
   enlargeSessionWindows(server);
   const address = advertise.replace(/:0$/, `:${port}`);
@@ -187,6 +214,7 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
     artifacts,
     dataDir: settings.dataDir,
     faults,
+    transport,
     findContainer: (herdId) => {
       const c = tracker.containers().find((x) => x.herdId === herdId && x.state === 'running');
       return c && { dockerId: c.dockerId, name: c.name };
@@ -229,6 +257,7 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
     data_dir: settings.dataDir,
     coordinator: lead.isLeader ? 'this node' : `${lead.leaderId} at ${lead.leaderAddress}`,
     docker: tracker.reachable ? settings.dockerSocket : 'unreachable',
+    security: transport.secure ? 'mutual TLS' : 'INSECURE plain text',
     version: VERSION,
   });
 
@@ -241,6 +270,8 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
     sampleLog,
     store,
     uplink,
+    transport,
+    revocations,
     stop: () =>
       (stopping ??= (async () => {
         clearInterval(trackTimer);

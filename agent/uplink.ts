@@ -6,6 +6,7 @@
  * silence ends the stream; it is reopened with backoff, to whatever target() names then.
  */
 import * as grpc from '@grpc/grpc-js';
+import { Insecure, type Transport } from '../common/transport';
 import { meshCodec } from '../common/proto';
 import { logger } from '../common/log';
 import type { SampleLog } from './samplelog';
@@ -23,12 +24,16 @@ export interface UplinkOptions {
   keepaliveMs: number;
   /** No message from the coordinator for this long: the stream is dead, reconnect. */
   deadAfterMs: number;
-  credentials?: grpc.ChannelCredentials;
+  /** How to dial (default plain text); the coordinator must be the node `targetId` names. */
+  transport?: Transport;
+  targetId?: () => string | undefined;
   /** The highest election term this node has seen; a coordinator of a lower term is refused. */
   fence?: TermFence;
   /** A command from the coordinator (already checked against the fence). */
   onCommand?: (command: any) => void;
 }
+
+const INSECURE = new Insecure();
 
 export const DEFAULT_UPLINK = { maxInFlight: 64, keepaliveMs: 2000, deadAfterMs: 6000 };
 
@@ -36,6 +41,7 @@ export class Uplink {
   private client?: grpc.Client;
   private readonly codec = meshCodec();
   private clientTarget?: string;
+  private clientGeneration = -1;
   private call?: grpc.ClientDuplexStream<any, any>;
   private welcomed = false;
   private sent = 0;
@@ -104,9 +110,12 @@ export class Uplink {
     if (this.stopped) return;
     const target = this.opts.target();
     if (!target) return this.scheduleReconnect('no coordinator known yet');
-    if (!this.client || this.clientTarget !== target) {
+    const transport = this.opts.transport ?? INSECURE;
+    if (!this.client || this.clientTarget !== target || this.clientGeneration !== transport.generation) {
       this.client?.close();
-      this.client = new grpc.Client(target, this.opts.credentials ?? grpc.credentials.createInsecure(), {
+      this.clientGeneration = transport.generation;
+      this.client = new grpc.Client(target, transport.credentials(this.opts.targetId?.()), {
+        ...transport.channelOptions,
         'grpc.keepalive_time_ms': 5000,
         'grpc.keepalive_timeout_ms': 3000,
         'grpc.initial_reconnect_backoff_ms': 100,

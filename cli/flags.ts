@@ -16,6 +16,7 @@ export function mergeFlags(file: Record<string, any>, o: Record<string, any>): R
   set('pcpMetrics', o.pcpMetric);
   set('cgroupRoot', o.cgroupRoot);
   if (o.blkioAccounting === false) s.blkioAccounting = false;
+  if (o.insecure === true) s.insecure = true;
   set('maxInFlight', o.maxInFlight);
   set('logLevel', o.logLevel ?? (file.logLevel === undefined ? process.env.HERD_LOG_LEVEL : undefined));
   const intervals = { ...(file.intervals ?? {}) };

@@ -43,6 +43,7 @@ program
   .option('--retention-bytes <n>', 'cap on the local sample log size, bytes (default: 2 GiB)', num)
   .option('--max-in-flight <n>', 'most unacknowledged batches in flight to the coordinator (default: 64)', num)
   .option('--label <key=value>', 'a label of this node; repeat for each', collect)
+  .option('--insecure', 'serve and dial plain text instead of mutual TLS: anyone who reaches the port owns the node (lab use only; logged as a warning)')
   .addOption(new Option('--log-level <level>', 'log verbosity (default: info; env HERD_LOG_LEVEL)').choices(['debug', 'info', 'warn', 'error']))
   .action(async (opts) => {
     let settings;
@@ -74,6 +75,10 @@ program
     try {
       node = await startNode(settings);
     } catch (err) {
+      if ((err as Error)?.constructor?.name === 'BootstrapError') {
+        process.stderr.write(`herd: ${(err as Error).message}\n`);
+        process.exit(2); // the operator must act (certificates), a restart will not help
+      }
       log.error('cannot start the node', { error: err });
       process.exit(1);
     }

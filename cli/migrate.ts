@@ -5,6 +5,7 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Command } from 'commander';
 import { loadProtos } from '../common/proto';
+import { addConnectOptions, adminChannel, type Channel } from './connect';
 
 const FS = { none: 'FS_MODE_NONE', diff: 'FS_MODE_DIFF', full: 'FS_MODE_FULL' } as const;
 
@@ -19,9 +20,9 @@ function mb(n: number): string {
 }
 
 /** Follows UNAVAILABLE "ask X at ADDR" once, to reach the coordinator from any node. */
-async function coordinatorAddress(server: string): Promise<string> {
+async function coordinatorAddress(server: string, channel: Channel): Promise<string> {
   const { herd } = loadProtos();
-  const admin = new herd.Admin(server, grpc.credentials.createInsecure());
+  const admin = new herd.Admin(server, channel.credentials, channel.options);
   try {
     const leader = await new Promise<any>((res, rej) => admin.GetLeader({}, { deadline: Date.now() + 3000 }, (e: any, r: any) => (e ? rej(e) : res(r))));
     return leader.address || server;
@@ -40,14 +41,14 @@ export function formatSummary(m: any): string {
 }
 
 export function registerMigrate(program: Command): void {
-  program
+  const cmd = program
     .command('migrate')
     .description('live-migrate a running container (by herd id) to another node, showing progress and the step breakdown')
     .argument('<container>', 'herd id of the container (herd status / ListContainers show them)')
     .requiredOption('--to <node>', 'target node id')
     .option('--fs <mode>', 'what of the filesystem moves: diff (the overlay diff layer), none, or full', 'diff')
-    .option('-s, --server <host:port>', 'any node of the cluster', '127.0.0.1:7400')
-    .action(async (container: string, opts) => {
+    .option('-s, --server <host:port>', 'any node of the cluster', '127.0.0.1:7400');
+  addConnectOptions(cmd).action(async (container: string, opts) => {
       const mode = FS[opts.fs as keyof typeof FS];
       if (!mode) {
         process.stderr.write(`herd migrate: --fs must be diff, none or full, not "${opts.fs}"\n`);
@@ -55,13 +56,20 @@ export function registerMigrate(program: Command): void {
       }
       const { herd } = loadProtos();
       let address: string;
+      let channel: Channel;
       try {
-        address = await coordinatorAddress(opts.server);
+        channel = adminChannel(opts);
+      } catch (err) {
+        process.stderr.write(`herd migrate: ${(err as Error).message}\n`);
+        process.exit(2);
+      }
+      try {
+        address = await coordinatorAddress(opts.server, channel);
       } catch (err) {
         process.stderr.write(`herd migrate: cannot reach ${opts.server}: ${(err as grpc.ServiceError).details ?? err}\n`);
         process.exit(1);
       }
-      const admin = new herd.Admin(address, grpc.credentials.createInsecure());
+      const admin = new herd.Admin(address, channel.credentials, channel.options);
       const tty = process.stderr.isTTY;
       let last: any;
       const stream = admin.Migrate({ herd_id: container, target_node_id: opts.to, fs_mode: mode });

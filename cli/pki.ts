@@ -1,7 +1,7 @@
 /**
  * `herd init` (a new cluster CA and this node's certificate) and `herd admin-cert create`
- * (an operator's client certificate). Files only: `herd agent` does not use them yet
- * (docs/security.md). common/pki is imported when a command runs, so that other commands
+ * (an operator's client certificate), `herd node-cert create` (offline provisioning).
+ * docs/security.md. common/pki is imported when a command runs, so that other commands
  * do not load the X.509 library.
  */
 import { Command, Option } from 'commander';
@@ -44,6 +44,26 @@ export function registerPki(program: Command): void {
         );
       } catch (err) {
         fail('init', err);
+      }
+    });
+
+  const nodeCert = program.command('node-cert').description('node certificates signed offline (provisioning without a join token; `herd join` is the online way)');
+  nodeCert
+    .command('create <node-id>')
+    .description('sign a certificate for another node on the node that holds the CA key; copy the --out directory to that node as <data-dir>/tls')
+    .requiredOption('--address <host:port>', 'address the node is reached at; its host goes into the certificate')
+    .requiredOption('--out <dir>', 'where to write node.crt, node.key and ca.crt')
+    .option('--data-dir <dir>', 'the data dir holding tls/ca.key (default: as `herd agent`)')
+    .option('--ttl-seconds <n>', 'certificate lifetime (default: one year)', (v) => Number(v))
+    .action(async (nodeId: string, opts) => {
+      try {
+        const { createNodeCertFiles } = await import('../common/pki');
+        const ttl = opts.ttlSeconds;
+        if (ttl !== undefined && (!Number.isInteger(ttl) || ttl < 60)) throw new ConfigError('--ttl-seconds must be an integer of at least 60');
+        const r = await createNodeCertFiles(opts.dataDir ?? defaultDataDir(), nodeId, opts.address, opts.out, ttl ? { notAfter: new Date(Date.now() + ttl * 1000) } : {});
+        process.stdout.write([`certificate of node "${nodeId}" (${opts.address}):`, ...r.files.map((f) => `  ${f}`), `CA fingerprint (SHA-256): ${r.caFingerprint}`, ''].join('\n'));
+      } catch (err) {
+        fail('node-cert create', err);
       }
     });
 

@@ -5,6 +5,7 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Command } from 'commander';
 import { loadProtos } from '../common/proto';
+import { addConnectOptions, adminChannel, ConnectError, type Channel } from './connect';
 
 function unaryCall(client: any, method: string, req: unknown, timeoutMs: number): Promise<any> {
   return new Promise((resolve, reject) => client[method](req, { deadline: Date.now() + timeoutMs }, (err: grpc.ServiceError | null, res: any) => (err ? reject(err) : resolve(res))));
@@ -16,10 +17,10 @@ function ago(ms: number, now: number): string {
   return d < 1000 ? `${d} ms ago` : d < 120_000 ? `${(d / 1000).toFixed(1)} s ago` : `${Math.round(d / 60_000)} min ago`;
 }
 
-export async function status(server: string, timeoutMs: number): Promise<{ text: string; ok: boolean }> {
+export async function status(server: string, timeoutMs: number, channel: Channel = adminChannel({ insecure: true })): Promise<{ text: string; ok: boolean }> {
   const { herd } = loadProtos();
   const ask = async (address: string) => {
-    const admin = new herd.Admin(address, grpc.credentials.createInsecure());
+    const admin = new herd.Admin(address, channel.credentials, channel.options);
     try {
       const cluster = await unaryCall(admin, 'GetCluster', {}, timeoutMs);
       const leader = await unaryCall(admin, 'GetLeader', {}, timeoutMs);
@@ -54,17 +55,21 @@ export async function status(server: string, timeoutMs: number): Promise<{ text:
 }
 
 export function registerStatus(program: Command): void {
-  program
+  const cmd = program
     .command('status')
     .description("show the coordinator, the election term and every member's role, last heartbeat and stream (asks any node; follows it to the coordinator)")
     .option('-s, --server <host:port>', 'any node of the cluster', '127.0.0.1:7400')
-    .option('--timeout <ms>', 'per-call timeout', (v) => Number(v), 3000)
-    .action(async (opts) => {
+    .option('--timeout <ms>', 'per-call timeout', (v) => Number(v), 3000);
+  addConnectOptions(cmd).action(async (opts) => {
       try {
-        const r = await status(opts.server, opts.timeout);
+        const r = await status(opts.server, opts.timeout, adminChannel(opts));
         process.stdout.write(`${r.text}\n`);
         process.exit(r.ok ? 0 : 3);
       } catch (err) {
+        if (err instanceof ConnectError) {
+          process.stderr.write(`herd status: ${err.message}\n`);
+          process.exit(2);
+        }
         const e = err as grpc.ServiceError;
         process.stderr.write(`herd status: cannot ask ${opts.server}: ${e.details || e.message}\n`);
         process.exit(1);

@@ -14,7 +14,7 @@ export function openEnv(dataDir: string, opts: { mapSizeBytes?: number } = {}): 
     path: join(dataDir, 'herd.lmdb'),
     // Room to grow; LMDB maps lazily, so this costs address space, not memory.
     mapSize: opts.mapSizeBytes ?? 8 * 1024 ** 3,
-    maxDbs: 16,
+    maxDbs: 32,
     compression: false,
   });
 }

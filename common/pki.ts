@@ -19,16 +19,11 @@ import { X509Certificate, createHash, createPrivateKey, randomBytes, webcrypto }
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
-import type { PeerCertificate } from 'node:tls';
 import { ID_PATTERN } from './validate';
 
-export type Role = 'read-only' | 'admin';
-export const ROLES: readonly Role[] = ['read-only', 'admin'];
+import { ADMIN_URI_PREFIX, CA_HOLDER_URI_PREFIX, NODE_URI_PREFIX, ROLES, type Role } from './identity';
 
-export type PeerIdentity = { kind: 'node'; nodeId: string } | { kind: 'admin'; name: string; role: Role };
-
-export const NODE_URI_PREFIX = 'herd://node/';
-export const ADMIN_URI_PREFIX = 'herd://admin/';
+export * from './identity';
 
 /** File names inside `<dataDir>/tls/`. */
 export const TLS_FILES = { caCert: 'ca.crt', caKey: 'ca.key', nodeCert: 'node.crt', nodeKey: 'node.key' } as const;
@@ -102,8 +97,12 @@ export function fingerprint(certPem: string | Buffer): string {
   return createHash('sha256').update(der).digest('hex').toUpperCase().match(/../g)!.join(':');
 }
 
-/** A new cluster CA: a self-signed EC P-256 certificate that may sign only end-entity certificates. */
-export async function createCa(clusterName = 'herd', opts: IssueOptions = {}): Promise<CertAndKey> {
+/**
+ * A new cluster CA: a self-signed EC P-256 certificate that may sign only end-entity
+ * certificates. `holder` (the node that keeps the key) is written into it as
+ * `herd://ca-holder/<id>`, so any node knows where joins and renewals are signed.
+ */
+export async function createCa(clusterName = 'herd', opts: IssueOptions & { holder?: string } = {}): Promise<CertAndKey> {
   const x509 = await lib();
   const keys = await newKeyPair();
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
@@ -116,6 +115,7 @@ export async function createCa(clusterName = 'herd', opts: IssueOptions = {}): P
       new x509.BasicConstraintsExtension(true, 0, true),
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey as unknown as CryptoKey),
+      ...(opts.holder ? [new x509.SubjectAlternativeNameExtension([{ type: 'url', value: CA_HOLDER_URI_PREFIX + opts.holder }])] : []),
     ],
   });
   return { cert: cert.toString('pem') + '\n', key: await keyToPem(keys.privateKey) };
@@ -129,10 +129,17 @@ interface LeafProfile {
 }
 
 async function issueLeaf(ca: CertAndKey, profile: LeafProfile, opts: IssueOptions): Promise<CertAndKey> {
+  const keys = await newKeyPair();
+  const cert = await signLeaf(ca, profile, keys.publicKey, opts);
+  return { cert, key: await keyToPem(keys.privateKey) };
+}
+
+/** Signs a certificate of this profile for a public key (made here, or from a CSR). */
+async function signLeaf(ca: CertAndKey, profile: LeafProfile, publicKey: webcrypto.CryptoKey, opts: IssueOptions): Promise<string> {
   const x509 = await lib();
   const caCert = new x509.X509Certificate(ca.cert);
   const signingKey = await pemToSigningKey(ca.key);
-  const keys = await newKeyPair();
+  const keys = { publicKey };
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: serial(),
     subject: profile.subject,
@@ -150,7 +157,7 @@ async function issueLeaf(ca: CertAndKey, profile: LeafProfile, opts: IssueOption
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey as unknown as CryptoKey),
     ],
   });
-  return { cert: cert.toString('pem') + '\n', key: await keyToPem(keys.privateKey) };
+  return cert.toString('pem') + '\n';
 }
 
 function hostOf(address: string): string {
@@ -165,11 +172,46 @@ function hostOf(address: string): string {
  * Usable as both server and client certificate (every node is both).
  */
 export async function issueNodeCert(ca: CertAndKey, nodeId: string, address: string, opts: IssueOptions = {}): Promise<CertAndKey> {
+  return issueLeaf(ca, nodeProfile(nodeId, address), opts);
+}
+
+function nodeProfile(nodeId: string, address: string): LeafProfile {
   if (!ID_PATTERN.test(nodeId)) throw new PkiError(`node id "${nodeId}" is not valid: use 1-128 letters, digits, '.', '_' or '-'`);
   const host = hostOf(address);
   const sans: LeafProfile['sans'] = [{ type: 'url', value: NODE_URI_PREFIX + nodeId }];
   if (host) sans.push({ type: isIP(host) ? 'ip' : 'dns', value: host });
-  return issueLeaf(ca, { subject: `CN=${nodeId}, O=herd`, sans, usages: ['1.3.6.1.5.5.7.3.1', '1.3.6.1.5.5.7.3.2'], days: 365 }, opts);
+  return { subject: `CN=${nodeId}, O=herd`, sans, usages: ['1.3.6.1.5.5.7.3.1', '1.3.6.1.5.5.7.3.2'], days: 365 };
+}
+
+/**
+ * A new key pair and a PKCS#10 request for it (PEM both): what a joining or renewing
+ * node sends. The key never leaves the node; the CSR's signature proves it holds it.
+ */
+export async function createCsr(nodeId: string): Promise<{ csr: string; key: string }> {
+  const x509 = await lib();
+  const keys = await newKeyPair();
+  const csr = await x509.Pkcs10CertificateRequestGenerator.create({ name: `CN=${nodeId}, O=herd`, keys: keys as unknown as CryptoKeyPair, signingAlgorithm: SIGN });
+  return { csr: csr.toString('pem') + '\n', key: await keyToPem(keys.privateKey) };
+}
+
+/**
+ * A node certificate for the key in a CSR, after checking the CSR's self-signature. The
+ * node id and address come from the caller (the token's request, or the renewing node's
+ * verified certificate), never from the CSR's subject.
+ */
+export async function signNodeCsr(ca: CertAndKey, csrPem: string, nodeId: string, address: string, opts: IssueOptions = {}): Promise<string> {
+  const x509 = await lib();
+  let csr: InstanceType<X509Lib['Pkcs10CertificateRequest']>;
+  try {
+    csr = new x509.Pkcs10CertificateRequest(csrPem);
+  } catch (err) {
+    throw new PkiError(`the certificate signing request cannot be parsed: ${(err as Error).message}`);
+  }
+  if (!(await csr.verify())) throw new PkiError('the certificate signing request is not signed by its own key');
+  const alg = csr.publicKey.algorithm as { name?: string; namedCurve?: string };
+  if (alg.name !== 'ECDSA' || alg.namedCurve !== 'P-256') throw new PkiError(`the request's key must be EC P-256, not ${alg.name}${alg.namedCurve ? ` ${alg.namedCurve}` : ''}`);
+  const publicKey = await csr.publicKey.export(EC, ['verify'], webcrypto as unknown as Crypto);
+  return signLeaf(ca, nodeProfile(nodeId, address), publicKey as unknown as webcrypto.CryptoKey, opts);
 }
 
 /** An operator's client certificate: `herd://admin/<name>`, role in OU. Client use only. */
@@ -177,60 +219,6 @@ export async function issueAdminCert(ca: CertAndKey, name: string, role: Role, o
   if (!ID_PATTERN.test(name)) throw new PkiError(`admin name "${name}" is not valid: use 1-128 letters, digits, '.', '_' or '-'`);
   if (!ROLES.includes(role)) throw new PkiError(`role "${role}" is not valid: ${ROLES.join(' or ')}`);
   return issueLeaf(ca, { subject: `CN=${name}, OU=${role}, O=herd`, sans: [{ type: 'url', value: ADMIN_URI_PREFIX + name }], usages: ['1.3.6.1.5.5.7.3.2'], days: 365 }, opts);
-}
-
-/**
- * The herd identity a certificate names, or undefined if it names none (or is malformed).
- * It does not verify the chain: call it on a certificate TLS has verified against the
- * cluster CA (a gRPC server with checkClientCertificate, or a client's checkServerIdentity).
- */
-export function identityOf(cert: string | Buffer | X509Certificate | PeerCertificate): PeerIdentity | undefined {
-  let x: X509Certificate;
-  try {
-    if (cert instanceof X509Certificate) x = cert;
-    else if (typeof cert === 'string' || Buffer.isBuffer(cert)) x = new X509Certificate(cert);
-    else if (cert && Buffer.isBuffer((cert as PeerCertificate).raw)) x = new X509Certificate((cert as PeerCertificate).raw);
-    else return undefined;
-  } catch {
-    return undefined;
-  }
-  const uris = (x.subjectAltName ?? '')
-    .split(', ')
-    .filter((s) => s.startsWith('URI:'))
-    .map((s) => s.slice(4).replace(/^"(.*)"$/, '$1'));
-  const herd = uris.filter((u) => u.startsWith(NODE_URI_PREFIX) || u.startsWith(ADMIN_URI_PREFIX));
-  if (herd.length !== 1) return undefined; // none, or ambiguous: trust neither
-  const u = herd[0];
-  if (u.startsWith(NODE_URI_PREFIX)) {
-    const nodeId = u.slice(NODE_URI_PREFIX.length);
-    return ID_PATTERN.test(nodeId) ? { kind: 'node', nodeId } : undefined;
-  }
-  const name = u.slice(ADMIN_URI_PREFIX.length);
-  const ous = x.subject.split('\n').filter((l) => l.startsWith('OU=')).map((l) => l.slice(3));
-  if (!ID_PATTERN.test(name) || ous.length !== 1 || !ROLES.includes(ous[0] as Role)) return undefined;
-  return { kind: 'admin', name, role: ous[0] as Role };
-}
-
-/**
- * The identity of the peer of a gRPC call, from `call.getAuthContext()` (grpc-js >= 1.10):
- * undefined on a plain-text channel or when the client showed no certificate.
- */
-export function peerIdentity(call: { getAuthContext?: () => { sslPeerCertificate?: PeerCertificate } | null }): PeerIdentity | undefined {
-  const cert = call.getAuthContext?.()?.sslPeerCertificate;
-  return cert && cert.raw ? identityOf(cert) : undefined;
-}
-
-/**
- * A checkServerIdentity for grpc.credentials.createSsl that accepts the server only if its
- * (already CA-verified) certificate names the expected node: a node that dials peer B at
- * B's address must not be answered by C. Returns an Error to refuse, as tls expects.
- */
-export function expectNode(nodeId: string): (host: string, cert: PeerCertificate) => Error | undefined {
-  return (_host, cert) => {
-    const id = identityOf(cert);
-    if (id?.kind === 'node' && id.nodeId === nodeId) return undefined;
-    return new Error(`peer certificate names ${id ? (id.kind === 'node' ? `node "${id.nodeId}"` : `admin "${id.name}"`) : 'no herd identity'}, not node "${nodeId}"`);
-  };
 }
 
 // ---- files in <dataDir>/tls ----
@@ -265,13 +253,36 @@ export async function initCluster(dataDir: string, nodeId: string, address: stri
   const paths = Object.fromEntries(Object.entries(TLS_FILES).map(([k, f]) => [k, join(dir, f)])) as Record<keyof typeof TLS_FILES, string>;
   for (const p of Object.values(paths)) if (existsSync(p)) throw new PkiError(`${p} exists: this node already belongs to a cluster (remove ${dir} to start a new one)`);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const ca = await createCa(opts.clusterName);
+  const ca = await createCa(opts.clusterName, { holder: nodeId });
   const node = await issueNodeCert(ca, nodeId, address);
   writeSecret(paths.caKey, ca.key);
   writePublic(paths.caCert, ca.cert);
   writeSecret(paths.nodeKey, node.key);
   writePublic(paths.nodeCert, node.cert);
-  return { dir, nodeId, address, caFingerprint: fingerprint(ca.cert), files: [paths.caCert, paths.caKey, paths.nodeCert, paths.nodeKey] };
+  // The operator certificate the herd commands use by default on this node.
+  const local = await createAdminCert(dataDir, LOCAL_ADMIN, 'admin');
+  return { dir, nodeId, address, caFingerprint: fingerprint(ca.cert), files: [paths.caCert, paths.caKey, paths.nodeCert, paths.nodeKey, ...local.files] };
+}
+
+/** The operator certificate `herd init` makes for the herd commands run on the CA node. */
+export const LOCAL_ADMIN = 'local';
+
+/**
+ * `herd node-cert create`: a node certificate signed offline on the CA node, written with
+ * ca.crt into outDir (e.g. the new node's `<dataDir>/tls`), for provisioning without a
+ * join token (images, tests). `herd join` is the online way.
+ */
+export async function createNodeCertFiles(caDataDir: string, nodeId: string, address: string, outDir: string, opts: IssueOptions = {}): Promise<{ files: string[]; caFingerprint: string }> {
+  const ca = loadCa(caDataDir);
+  const node = await issueNodeCert(ca, nodeId, address, opts);
+  mkdirSync(outDir, { recursive: true, mode: 0o700 });
+  const certPath = join(outDir, TLS_FILES.nodeCert);
+  const keyPath = join(outDir, TLS_FILES.nodeKey);
+  if (existsSync(certPath) || existsSync(keyPath)) throw new PkiError(`${certPath} or ${keyPath} exists: that node already has a certificate`);
+  writeSecret(keyPath, node.key);
+  writePublic(certPath, node.cert);
+  writePublic(join(outDir, TLS_FILES.caCert), ca.cert);
+  return { files: [join(outDir, TLS_FILES.caCert), certPath, keyPath], caFingerprint: fingerprint(ca.cert) };
 }
 
 /** The cluster CA kept in `<dataDir>/tls/` (the key is there only on the node that ran `herd init`). */

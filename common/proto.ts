@@ -12,6 +12,7 @@ import { isSea, seaExtractor } from './natives';
 export const PROTO_FILES = [
   'herd/v1/types.proto',
   'herd/v1/migration.proto',
+  'herd/v1/security.proto',
   'herd/v1/mesh.proto',
   'herd/v1/admin.proto',
   'herd/v1/peer.proto',

@@ -12,6 +12,9 @@ import type { SeriesPoints } from '../agent/samplelog';
 import type { Registry, ContainerRecord } from './registry';
 import type { SampleStore } from './samplestore';
 import type { Migrations, MigrationRecord } from './migrations';
+import type { AuditTrail } from './audit';
+import type { RevocationStore, Revocation } from '../agent/security/revocations';
+import { peerIdentity } from '../common/identity';
 
 const log = logger('mesh');
 
@@ -46,7 +49,23 @@ export class Ingest {
     private readonly registry: Registry,
     private readonly opts: IngestOptions,
     private readonly migrations?: Migrations,
-  ) {}
+    private readonly security: { revocations?: RevocationStore; audit?: AuditTrail } = {},
+  ) {
+    // A revocation learnt from anywhere goes to every agent, and a removed node's stream ends.
+    security.revocations?.onAdded((added) => this.spread(added));
+  }
+
+  private spread(added: Revocation[]): void {
+    const entries = this.security.revocations!.list();
+    for (const [node, call] of this.streams) {
+      if (added.some((r) => r.kind === 'IDENTITY_KIND_NODE' && r.name === node)) {
+        call.emit('error', { code: grpc.status.UNAUTHENTICATED, details: `node ${node} was removed from the cluster: its certificates are revoked` });
+        this.streams.delete(node);
+        continue;
+      }
+      call.write({ command: { term: this.opts.term(), command_id: `revocations-${Date.now()}`, revocations: { entries } } });
+    }
+  }
 
   /** Sends a command down a node's stream; false when the node is not connected. */
   command(nodeId: string, command: Record<string, unknown>): boolean {
@@ -93,6 +112,11 @@ export class Ingest {
           const h = msg.hello;
           const bad = checkId('hello.node_id', h.node_id) ?? (typeof h.log_id === 'string' && h.log_id.length > 0 && h.log_id.length <= 64 ? undefined : 'hello.log_id is required (1-64 characters)');
           if (bad) return fail(grpc.status.INVALID_ARGUMENT, bad);
+          // Over mTLS a node speaks only for itself: the hello must name the certificate's node.
+          const caller = peerIdentity(call);
+          if (caller && (caller.kind !== 'node' || caller.nodeId !== h.node_id)) {
+            return fail(grpc.status.PERMISSION_DENIED, `the hello claims node "${h.node_id}" but the certificate names ${caller.kind === 'node' ? `node "${caller.nodeId}"` : `operator "${caller.name}"`}`);
+          }
           const agentTerm = Number(h.term ?? 0);
           if (agentTerm > this.opts.term()) {
             return fail(grpc.status.FAILED_PRECONDITION, `this coordinator (${this.opts.coordinatorId}) is at term ${this.opts.term()} but node ${h.node_id} has seen term ${agentTerm}: a newer coordinator exists`);
@@ -117,6 +141,19 @@ export class Ingest {
           issued = state.ackedSeq;
           call.write({ welcome: { coordinator_id: this.opts.coordinatorId, term: this.opts.term(), acked_seq: state.ackedSeq, max_in_flight: this.opts.maxInFlight } });
           log.info('agent connected', { node: nodeId, address: h.address, acked_seq: state.ackedSeq });
+          const revocations = this.security.revocations;
+          if (revocations) {
+            const node = nodeId;
+            // Whatever the agent knows and this coordinator does not (it may be new) is
+            // merged, which spreads it; then the agent gets the whole list.
+            void revocations
+              .merge(Array.isArray(h.revocations) ? h.revocations : [])
+              .then(() => {
+                const entries = revocations.list();
+                if (!closed && entries.length && this.streams.get(node) === call) call.write({ command: { term: this.opts.term(), command_id: `revocations-${Date.now()}`, revocations: { entries } } });
+              })
+              .catch((err) => log.error('merging revocations failed', { error: err, node }));
+          }
           return;
         }
         this.registry.seen(nodeId, lastHeard);
@@ -140,6 +177,7 @@ export class Ingest {
             const node = nodeId;
             // Records first: their puts then commit no later than the batch's acked seq.
             for (const m of (Array.isArray(b.migrations) ? b.migrations : []) as MigrationRecord[]) this.migrations?.update(m);
+            this.security.audit?.record(b.audit);
             const written = this.store.ingest(node, logId, seq, base, b.series as SeriesPoints[]);
             let points = 0;
             for (const sp of b.series) points += sp.offsets_ms.length;

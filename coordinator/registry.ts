@@ -74,6 +74,14 @@ export class Registry {
     if (rec) void this.db.put(nodeId, rec);
   }
 
+  /** Forgets a node that was removed from the cluster. */
+  remove(nodeId: string): boolean {
+    this.connected.delete(nodeId);
+    const had = this.nodes.delete(nodeId);
+    if (had) void this.db.remove(nodeId);
+    return had;
+  }
+
   isConnected(nodeId: string): boolean {
     return this.connected.has(nodeId);
   }

@@ -7,6 +7,7 @@
  * undone.
  */
 import * as grpc from '@grpc/grpc-js';
+import { Insecure, type Transport } from '../../common/transport';
 import { execFile } from 'node:child_process';
 import { copyFile, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -51,8 +52,11 @@ export interface RunnerDeps {
   /** Puts the record in the sample log (durable, replayed to every coordinator). */
   publish: (record: Record_) => Promise<unknown>;
   faults?: MigrationFaults;
-  credentials?: grpc.ChannelCredentials;
+  /** How to dial the target (default plain text); it must present the target node's certificate. */
+  transport?: Transport;
 }
+
+const INSECURE = new Insecure();
 
 export class MigrationRunner {
   private readonly journal: Database<JournalEntry, string>;
@@ -275,12 +279,13 @@ export class MigrationRunner {
   }
 
   private peer(entry: JournalEntry): { call: (m: string, req: unknown) => Promise<any>; stream: (m: string, req: unknown, on: (p: any) => void) => Promise<any> } {
-    const address = entry.cmd.target_address;
-    let client = this.peers.get(address);
+    const transport = this.deps.transport ?? INSECURE;
+    const key = `${entry.cmd.target_node_id}@${entry.cmd.target_address}#${transport.generation}`;
+    let client = this.peers.get(key);
     if (!client) {
       const { herd } = loadProtos();
-      client = new herd.Peer(address, this.deps.credentials ?? grpc.credentials.createInsecure(), { 'grpc.max_reconnect_backoff_ms': 1000 });
-      this.peers.set(address, client);
+      client = new herd.Peer(entry.cmd.target_address, transport.credentials(entry.cmd.target_node_id), { ...transport.channelOptions, 'grpc.max_reconnect_backoff_ms': 1000 });
+      this.peers.set(key, client);
     }
     return {
       call: (m, req) => new Promise((res, rej) => client[m](req, { deadline: Date.now() + 60_000 }, (e: grpc.ServiceError | null, r: any) => (e ? rej(new Error(`${entry.cmd.target_node_id}: ${e.details || e.message}`)) : res(r)))),

@@ -26,7 +26,7 @@ export interface Artifact {
   size: number;
   /** SHA-256 of the file, lowercase hex. */
   sha256: string;
-  /** If set, only this node id may fetch it (placeholder for mTLS identities). */
+  /** If set, only this node may fetch it: the migration's target, named by its mTLS certificate. */
   allowedNodeId?: string;
   /** mtime when registered: a file rewritten since is refused rather than served. */
   mtimeMs: number;

@@ -7,6 +7,7 @@ import * as grpc from '@grpc/grpc-js';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { logger } from '../../common/log';
+import { peerIdentity, type PeerIdentity } from '../../common/identity';
 import { checkId } from '../../common/validate';
 import { ArtifactRegistry, checkArtifactName, CRC_BLOCK_BYTES, type Artifact } from './artifacts';
 import { loadCrc32c } from './crc32c';
@@ -82,15 +83,19 @@ function end(call: FetchCall, code: grpc.status, details: string): void {
 }
 
 /** Checks the request against the registry; the artifact, or the status to answer. */
-async function admit(req: FetchRequestMsg, registry: ArtifactRegistry): Promise<Artifact | { code: grpc.status; details: string }> {
+async function admit(req: FetchRequestMsg, registry: ArtifactRegistry, caller: PeerIdentity | undefined): Promise<Artifact | { code: grpc.status; details: string }> {
   const invalid = (details: string) => ({ code: grpc.status.INVALID_ARGUMENT, details });
-  const bad = checkId('migration_id', req.migration_id) ?? checkArtifactName(req.artifact) ?? checkId('requester_node_id', req.requester_node_id);
+  const bad = checkId('migration_id', req.migration_id) ?? checkArtifactName(req.artifact) ?? (caller ? undefined : checkId('requester_node_id', req.requester_node_id));
   if (bad) return invalid(bad);
+  // Over mTLS the requester is whoever the verified certificate names; the request's
+  // own field is a claim, trusted only on an explicitly insecure cluster.
+  if (caller && caller.kind !== 'node') return { code: grpc.status.PERMISSION_DENIED, details: `operator "${caller.name}" may not fetch migration artifacts: only the target node may` };
+  const requester = caller?.kind === 'node' ? caller.nodeId : req.requester_node_id;
   if (!Number.isSafeInteger(req.offset) || req.offset < 0) return invalid(`offset ${req.offset} is not a valid byte offset`);
   const a = registry.get(req.migration_id, req.artifact);
   if (!a) return { code: grpc.status.NOT_FOUND, details: `no artifact "${req.artifact}" for migration ${req.migration_id} on this node` };
-  if (a.allowedNodeId !== undefined && a.allowedNodeId !== req.requester_node_id) {
-    return { code: grpc.status.PERMISSION_DENIED, details: `artifact "${a.name}" of migration ${a.migrationId} is reserved for node ${a.allowedNodeId}, not ${req.requester_node_id}` };
+  if (a.allowedNodeId !== undefined && a.allowedNodeId !== requester) {
+    return { code: grpc.status.PERMISSION_DENIED, details: `artifact "${a.name}" of migration ${a.migrationId} is reserved for node ${a.allowedNodeId}, not ${requester}` };
   }
   if (req.offset > a.size) {
     return { code: grpc.status.OUT_OF_RANGE, details: `offset ${req.offset} is past the end of artifact "${a.name}" (${a.size} bytes)` };
@@ -104,7 +109,7 @@ async function admit(req: FetchRequestMsg, registry: ArtifactRegistry): Promise<
 
 async function serveFetch(call: FetchCall, registry: ArtifactRegistry, chunkBytes: number, maxInFlight: number, plan: FaultPlan | undefined): Promise<void> {
   const req = call.request;
-  const admitted = await admit(req, registry);
+  const admitted = await admit(req, registry, peerIdentity(call));
   if (!('path' in admitted)) {
     if (admitted.code === grpc.status.PERMISSION_DENIED) log.warn('Fetch refused', { reason: admitted.details });
     return end(call, admitted.code, admitted.details);

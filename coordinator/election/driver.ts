@@ -5,6 +5,8 @@
  * and the uplink.
  */
 import * as grpc from '@grpc/grpc-js';
+import { Insecure, type Transport } from '../../common/transport';
+import { peerIdentity } from '../../common/identity';
 import type { Database } from 'lmdb';
 import type { Env } from '../../common/db';
 import { logger } from '../../common/log';
@@ -40,8 +42,11 @@ export interface DriverOptions {
   election?: Partial<ElectionOptions>;
   /** The persist failed: memory is ahead of disk; the node must stop and restart from disk. */
   onFatal: (err: unknown) => void;
-  credentials?: grpc.ChannelCredentials;
+  /** How to dial peers (default plain text); each peer must present its own node certificate. */
+  transport?: Transport;
 }
+
+const INSECURE = new Insecure();
 
 /** Outbound RPC deadline: a reply later than this is useless for a 500-1000 ms timeout. */
 const RPC_DEADLINE_MS = 300;
@@ -53,6 +58,7 @@ export class ElectionDriver implements Leadership {
   private readonly db: Database<HardState, string>;
   private readonly members = new Map<string, Member>();
   private readonly clients = new Map<string, grpc.Client & Record<string, any>>();
+  private readonly clientGeneration = new Map<string, number>();
   private readonly lastHeard = new Map<string, number>();
   private readonly listeners: Array<(v: LeaderView) => void> = [];
   private timer?: NodeJS.Timeout;
@@ -118,6 +124,12 @@ export class ElectionDriver implements Leadership {
   /** grpc-js handler for Peer.Exchange. */
   readonly exchange = (call: grpc.ServerUnaryCall<any, any>, callback: grpc.sendUnaryData<any>): void => {
     const msg = fromWire(call.request) as Message;
+    // Over mTLS a node votes and leads only as itself: the message must come from the certificate's node.
+    const caller = peerIdentity(call);
+    if (caller && (caller.kind !== 'node' || caller.nodeId !== msg.from)) {
+      this.rateLimitedWarn(`election message claiming to be from ${msg.from} refused: the certificate names ${caller.kind === 'node' ? caller.nodeId : `operator ${caller.name}`}`);
+      return callback({ code: grpc.status.PERMISSION_DENIED, details: `the election message claims to come from node "${msg.from}" but the certificate names ${caller.kind === 'node' ? `node "${caller.nodeId}"` : `operator "${caller.name}"`}` });
+    }
     this.apply(this.election.tick(performance.now()));
     const ready = this.election.receive(msg);
     const refused = ready.notes.find((n) => n.kind === 'refused');
@@ -181,10 +193,17 @@ export class ElectionDriver implements Leadership {
   }
 
   private client(peer: Member): grpc.Client & Record<string, any> {
+    const transport = this.opts.transport ?? INSECURE;
     let c = this.clients.get(peer.id);
+    if (c && this.clientGeneration.get(peer.id) !== transport.generation) {
+      c.close(); // made with certificates since renewed
+      c = undefined;
+    }
     if (!c) {
       const { herd } = loadProtos();
-      c = new herd.Peer(peer.address, this.opts.credentials ?? grpc.credentials.createInsecure(), {
+      this.clientGeneration.set(peer.id, transport.generation);
+      c = new herd.Peer(peer.address, transport.credentials(peer.id), {
+        ...transport.channelOptions,
         // A restarted peer must be reachable again within an election timeout, not grpc's default 2 min backoff.
         'grpc.initial_reconnect_backoff_ms': 50,
         'grpc.max_reconnect_backoff_ms': 300,

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { loadProtos } from '../../common/proto';
 import type { Bed, BedProcess } from '../bed/bed';
 import { HERD } from './herd';
+import { testPki } from './pki';
 
 export const PORT = 7400;
 
@@ -19,6 +20,7 @@ export function startHerdOn(bed: Bed, id: string, extra: string[] = [], env: Nod
   const n = bed.node(id);
   const peers = bed.nodes.filter((o) => o.id !== id).flatMap((o) => ['--peer', `${o.id}=${o.ip}:${PORT}`]);
   const dataDir = join(n.dir, 'herd');
+  if (!extra.includes('--insecure')) testPki().provision(dataDir, id, `${n.ip}:${PORT}`);
   const args = [HERD, 'agent', '--node-id', id, '--data-dir', dataDir, '--listen', `${n.ip}:${PORT}`, ...peers, '--pmproxy-url', '', '--host-interval', '500', '--container-interval', '500', '--track-interval', '500', ...extra];
   if (n.dockerSock) args.push('--docker-socket', n.dockerSock);
   const proc = bed.spawn(id, process.execPath, args, { name: `herd-${id}-${Date.now()}`, env: { ...process.env, ...env } });
@@ -34,9 +36,12 @@ export function kill9(node: HerdNode): Promise<unknown> {
   return node.proc.exited;
 }
 
-export function adminClient(address: string): any {
+/** An Admin client with the test cluster's admin operator certificate (or plain text). */
+export function adminClient(address: string, opts: { insecure?: boolean } = {}): any {
   const { herd } = loadProtos();
-  return new herd.Admin(address, grpc.credentials.createInsecure());
+  if (opts.insecure) return new herd.Admin(address, grpc.credentials.createInsecure());
+  const { credentials, options } = testPki().credentials();
+  return new herd.Admin(address, credentials, options);
 }
 
 export interface LeaderSeen {

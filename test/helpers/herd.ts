@@ -29,7 +29,13 @@ export function runCmd(cmd: string, args: string[], timeoutMs = 30_000): Promise
   });
 }
 
-/** grpcurl-style call through the strict Python reflection client: flags, address, then the verb/method. */
+/**
+ * grpcurl-style call through the strict Python reflection client: flags, address, then
+ * the verb/method. Without -plaintext or -cacert in the flags it uses TLS with the test
+ * cluster's admin certificate (test/helpers/pki.ts).
+ */
 export async function grpcurl(address: string, verb: string[], flags: string[] = []): Promise<CmdResult> {
-  return runCmd(PYGRPCURL, ['-plaintext', ...flags, address, ...verb]);
+  const { testPki } = await import('./pki');
+  const tls = flags.includes('-plaintext') || flags.includes('-cacert') ? [] : testPki().adminFlags;
+  return runCmd(PYGRPCURL, [...tls, ...flags, address, ...verb]);
 }

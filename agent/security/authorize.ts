@@ -1,0 +1,139 @@
+/**
+ * Who may call what: one server interceptor in front of every service of the node, so
+ * no handler (ours, health, reflection) is reachable without passing it.
+ *
+ *   open   no certificate needed: the Join service a new node uses to get one
+ *   node   a node of the cluster: Mesh, Peer (election, migration), Transfer
+ *   read   any node or operator: Admin's Get and List methods, health, reflection
+ *   admin  an operator with the admin role: Admin methods that change something;
+ *          each such call is written to the audit trail with who made it
+ *
+ * An unlisted method falls to `admin`: a new state-changing RPC is protected and
+ * audited before anyone remembers to list it.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { logger } from '../../common/log';
+import type { Transport } from '../../common/transport';
+
+const log = logger('auth');
+
+export type Access = 'open' | 'node' | 'read' | 'admin';
+
+const BY_SERVICE: Record<string, Access> = {
+  'herd.v1.Join': 'open',
+  'herd.v1.Mesh': 'node',
+  'herd.v1.Peer': 'node',
+  'herd.v1.Transfer': 'node',
+  'grpc.health.v1.Health': 'read',
+  'grpc.reflection.v1.ServerReflection': 'read',
+  'grpc.reflection.v1alpha.ServerReflection': 'read',
+};
+
+/** Admin methods that change nothing. */
+const ADMIN_READS = /^(Get|List|Query)/;
+
+/** The access a full method path ("/herd.v1.Admin/Migrate") needs. */
+export function accessOf(path: string): Access {
+  const m = /^\/([^/]+)\/([^/]+)$/.exec(path);
+  if (!m) return 'admin';
+  const [, service, method] = m;
+  if (service === 'herd.v1.Admin') return ADMIN_READS.test(method) ? 'read' : 'admin';
+  return BY_SERVICE[service] ?? 'admin';
+}
+
+export interface AuditEvent {
+  at_ms: number;
+  who: string;
+  method: string;
+  request_json: string;
+  code: number;
+  details: string;
+  node_id: string;
+}
+
+export interface AuthorizeOptions {
+  nodeId: string;
+  /** Called once per `admin` call when it ends, whatever the outcome. */
+  audit: (event: AuditEvent) => void;
+}
+
+const AUDIT_REQUEST_BYTES = 4096;
+
+/** The decision for an authenticated caller; undefined means let it through. */
+function forbid(access: Access, auth: ReturnType<Transport['authenticate']>, path: string): { code: grpc.status; message: string } | undefined {
+  if (access === 'open') return undefined;
+  if (!auth.ok) return { code: auth.code, message: auth.message };
+  const id = auth.identity;
+  if (!id) return undefined; // plain text (--insecure): nobody is identified, everybody is let in
+  const method = path.slice(path.lastIndexOf('/') + 1);
+  if (access === 'node' && id.kind !== 'node') return { code: grpc.status.PERMISSION_DENIED, message: `operator "${id.name}" may not call ${path}: it is node-to-node traffic (node certificates only)` };
+  if (access === 'admin') {
+    if (id.kind === 'node') return { code: grpc.status.PERMISSION_DENIED, message: `node "${id.nodeId}" may not call ${method}: it needs an operator certificate with the admin role` };
+    if (id.role !== 'admin') return { code: grpc.status.PERMISSION_DENIED, message: `operator "${id.name}" has the ${id.role} role; ${method} needs the admin role` };
+  }
+  return undefined;
+}
+
+export function authorizer(transport: Transport, opts: AuthorizeOptions): grpc.ServerInterceptor {
+  return (descriptor, call) => {
+    const path = descriptor.path;
+    const access = accessOf(path);
+    let who = '';
+    let request: unknown;
+    let admitted = false;
+    return new grpc.ServerInterceptingCall(call, {
+      start(next) {
+        next(
+          new grpc.ServerListenerBuilder()
+            .withOnReceiveMetadata((metadata, nextMd) => {
+              const auth = transport.authenticate(call.getAuthContext(), call.getPeer());
+              who = auth.ok ? auth.who : '';
+              const refused = forbid(access, auth, path);
+              if (refused) {
+                log.warn('call refused', { method: path, peer: call.getPeer(), who: who || undefined, reason: refused.message });
+                call.sendStatus({ code: refused.code, details: refused.message, metadata: new grpc.Metadata() });
+                return;
+              }
+              admitted = true;
+              nextMd(metadata);
+            })
+            .withOnReceiveMessage((message, nextMsg) => {
+              if (access === 'admin' && request === undefined) request = message;
+              nextMsg(message);
+            })
+            .build(),
+        );
+      },
+      sendStatus(status, next) {
+        if (admitted && access === 'admin') {
+          const event: AuditEvent = {
+            at_ms: Date.now(),
+            who,
+            method: path,
+            request_json: requestJson(request),
+            code: status.code,
+            details: status.details ?? '',
+            node_id: opts.nodeId,
+          };
+          log.info('audit', { who, method: path, code: grpc.status[status.code] ?? status.code, details: event.details || undefined, request: event.request_json });
+          try {
+            opts.audit(event);
+          } catch (err) {
+            log.error('recording an audit event failed', { error: err, method: path, who });
+          }
+        }
+        next(status);
+      },
+    });
+  };
+}
+
+function requestJson(message: unknown): string {
+  let s: string;
+  try {
+    s = JSON.stringify(message ?? {}, (_k, v) => (typeof v === 'bigint' ? v.toString() : Buffer.isBuffer(v) ? `<${v.length} bytes>` : v));
+  } catch {
+    s = '"<unprintable>"';
+  }
+  return s.length > AUDIT_REQUEST_BYTES ? `${s.slice(0, AUDIT_REQUEST_BYTES)}...` : s;
+}
