@@ -32,9 +32,15 @@ export function ensureExecutables(): { x64: string; arm64: string } {
 }
 
 /** True when the gRPC health service at address says SERVING for herd.v1.Mesh. */
+/** Health answers SERVING, over TLS (the default; health needs no certificate) or plain text (--insecure). */
 export async function serving(address: string, deadlineMs = 1000): Promise<boolean> {
+  const tls = grpc.credentials.createSsl(null, null, null, { rejectUnauthorized: false, checkServerIdentity: () => undefined });
+  return (await servingOver(address, deadlineMs, tls, { 'grpc.ssl_target_name_override': 'herd' })) || servingOver(address, deadlineMs, grpc.credentials.createInsecure(), {});
+}
+
+async function servingOver(address: string, deadlineMs: number, credentials: grpc.ChannelCredentials, options: grpc.ChannelOptions): Promise<boolean> {
   const Client = grpc.makeGenericClientConstructor({}, 'Health');
-  const c = new Client(address, grpc.credentials.createInsecure());
+  const c = new Client(address, credentials, options);
   const name = Buffer.from('herd.v1.Mesh');
   try {
     const res = await new Promise<Buffer>((resolve, reject) => c.makeUnaryRequest('/grpc.health.v1.Health/Check', (b: Buffer) => b, (b: Buffer) => b,

@@ -2,7 +2,8 @@
  * Who may call what: one server interceptor in front of every service of the node, so
  * no handler (ours, health, reflection) is reachable without passing it.
  *
- *   open   no certificate needed: the Join service a new node uses to get one
+ *   open   no certificate needed: the Join service a new node uses to get one, and
+ *          health (liveness probes have no credentials; it tells only "serving")
  *   node   a node of the cluster: Mesh, Peer (election, migration), Transfer
  *   read   any node or operator: Admin's Get and List methods, health, reflection
  *   admin  an operator with the admin role: Admin methods that change something;
@@ -24,7 +25,7 @@ const BY_SERVICE: Record<string, Access> = {
   'herd.v1.Mesh': 'node',
   'herd.v1.Peer': 'node',
   'herd.v1.Transfer': 'node',
-  'grpc.health.v1.Health': 'read',
+  'grpc.health.v1.Health': 'open',
   'grpc.reflection.v1.ServerReflection': 'read',
   'grpc.reflection.v1alpha.ServerReflection': 'read',
 };

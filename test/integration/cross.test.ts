@@ -13,6 +13,8 @@ import { treeModel, treeModelExpected } from '../../cross/onnx-model';
 import { arm64Command, qemuSysroot } from '../../cross/qemu';
 import { BUSYBOX_IMAGE, startBed, type Bed, type BedProcess } from '../bed/bed';
 import { call } from '../helpers/coord';
+import { adminClient } from '../helpers/cluster';
+import { testPki } from '../helpers/pki';
 import { waitFor } from '../helpers/tmp';
 
 const PINS = JSON.parse(fs.readFileSync(path.join(__dirname, '../../build/node-binaries.json'), 'utf8'));
@@ -73,7 +75,7 @@ describe('an arm64 node in a cluster of x64 nodes (test bed)', () => {
     const addrs = bed.nodes.map((n) => `${n.ip}:${PORT}`);
     target ||= addrs[0];
     for (let hop = 0; ; hop++) {
-      if (!clients.has(target)) clients.set(target, new (loadProtos().herd.Admin)(target, grpc.credentials.createInsecure()));
+      if (!clients.has(target)) clients.set(target, adminClient(target));
       try {
         return await call(clients.get(target), method, req);
       } catch (e) {
@@ -91,6 +93,7 @@ describe('an arm64 node in a cluster of x64 nodes (test bed)', () => {
     const peers = bed.nodes.filter((n) => n.id !== id).flatMap((n) => ['--peer', `${n.id}=${n.ip}:${PORT}`]);
     const args = ['agent', '--node-id', id, '--data-dir', path.join(node.dir, 'herd-data'), '--listen', `${node.ip}:${PORT}`, ...peers,
       '--docker-socket', node.dockerSock, '--pmproxy-url', '', '--host-interval', '500', '--container-interval', '500', '--track-interval', '500'];
+    testPki().provision(path.join(node.dir, 'herd-data'), id, `${node.ip}:${PORT}`);
     const env = { HOME: path.join(node.dir, 'home'), HERD_CACHE_DIR: undefined };
     fs.mkdirSync(env.HOME, { recursive: true });
     const p = id === 'n3'

@@ -5,6 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHerd, grpcurl } from '../helpers/herd';
+import { testPki } from '../helpers/pki';
 import { tempDir, waitFor } from '../helpers/tmp';
 
 const ADDR = '127.0.0.1:7419';
@@ -13,6 +14,7 @@ let tmp: ReturnType<typeof tempDir>;
 
 beforeAll(async () => {
   tmp = tempDir();
+  testPki().provision(tmp.dir, 'solo', ADDR);
   herd = startHerd(['agent', '--node-id', 'solo', '--data-dir', tmp.dir, '--listen', ADDR, '--host-interval', '300', '--pmproxy-url', '', '--docker-socket', '/nonexistent.sock']);
   await waitFor('herd answering', async () => (await grpcurl(ADDR, ['grpc.health.v1.Health/Check'])).stdout.includes('SERVING'), 20_000, 200);
   await waitFor('host samples stored', async () => (await grpcurl(ADDR, ['herd.v1.Admin/QuerySamples'], ['-d', '{"entity":"solo","metric":"host.cpu.total"}'])).code === 0, 20_000, 200);
