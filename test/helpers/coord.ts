@@ -7,6 +7,8 @@ import { DEFAULT_INGEST, Ingest, type IngestOptions } from '../../coordinator/in
 import { Registry } from '../../coordinator/registry';
 import { SampleStore } from '../../coordinator/samplestore';
 import { enlargeServerWindow, enlargeSessionWindows } from '../../common/window';
+import { Insecure, type Transport } from '../../common/transport';
+import { authorizer } from '../../agent/security/authorize';
 
 export interface TestCoordinator {
   address: string;
@@ -17,7 +19,11 @@ export interface TestCoordinator {
   stop(): Promise<void>;
 }
 
-export async function startCoordinator(dataDir: string, port = 0, opts: Partial<IngestOptions> = {}): Promise<TestCoordinator> {
+/**
+ * With `transport`, the server is secured and authorised as a node's is (mutual TLS, the
+ * same interceptor); the returned `admin` client is then plain text and unusable.
+ */
+export async function startCoordinator(dataDir: string, port = 0, opts: Partial<IngestOptions> = {}, transport?: Transport): Promise<TestCoordinator> {
   const env = openEnv(dataDir, { mapSizeBytes: 1024 ** 3 });
   const store = new SampleStore(env);
   const registry = new Registry(env);
@@ -29,11 +35,11 @@ export async function startCoordinator(dataDir: string, port = 0, opts: Partial<
     ...opts,
   });
   const { herd } = loadProtos();
-  const server = new grpc.Server();
+  const server = new grpc.Server(transport ? { interceptors: [authorizer(transport, { nodeId: 'coord', audit: () => {} })] } : {});
   server.addService(herd.Mesh.service, { Connect: ingest.connect });
   server.addService(herd.Admin.service, adminHandlers({ store, registry, leader: () => ({ leader_id: 'coord', address: '', term: 0, since_ms: 0 }) }));
   enlargeServerWindow(server);
-  const bound = await new Promise<number>((res, rej) => server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))));
+  const bound = await new Promise<number>((res, rej) => server.bindAsync(`127.0.0.1:${port}`, (transport ?? new Insecure()).serverCredentials(), (e, p) => (e ? rej(e) : res(p))));
   enlargeSessionWindows(server);
   const address = `127.0.0.1:${bound}`;
   const admin = new herd.Admin(address, grpc.credentials.createInsecure());
