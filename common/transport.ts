@@ -168,7 +168,9 @@ export class ClusterTls implements Transport {
       return {
         ok: false,
         code: grpc.status.UNAUTHENTICATED,
-        message: `${peer} showed no client certificate: this node answers only certificates of its cluster (operators: grpcurl -cacert ca.crt -cert NAME.crt -key NAME.key; nodes: herd join)`,
+        // A TLS client may also withhold a certificate that the CA names this server
+        // announces in its request do not cover, i.e. one of another cluster.
+        message: `${peer} showed no client certificate of this cluster: this node answers only certificates its cluster CA issued (operators: grpcurl -cacert ca.crt -cert NAME.crt -key NAME.key; nodes: herd join)`,
       };
     }
     let cert: X509Certificate;
