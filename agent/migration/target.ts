@@ -4,24 +4,36 @@
  * artifacts from the source, write the filesystem artifact into the new container's
  * upper dir, restore. What it has made is recorded in LMDB so an abort, even after a
  * restart of this agent, removes exactly that.
+ *
+ * Every request comes from another node and is treated as hostile: each id and name is
+ * checked before it is used (INVALID_ARGUMENT naming the field), a file path is built
+ * only from checked names and verified to stay under the data dir, the archives are
+ * checked entry by entry before extraction, and over mTLS the caller must be the
+ * migration's source node (PERMISSION_DENIED otherwise).
  */
 import * as grpc from '@grpc/grpc-js';
-import { execFile } from 'node:child_process';
 import { copyFile, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import type { Database } from 'lmdb';
 import type { Env } from '../../common/db';
+import { peerIdentity, type PeerIdentity } from '../../common/identity';
 import { logger } from '../../common/log';
-import { checkId, RpcError } from '../../common/validate';
+import { checkDockerName, checkHostPort, checkId, invalid, notFound, pathInside, permissionDenied, RpcError, truncate } from '../../common/validate';
 import { TermFence } from '../../coordinator/election/fencing';
+import { extractCheckpoint } from '../runtime/checkpoint-files';
 import type { ContainerRuntime, CreateSpec } from '../runtime/runtime';
-import { scanTar } from '../runtime/fsdiff';
+import { SHA256_HEX } from '../transfer/artifacts';
 import { fetchArtifact, type FetchOptions } from '../transfer/client';
 import type { MigrationFaults } from './faults';
 
 const log = logger('migration-target');
-const run = promisify(execFile);
+
+/** The artifacts a target knows what to do with; a request naming any other is refused. */
+export const TARGET_ARTIFACTS = ['checkpoint.tar', 'fs.tar', 'log.json'] as const;
+export const FS_MODES = ['FS_MODE_UNSPECIFIED', 'FS_MODE_DIFF', 'FS_MODE_FULL', 'FS_MODE_NONE'];
+/** create_json larger than this is refused (a real ContainerCreate body is a few KiB). */
+export const MAX_CREATE_JSON_BYTES = 1 << 20;
+const DEFAULT_CHECKPOINT_NAME = 'cp';
 
 interface TargetRecord {
   migrationId: string;
@@ -49,56 +61,95 @@ type Timing = { step: string; ms: number };
 export class MigrationTarget {
   private readonly db: Database<TargetRecord, string>;
   private failRestoreLeft: boolean;
+  /** Migrations whose CompleteMigration is running in this process. */
+  private readonly busy = new Set<string>();
 
   constructor(private readonly deps: TargetDeps) {
     this.db = deps.env.openDB({ name: 'migration.target' });
     this.failRestoreLeft = Boolean(deps.faults?.failRestore);
   }
 
+  /** `<dataDir>/migrations/in/<id>`; the id is checked already, pathInside checks again. */
   private dir(id: string): string {
-    return join(this.deps.dataDir, 'migrations', 'in', id);
+    return pathInside(join(this.deps.dataDir, 'migrations', 'in'), id);
   }
 
   handlers(): grpc.UntypedServiceImplementation {
     return {
       PrepareMigration: (call: grpc.ServerUnaryCall<any, any>, cb: grpc.sendUnaryData<any>) => {
-        this.prepare(call.request).then((r) => cb(null, r), (e) => cb(toStatus(e)));
+        this.prepare(call.request, peerIdentity(call)).then((r) => cb(null, r), (e) => cb(toStatus(e)));
       },
       CompleteMigration: (call: grpc.ServerWritableStream<any, any>) => {
-        void this.complete(call.request, (p) => call.write(p)).then(
+        void this.complete(call.request, (p) => call.write(p), peerIdentity(call)).then(
           () => call.end(),
           (e) => call.emit('error', toStatus(e)),
         );
       },
       AbortMigration: (call: grpc.ServerUnaryCall<any, any>, cb: grpc.sendUnaryData<any>) => {
-        this.abort(call.request).then((r) => cb(null, r), (e) => cb(toStatus(e)));
+        this.abort(call.request, peerIdentity(call)).then((r) => cb(null, r), (e) => cb(toStatus(e)));
       },
       GetTargetMigration: (call: grpc.ServerUnaryCall<any, any>, cb: grpc.sendUnaryData<any>) => {
-        const bad = checkId('migration_id', call.request.migration_id);
-        if (bad) return cb({ code: grpc.status.INVALID_ARGUMENT, details: bad });
-        const r = this.db.get(call.request.migration_id);
-        cb(null, { state: r?.state ?? 'unknown', target_docker_id: r?.dockerId ?? '' });
+        try {
+          cb(null, this.status(call.request, peerIdentity(call)));
+        } catch (e) {
+          cb(toStatus(e));
+        }
       },
     };
   }
 
-  async prepare(req: any): Promise<{ target_docker_id: string }> {
-    const bad = checkId('migration_id', req.migration_id) ?? checkId('herd_id', req.herd_id) ?? checkId('source_node_id', req.source_node_id);
-    if (bad) throw new RpcError(grpc.status.INVALID_ARGUMENT, bad);
-    const fenced = this.deps.fence.check(Number(req.term));
-    if (!fenced.ok) throw new RpcError(grpc.status.FAILED_PRECONDITION, `refusing a migration commanded in an older term: ${fenced.reason}`);
-    if (this.db.get(req.migration_id)) throw new RpcError(grpc.status.ALREADY_EXISTS, `migration ${req.migration_id} was already prepared here`);
+  /**
+   * Over mTLS (caller defined) only the migration's source node may act on it; on a plain-text
+   * (--insecure) cluster nobody is identified and the request is taken at its word.
+   * `source` undefined: the migration is unknown here, so any node may hear that, no operator.
+   */
+  private authorize(caller: PeerIdentity | undefined, source: string | undefined, what: string, migrationId: string): void {
+    if (!caller) return;
+    if (caller.kind !== 'node') {
+      throw permissionDenied(`operator "${caller.name}" may not ${what} migration ${migrationId}: only its source node may (node certificates only)`);
+    }
+    if (source !== undefined && caller.nodeId !== source) {
+      throw permissionDenied(`node "${caller.nodeId}" may not ${what} migration ${migrationId}, whose source is node "${source}"`);
+    }
+  }
+
+  /** GetTargetMigration. */
+  status(req: any, caller?: PeerIdentity): { state: string; target_docker_id: string } {
+    const bad = checkId('migration_id', req?.migration_id);
+    if (bad) throw invalid(bad);
+    const r = this.db.get(req.migration_id);
+    this.authorize(caller, r?.sourceNodeId, 'ask about', req.migration_id);
+    return { state: r?.state ?? 'unknown', target_docker_id: r?.dockerId ?? '' };
+  }
+
+  async prepare(req: any, caller?: PeerIdentity): Promise<{ target_docker_id: string }> {
+    const bad =
+      checkId('migration_id', req.migration_id) ??
+      checkId('herd_id', req.herd_id) ??
+      checkId('source_node_id', req.source_node_id) ??
+      checkHostPort('source_address', req.source_address) ??
+      (FS_MODES.includes(req.fs_mode) ? undefined : `fs_mode ${JSON.stringify(truncate(String(req.fs_mode)))} is not one of ${FS_MODES.join(', ')}`) ??
+      // '' lets Docker name it; anything else must be a name Docker accepts as it is
+      (req.name === '' || req.name === undefined ? undefined : checkDockerName('name', req.name)) ??
+      (typeof req.create_json === 'string' && Buffer.byteLength(req.create_json) <= MAX_CREATE_JSON_BYTES ? undefined : `create_json is required and at most ${MAX_CREATE_JSON_BYTES} bytes`);
+    if (bad) throw invalid(bad);
+    // Who asks, before anything is recorded (the term fence included).
+    this.authorize(caller, req.source_node_id, 'prepare', req.migration_id);
     let spec: CreateSpec;
     try {
       spec = JSON.parse(req.create_json);
-      if (typeof spec?.Image !== 'string') throw new Error('no Image');
+      if (spec === null || typeof spec !== 'object' || Array.isArray(spec)) throw new Error('not a JSON object');
+      if (typeof spec.Image !== 'string' || spec.Image === '') throw new Error('no Image');
     } catch (err) {
-      throw new RpcError(grpc.status.INVALID_ARGUMENT, `create_json is not a Docker ContainerCreate body: ${(err as Error).message}`);
+      throw invalid(`create_json is not a Docker ContainerCreate body: ${(err as Error).message}`);
     }
+    const fenced = this.deps.fence.check(Number(req.term));
+    if (!fenced.ok) throw new RpcError(grpc.status.FAILED_PRECONDITION, `refusing a migration commanded in an older term: ${fenced.reason}`);
+    if (this.db.get(req.migration_id)) throw new RpcError(grpc.status.ALREADY_EXISTS, `migration ${req.migration_id} was already prepared here`);
     if (!(await this.deps.runtime.imageLayers(spec.Image))) {
       throw new RpcError(grpc.status.FAILED_PRECONDITION, `image ${spec.Image} is not on node ${this.deps.nodeId}; load it there first`);
     }
-    const name = typeof req.name === 'string' && /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/.test(req.name) ? req.name : '';
+    const name = typeof req.name === 'string' ? req.name : '';
     const dockerId = await this.deps.runtime.create(spec, name);
     await this.db.put(req.migration_id, {
       migrationId: req.migration_id,
@@ -113,14 +164,31 @@ export class MigrationTarget {
     return { target_docker_id: dockerId };
   }
 
-  async complete(req: any, progress: (p: unknown) => void): Promise<void> {
+  async complete(req: any, progress: (p: unknown) => void, caller?: PeerIdentity): Promise<void> {
     const bad = checkId('migration_id', req.migration_id);
-    if (bad) throw new RpcError(grpc.status.INVALID_ARGUMENT, bad);
+    if (bad) throw invalid(bad);
+    const artifacts = checkArtifacts(req.artifacts);
+    const cpBad = req.checkpoint_name === '' || req.checkpoint_name === undefined ? undefined : checkDockerName('checkpoint_name', req.checkpoint_name);
+    if (cpBad) throw invalid(cpBad);
+    const checkpointName: string = req.checkpoint_name || DEFAULT_CHECKPOINT_NAME;
     const rec = this.db.get(req.migration_id);
-    if (!rec) throw new RpcError(grpc.status.NOT_FOUND, `migration ${req.migration_id} was never prepared here`);
-    if (rec.state !== 'prepared') throw new RpcError(grpc.status.FAILED_PRECONDITION, `migration ${req.migration_id} is ${rec.state} here, not prepared`);
-    const artifacts = (req.artifacts ?? []) as Array<{ name: string; size: number; sha256: string }>;
-    const total = artifacts.reduce((a, x) => a + Number(x.size), 0);
+    this.authorize(caller, rec?.sourceNodeId, 'complete', req.migration_id);
+    if (!rec) throw notFound(`migration ${req.migration_id} was never prepared here`);
+    if (rec.state !== 'prepared' || this.busy.has(req.migration_id)) {
+      throw new RpcError(grpc.status.FAILED_PRECONDITION, `migration ${req.migration_id} is ${this.busy.has(req.migration_id) ? 'being completed' : rec.state} here, not prepared`);
+    }
+    // The record's state is written asynchronously: this guards a second call arriving meanwhile.
+    this.busy.add(req.migration_id);
+    try {
+      await this.doComplete(req.migration_id, rec, artifacts, checkpointName, progress);
+    } finally {
+      this.busy.delete(req.migration_id);
+    }
+  }
+
+  private async doComplete(migrationId: string, rec: TargetRecord, artifacts: ArtifactSpec[], checkpointName: string, progress: (p: unknown) => void): Promise<void> {
+    const req = { migration_id: migrationId };
+    const total = artifacts.reduce((a, x) => a + x.size, 0);
     const timings: Timing[] = [];
     let done = 0;
     let stepName = 'TRANSFER';
@@ -136,10 +204,10 @@ export class MigrationTarget {
       const got = new Map<string, number>();
       await Promise.all(
         artifacts.map((a) =>
-          fetchArtifact(rec.sourceAddress, { migration_id: req.migration_id, artifact: a.name, requester_node_id: this.deps.nodeId } as any, join(dir, a.name), {
+          fetchArtifact(rec.sourceAddress, { migration_id: req.migration_id, artifact: a.name, requester_node_id: this.deps.nodeId } as any, pathInside(dir, a.name), {
             fsync: false,
             ...this.deps.fetchOptions,
-            expectedSize: Number(a.size),
+            expectedSize: a.size,
             expectedSha256: a.sha256,
             onProgress: (v: number) => {
               got.set(a.name, v);
@@ -159,22 +227,23 @@ export class MigrationTarget {
       t0 = performance.now();
       const info = await this.deps.runtime.inspect(rec.dockerId);
       const root = await this.deps.runtime.dockerRootDir();
+      // The Docker id came from this node's own Docker; checked anyway, as it names paths.
+      const containerDir = pathInside(join(root, 'containers'), rec.dockerId);
       if (artifacts.some((a) => a.name === 'fs.tar')) {
-        if (rec.fsMode === 'FS_MODE_FULL') await this.deps.runtime.importFull(join(dir, 'fs.tar'), info.upperDir);
-        else await this.deps.runtime.importUpperDir(join(dir, 'fs.tar'), info.upperDir);
+        // checked entry by entry before anything is written (UnsafeArchiveError names the entry)
+        if (rec.fsMode === 'FS_MODE_FULL') await this.deps.runtime.importFull(pathInside(dir, 'fs.tar'), info.upperDir);
+        else await this.deps.runtime.importUpperDir(pathInside(dir, 'fs.tar'), info.upperDir);
       }
       if (artifacts.some((a) => a.name === 'log.json')) {
         // Docker's json-file driver appends to this file: the history comes first.
-        await copyFile(join(dir, 'log.json'), join(root, 'containers', rec.dockerId, `${rec.dockerId}-json.log`));
+        await copyFile(pathInside(dir, 'log.json'), pathInside(containerDir, `${rec.dockerId}-json.log`));
       }
-      // The checkpoint tar comes from a peer: check its entries like any archive before extracting.
-      await scanTar(join(dir, 'checkpoint.tar'));
       // Unpacked inside Docker's root dir, the restore can rename it into place instead of
       // copying it (dockerd bind-mounts its root onto itself: a rename from outside is EXDEV).
-      const staged = join(root, 'containers', rec.dockerId, 'herd-incoming-checkpoint');
+      // The checkpoint tar comes from a peer: extractCheckpoint checks every entry first.
+      const staged = pathInside(containerDir, 'herd-incoming-checkpoint');
       await rm(staged, { recursive: true, force: true });
-      await mkdir(staged, { recursive: true });
-      await run('tar', ['-C', staged, '--no-same-owner', '-xf', join(dir, 'checkpoint.tar')]);
+      await extractCheckpoint(pathInside(dir, 'checkpoint.tar'), staged);
       timings.push({ step: 'APPLY_FS', ms: Math.round(performance.now() - t0) });
       stepName = 'RESTORE';
       send();
@@ -183,8 +252,7 @@ export class MigrationTarget {
         this.failRestoreLeft = false;
         throw new Error('restore failed (fault injected: migration.fail_restore)');
       }
-      const name = String(req.checkpoint_name || 'cp');
-      await this.deps.runtime.restoreFromDir(rec.dockerId, staged, name);
+      await this.deps.runtime.restoreFromDir(rec.dockerId, staged, checkpointName);
       timings.push({ step: 'RESTORE', ms: Math.round(performance.now() - t0) });
       await this.db.put(req.migration_id, { ...rec, state: 'running' });
       await rm(dir, { recursive: true, force: true });
@@ -198,10 +266,11 @@ export class MigrationTarget {
     }
   }
 
-  async abort(req: any): Promise<{ removed: boolean }> {
+  async abort(req: any, caller?: PeerIdentity): Promise<{ removed: boolean }> {
     const bad = checkId('migration_id', req.migration_id);
-    if (bad) throw new RpcError(grpc.status.INVALID_ARGUMENT, bad);
+    if (bad) throw invalid(bad);
     const rec = this.db.get(req.migration_id);
+    this.authorize(caller, rec?.sourceNodeId, 'abort', req.migration_id);
     await rm(this.dir(req.migration_id), { recursive: true, force: true });
     if (!rec || rec.state === 'aborted') return { removed: false };
     try {
@@ -209,10 +278,35 @@ export class MigrationTarget {
     } catch (err) {
       if ((err as { code?: string }).code !== 'NOT_FOUND') throw err;
     }
-    await this.db.put(req.migration_id, { ...rec, state: 'aborted', reason: String(req.reason ?? '') });
-    log.info('aborted a migration target', { migration: req.migration_id, reason: req.reason });
+    const reason = truncate(String(req.reason ?? ''), 2000);
+    await this.db.put(req.migration_id, { ...rec, state: 'aborted', reason });
+    log.info('aborted a migration target', { migration: req.migration_id, reason });
     return { removed: true };
   }
+}
+
+interface ArtifactSpec { name: string; size: number; sha256: string }
+
+/** CompleteMigration's artifact list: known names, each once, checkpoint.tar among them, sizes and digests well formed. */
+function checkArtifacts(raw: unknown): ArtifactSpec[] {
+  if (!Array.isArray(raw) || raw.length === 0) throw invalid('artifacts is required: at least checkpoint.tar');
+  if (raw.length > TARGET_ARTIFACTS.length) throw invalid(`artifacts lists ${raw.length} artifacts; at most ${TARGET_ARTIFACTS.length} (${TARGET_ARTIFACTS.join(', ')})`);
+  const seen = new Set<string>();
+  const out: ArtifactSpec[] = [];
+  for (const a of raw as Array<{ name?: unknown; size?: unknown; sha256?: unknown }>) {
+    const name = a?.name;
+    if (typeof name !== 'string' || !(TARGET_ARTIFACTS as readonly string[]).includes(name)) {
+      throw invalid(`artifact ${JSON.stringify(truncate(String(name)))} is not one this node can apply: expected ${TARGET_ARTIFACTS.join(', ')}`);
+    }
+    if (seen.has(name)) throw invalid(`artifact ${name} is listed twice`);
+    seen.add(name);
+    const size = Number(a.size);
+    if (!Number.isSafeInteger(size) || size < 0) throw invalid(`artifact ${name}: size ${JSON.stringify(truncate(String(a.size)))} is not a byte count`);
+    if (typeof a.sha256 !== 'string' || !SHA256_HEX.test(a.sha256)) throw invalid(`artifact ${name}: sha256 must be 64 lowercase hex digits`);
+    out.push({ name, size, sha256: a.sha256 });
+  }
+  if (!seen.has('checkpoint.tar')) throw invalid('artifacts must include checkpoint.tar');
+  return out;
 }
 
 export function errorText(err: unknown): string {
@@ -224,6 +318,6 @@ export function errorText(err: unknown): string {
 function toStatus(err: unknown): { code: grpc.status; details: string } {
   if (err instanceof RpcError) return { code: err.code, details: err.message };
   const code = (err as { code?: string }).code;
-  const map: Record<string, grpc.status> = { INVALID_ARGUMENT: 3, NOT_FOUND: 5, ALREADY_EXISTS: 6, FAILED_PRECONDITION: 9, UNAVAILABLE: 14 };
+  const map: Record<string, grpc.status> = { INVALID_ARGUMENT: 3, NOT_FOUND: 5, ALREADY_EXISTS: 6, PERMISSION_DENIED: 7, FAILED_PRECONDITION: 9, UNAVAILABLE: 14 };
   return { code: (code && map[code]) || grpc.status.INTERNAL, details: errorText(err) };
 }

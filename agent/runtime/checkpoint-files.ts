@@ -5,6 +5,7 @@
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { CHECKPOINT_TYPES, scanTar } from './fsdiff';
 import { RuntimeError } from './runtime';
 
 /** The file checkpoint() writes beside CRIU's images: what the restore must put back. */
@@ -21,6 +22,22 @@ export interface CheckpointMeta {
 function cpA(src: string, dest: string): Promise<void> {
   return new Promise((resolve, reject) => execFile('cp', ['-a', src, dest], (err, _o, stderr) =>
     err ? reject(new RuntimeError(`cannot copy ${src} to ${dest}: ${stderr.trim() || err.message}`, 'INTERNAL')) : resolve()));
+}
+
+/**
+ * Unpacks a checkpoint tar that came from a peer into destDir (created if missing). A checkpoint
+ * is CRIU's image files in directories: the whole tar is checked first (UnsafeArchiveError,
+ * INVALID_ARGUMENT, naming the entry, and nothing extracted) and refused if it holds anything
+ * else (symlinks, hard links, devices, fifos), an absolute name or a `..`. Files are owned by
+ * the agent's user, whatever the tar says.
+ */
+export async function extractCheckpoint(tarPath: string, destDir: string): Promise<number> {
+  if (!fs.existsSync(tarPath)) throw new RuntimeError(`checkpoint archive ${tarPath} does not exist`, 'NOT_FOUND');
+  const entries = await scanTar(tarPath, { types: CHECKPOINT_TYPES, devices: 'none' });
+  fs.mkdirSync(destDir, { recursive: true });
+  await new Promise<void>((resolve, reject) => execFile('tar', ['-C', destDir, '--no-same-owner', '-xf', tarPath], { env: { ...process.env, LC_ALL: 'C' } }, (err, _o, stderr) =>
+    err ? reject(new RuntimeError(`cannot extract checkpoint ${tarPath} into ${destDir}: ${stderr.trim() || err.message}`, 'INTERNAL', stderr.trim())) : resolve()));
+  return entries;
 }
 
 /**
