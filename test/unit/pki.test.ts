@@ -7,7 +7,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
-  createAdminCert, createCa, expectNode, fingerprint, identityOf, initCluster, issueAdminCert, issueNodeCert, loadCa, loadNodeTls,
+  caHolderOf, createAdminCert, createCa, expectNode, fingerprint, identityOf, initCluster, issueAdminCert, issueNodeCert, loadCa, loadNodeTls,
   peerIdentity, type CertAndKey, type PeerIdentity,
 } from '../../common/pki';
 import { tempDir } from '../helpers/tmp';
@@ -26,7 +26,10 @@ describe('herd init and admin-cert files', () => {
     const dir = tmp();
     const r = await initCluster(dir, 'n1', '10.0.0.5:7400');
     const tls = join(dir, 'tls');
-    expect(r.files).toEqual(['ca.crt', 'ca.key', 'node.crt', 'node.key'].map((f) => join(tls, f)));
+    // ... and the operator certificate the herd commands use on this node (admins/local).
+    expect(r.files).toEqual([...['ca.crt', 'ca.key', 'node.crt', 'node.key'], ...['local.crt', 'local.key', 'ca.crt'].map((f) => join('admins', f))].map((f) => join(tls, f)));
+    expect(mode(join(tls, 'admins', 'local.key'))).toBe(0o600);
+    expect(identityOf(readFileSync(join(tls, 'admins', 'local.crt')))).toEqual({ kind: 'admin', name: 'local', role: 'admin' });
     expect(mode(join(tls, 'ca.key'))).toBe(0o600);
     expect(mode(join(tls, 'node.key'))).toBe(0o600);
     expect(mode(tls)).toBe(0o700);
@@ -42,6 +45,7 @@ describe('herd init and admin-cert files', () => {
     expect(ca.publicKey.asymmetricKeyDetails?.namedCurve).toBe('prime256v1');
     expect(identityOf(node)).toEqual({ kind: 'node', nodeId: 'n1' });
     expect(identityOf(ca)).toBeUndefined();
+    expect(caHolderOf(ca)).toBe('n1'); // where joins and renewals are signed
 
     // The fingerprint is stable: the same from the PEM, the DER and across reads; it is openssl's format.
     expect(r.caFingerprint).toMatch(/^([0-9A-F]{2}:){31}[0-9A-F]{2}$/);
@@ -66,7 +70,9 @@ describe('herd init and admin-cert files', () => {
     await initCluster(dir, 'n1', '127.0.0.1:7400');
     const r = await createAdminCert(dir, 'alice', 'admin');
     const admins = join(dir, 'tls', 'admins');
-    expect(r.files).toEqual([join(admins, 'alice.crt'), join(admins, 'alice.key'), join(admins, 'ca.crt')]);
+    // init already put a copy of ca.crt in the default admins dir
+    expect(r.files).toEqual([join(admins, 'alice.crt'), join(admins, 'alice.key')]);
+    expect(readFileSync(join(admins, 'ca.crt'), 'utf8')).toBe(readFileSync(join(dir, 'tls', 'ca.crt'), 'utf8'));
     expect(mode(join(admins, 'alice.key'))).toBe(0o600);
     expect(identityOf(readFileSync(join(admins, 'alice.crt'), 'utf8'))).toEqual({ kind: 'admin', name: 'alice', role: 'admin' });
 
