@@ -40,8 +40,11 @@ import { SampleLog } from './samplelog';
 import { Scheduler } from './scheduler';
 import { DEFAULT_UPLINK, Uplink } from './uplink';
 import { authorizer } from './security/authorize';
+import { boundedStatus } from './security/bounded-status';
 import { ensureCertificates, nodeTransport } from './security/bootstrap';
 import { RevocationStore } from './security/revocations';
+import { joinHandlers } from './security/join';
+import { certificateRenewer, recoverRenewal, renewalHandlers } from './security/renewal';
 import { AuditTrail } from '../coordinator/audit';
 import { securityAdminHandlers } from '../coordinator/security-admin';
 import type { Transport } from '../common/transport';
@@ -64,6 +67,7 @@ export interface RunningNode {
 export async function startNode(settings: Settings): Promise<RunningNode> {
   const advertise = settings.advertise ?? advertiseFrom(settings.listen);
   await ensureCertificates(settings, advertise);
+  if (!settings.insecure) recoverRenewal(settings.dataDir); // a renewal a crash interrupted
   const env = openEnv(settings.dataDir);
   const revocations = new RevocationStore(env);
   const transport = nodeTransport(settings, revocations);
@@ -178,6 +182,7 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
     'grpc.max_receive_message_length': 64 * 1024 * 1024,
     // Every call passes here first: authentication, roles, and the audit trail.
     interceptors: [
+      boundedStatus(),
       authorizer(transport, {
         nodeId: settings.nodeId,
         audit: (event) => void sampleLog.append([], [], [event]).catch((err) => log.error('storing an audit event failed', { error: err })),
@@ -187,16 +192,33 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
   server.addService(herd.Mesh.service, { Connect: ingest.connect });
   const migrationAdmin = migrateHandlers({ registry, migrations, ingest, term: () => leadership.current().term });
   const securityAdmin = securityAdminHandlers({ revocations, audit, registry, nodeId: settings.nodeId, knownNodes: () => settings.peers.map((p) => p.id) });
-  server.addService(herd.Admin.service, leaderOnly({ ...admin, ...migrationAdmin, ...securityAdmin }, leadership, ['GetLeader', 'GetCluster']));
+  // Joining: every node serves Join (forwarding to the CA holder); the CA holder makes tokens whoever leads.
+  const joining = joinHandlers({
+    nodeId: settings.nodeId,
+    dataDir: settings.dataDir,
+    nodeCertTtlSeconds: settings.tls.nodeCertTtlSeconds,
+    env,
+    transport,
+    cluster: () => leadership.cluster(),
+    peers: settings.peers,
+    revokedAt: (id) => revocations.list().find((r) => r.kind === 'IDENTITY_KIND_NODE' && r.name === id)?.revoked_at_ms,
+  });
+  server.addService(herd.Join.service, joining.join);
+  server.addService(herd.Admin.service, leaderOnly({ ...admin, ...migrationAdmin, ...securityAdmin, ...joining.admin }, leadership, ['GetLeader', 'GetCluster', 'CreateJoinToken']));
 
   // --- migration: this node as a source (runner, artifacts served) and as a target
   const artifacts = new ArtifactRegistry();
-  const target = new MigrationTarget({ nodeId: settings.nodeId, env, runtime, dataDir: settings.dataDir, fence, faults });
-  server.addService(herd.Peer.service, { Exchange: leadership.exchange, ...target.handlers() });
+  const target = new MigrationTarget({ nodeId: settings.nodeId, env, runtime, dataDir: settings.dataDir, fence, faults, transport });
+  server.addService(herd.Peer.service, {
+    Exchange: leadership.exchange,
+    ...target.handlers(),
+    ...joining.peer,
+    ...renewalHandlers({ nodeId: settings.nodeId, dataDir: settings.dataDir, transport, ttlSeconds: settings.tls.nodeCertTtlSeconds }),
+  });
   server.addService(herd.Transfer.service, transferService(artifacts, { faults: faultsFromEnv(process.env.HERD_FAULTS) }));
   const health = new HealthImplementation({ '': 'SERVING', 'herd.v1.Mesh': 'SERVING', 'herd.v1.Admin': 'SERVING' });
   health.addToServer(server);
-  addReflection(server, new DescriptorIndex(descriptorSet), reflection, ['herd.v1.Admin', 'herd.v1.Mesh', 'herd.v1.Peer', 'herd.v1.Transfer', 'grpc.health.v1.Health', 'grpc.reflection.v1.ServerReflection', 'grpc.reflection.v1alpha.ServerReflection']);
+  addReflection(server, new DescriptorIndex(descriptorSet), reflection, ['herd.v1.Admin', 'herd.v1.Join', 'herd.v1.Mesh', 'herd.v1.Peer', 'herd.v1.Transfer', 'grpc.health.v1.Health', 'grpc.reflection.v1.ServerReflection', 'grpc.reflection.v1alpha.ServerReflection']);
 
   enlargeServerWindow(server);
   const port = await new Promise<number>((resolve, reject) =>
@@ -239,6 +261,17 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
   leadership.start();
   await criuChecked;
   uplink.start();
+  // Renews this node's certificate before it expires (signed by the CA key holder), no restart.
+  const renewer = certificateRenewer(transport, {
+    nodeId: settings.nodeId,
+    dataDir: settings.dataDir,
+    renewBeforeFraction: settings.tls.renewBeforeFraction,
+    checkMs: settings.tls.checkMs,
+    ttlSeconds: settings.tls.nodeCertTtlSeconds,
+    address: () => selfAddress,
+    addressOf: (id) => leadership.cluster().members.find((m) => m.node_id === id)?.address ?? settings.peers.find((p) => p.id === id)?.address,
+  });
+  renewer?.start();
   void runner.recover().catch((err) => log.error('resuming interrupted migrations failed', { error: err }));
 
   const retentionMs = settings.retention.maxAgeHours * 3600_000;
@@ -277,6 +310,7 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
         clearInterval(trackTimer);
         clearInterval(pruneTimer);
         uplink.stop();
+        renewer?.stop();
         runner.stop();
         leadership.stop();
         await scheduler.stop(collectors.map(([c]) => c));

@@ -23,7 +23,9 @@ import { TermFence } from '../../coordinator/election/fencing';
 import { extractCheckpoint } from '../runtime/checkpoint-files';
 import type { ContainerRuntime, CreateSpec } from '../runtime/runtime';
 import { SHA256_HEX } from '../transfer/artifacts';
-import { fetchArtifact, type FetchOptions } from '../transfer/client';
+import { FETCH_WINDOW_BYTES, fetchArtifact, type FetchOptions, type TransferClient } from '../transfer/client';
+import { Insecure, type Transport } from '../../common/transport';
+import { loadProtos } from '../../common/proto';
 import type { MigrationFaults } from './faults';
 
 const log = logger('migration-target');
@@ -54,6 +56,8 @@ export interface TargetDeps {
   fence: TermFence;
   faults?: MigrationFaults;
   fetchOptions?: Partial<FetchOptions>;
+  /** How to dial the source (default plain text); it must present the source node's certificate. */
+  transport?: Transport;
 }
 
 type Timing = { step: string; ms: number };
@@ -202,9 +206,14 @@ export class MigrationTarget {
       // All artifacts at once: their transfers overlap, and every byte is still verified.
       // No fsync: a crash of this node mid-migration aborts it anyway (the source undoes it).
       const got = new Map<string, number>();
+      const transport = this.deps.transport ?? new Insecure();
+      const source = new (loadProtos().herd.Transfer)(rec.sourceAddress, transport.credentials(rec.sourceNodeId), {
+        ...transport.channelOptions,
+        'grpc-node.flow_control_window': FETCH_WINDOW_BYTES,
+      }) as TransferClient;
       await Promise.all(
         artifacts.map((a) =>
-          fetchArtifact(rec.sourceAddress, { migration_id: req.migration_id, artifact: a.name, requester_node_id: this.deps.nodeId } as any, pathInside(dir, a.name), {
+          fetchArtifact(source, { migration_id: req.migration_id, artifact: a.name, requester_node_id: this.deps.nodeId } as any, pathInside(dir, a.name), {
             fsync: false,
             ...this.deps.fetchOptions,
             expectedSize: a.size,
@@ -219,7 +228,7 @@ export class MigrationTarget {
             },
           } as FetchOptions),
         ),
-      );
+      ).finally(() => source.close());
       done = total;
       timings.push({ step: 'TRANSFER', ms: Math.round(performance.now() - t0) });
       stepName = 'APPLY_FS';
