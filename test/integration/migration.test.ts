@@ -10,6 +10,7 @@ import { call } from '../helpers/coord';
 import { migrate } from '../helpers/migrate';
 import { waitFor } from '../helpers/tmp';
 import { HERD, runCmd } from '../helpers/herd';
+import { testPki } from '../helpers/pki';
 
 let bed: Bed;
 const nodes = new Map<string, HerdNode>();
@@ -101,7 +102,9 @@ describe('live migration', () => {
   it('moves the whole container filesystem in full mode, through the herd migrate CLI', async () => {
     const herdId = await runOn('n1', 'fullfs', []);
     await bed.docker('n1', 'exec', 'fullfs', 'sh', '-c', 'echo kept > /root/full.txt');
-    const cli = await runCmd(process.execPath, [HERD, 'migrate', herdId, '--to', 'n2', '--fs', 'full', '-s', coordinator], 120_000);
+    const pki = testPki();
+    const tls = ['--cacert', pki.caCert, '--cert', pki.adminCert, '--key', pki.adminKey];
+    const cli = await runCmd(process.execPath, [HERD, 'migrate', herdId, '--to', 'n2', '--fs', 'full', '-s', coordinator, ...tls], 120_000);
     expect(cli.code, cli.stderr + cli.stdout).toBe(0);
     expect(cli.stdout).toMatch(/: SUCCEEDED/);
     expect(cli.stdout).toMatch(/CHECKPOINT\s+\d+ ms/);
