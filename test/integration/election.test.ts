@@ -11,6 +11,8 @@ import { adminClient, agreedLeader, connectedNodes, kill9, startHerdOn, type Her
 import { call } from '../helpers/coord';
 import { HERD, PYGRPCURL, runCmd } from '../helpers/herd';
 import { waitFor } from '../helpers/tmp';
+import { join } from 'node:path';
+import { testPki } from '../helpers/pki';
 
 let bed: Bed | undefined;
 const nodes = new Map<string, HerdNode>();
@@ -86,7 +88,8 @@ describe('election on real processes', () => {
     // herd status asked through a follower shows the coordinator's view
     const leader = await agreedLeader(addresses());
     const follower = [...nodes.values()].find((n) => n.id !== leader.id)!;
-    const st = await runCmd(process.execPath, [HERD, 'status', '-s', follower.address]);
+    const pki = testPki();
+    const st = await runCmd(process.execPath, [HERD, 'status', '-s', follower.address, '--cacert', pki.caCert, '--cert', pki.adminCert, '--key', pki.adminKey]);
     expect(st.code, st.stderr).toBe(0);
     expect(st.stdout).toContain(`coordinator: ${leader.id} at ${leader.address}, term ${leader.term}`);
     expect(st.stdout).toContain(`view of: ${leader.id}`);
@@ -103,12 +106,12 @@ describe('election on real processes', () => {
     expect(leader.id).not.toBe(old.id);
     // the minority side: ask the isolated node itself, from inside its namespace
     const view = await waitFor('the isolated node to step down', async () => {
-      const r = await bed!.exec(old.id, PYGRPCURL, ['-plaintext', nodes.get(old.id)!.address, 'herd.v1.Admin/GetCluster']);
+      const r = await bed!.exec(old.id, PYGRPCURL, [...testPki().adminFlags, nodes.get(old.id)!.address, 'herd.v1.Admin/GetCluster']);
       const v = r.code === 0 ? JSON.parse(r.stdout) : undefined;
       return v && v.members.find((m: any) => m.self).role !== 'leader' ? v : undefined;
     }, 5000, 100);
     expect(view.answered_by).toBe(old.id);
-    const listed = await bed!.exec(old.id, PYGRPCURL, ['-plaintext', nodes.get(old.id)!.address, 'herd.v1.Admin/ListNodes']);
+    const listed = await bed!.exec(old.id, PYGRPCURL, [...testPki().adminFlags, nodes.get(old.id)!.address, 'herd.v1.Admin/ListNodes']);
     expect(listed.stderr).toMatch(/Code: Unavailable/); // it does not act as coordinator
     await bed!.heal(old.id);
     const healed = await agreedLeader(addresses(), 10_000);
@@ -121,14 +124,14 @@ describe('election on real processes', () => {
     await cluster(3);
     const leader = await agreedLeader(addresses());
     const target = [...nodes.values()].find((n) => n.id !== leader.id)!;
-    const send = (msg: unknown) => runCmd(PYGRPCURL, ['-plaintext', '-d', JSON.stringify(msg), target.address, 'herd.v1.Peer/Exchange']);
+    // Sent with the leader's own node certificate: only malformed content can be wrong.
+    const tls = join(nodes.get(leader.id)!.dataDir, 'tls');
+    const asLeader = ['-cacert', join(tls, 'ca.crt'), '-cert', join(tls, 'node.crt'), '-key', join(tls, 'node.key')];
+    const send = (msg: unknown, flags = asLeader) => runCmd(PYGRPCURL, [...flags, '-d', JSON.stringify(msg), target.address, 'herd.v1.Peer/Exchange']);
     const cases: Array<[unknown, RegExp]> = [
-      [{ type: 'HEARTBEAT', from: 'mallory', to: target.id, term: String(leader.term + 1) }, /unknown/i],
-      [{ type: 'VOTE', from: 'mallory', to: target.id, term: '5' }, /unknown/i],
       [{ type: 'HEARTBEAT', from: leader.id, to: target.id, term: '9007199254740000' }, /term/i],
       [{ type: 'ELECTION_MESSAGE_TYPE_UNSPECIFIED', from: leader.id, to: target.id, term: '1' }, /type/i],
       [{ type: 'HEARTBEAT', from: leader.id, to: 'someone-else', term: String(leader.term) }, /not for this node|to/i],
-      [{}, /./],
     ];
     for (const [msg, re] of cases) {
       const r = await send(msg);
@@ -136,6 +139,18 @@ describe('election on real processes', () => {
       expect(r.stderr).toMatch(/Code: InvalidArgument/);
       expect(r.stderr, JSON.stringify(msg)).toMatch(re);
     }
+    // A node speaks only for itself: its certificate must name the sender.
+    for (const msg of [{ type: 'HEARTBEAT', from: 'mallory', to: target.id, term: String(leader.term + 1) }, { type: 'VOTE', from: target.id, to: target.id, term: '5' }, {}]) {
+      const r = await send(msg);
+      expect(r.stderr, JSON.stringify(msg)).toMatch(/Code: PermissionDenied/);
+      expect(r.stderr).toMatch(new RegExp(`certificate names node "${leader.id}"`));
+    }
+    // Operators do not vote; strangers do not get in.
+    const op = await send({ type: 'HEARTBEAT', from: leader.id, to: target.id, term: String(leader.term + 1) }, testPki().adminFlags);
+    expect(op.stderr).toMatch(/Code: PermissionDenied/);
+    expect(op.stderr).toMatch(/node-to-node traffic/);
+    const anon = await send({ type: 'HEARTBEAT', from: leader.id, to: target.id, term: String(leader.term + 1) }, ['-cacert', join(tls, 'ca.crt')]);
+    expect(anon.stderr).toMatch(/Code: Unauthenticated/);
     const after = await agreedLeader(addresses());
     expect(after).toEqual(leader); // same leader, same term: nothing moved
     for (const n of nodes.values()) expect(n.proc.child.exitCode).toBeNull();
