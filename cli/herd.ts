@@ -7,6 +7,8 @@ import { registerDoctor } from './doctor';
 import { registerStatus } from './status';
 import { registerMigrate } from './migrate';
 import { registerPki } from './pki';
+import { registerJoin } from './join';
+import { registerNodes } from './nodes';
 import { mergeFlags } from './flags';
 import { setLogLevel, logger } from '../common/log';
 import { VERSION } from '../common/version';
@@ -89,6 +91,8 @@ registerDoctor(program);
 registerStatus(program);
 registerMigrate(program);
 registerPki(program);
+registerJoin(program);
+registerNodes(program); // after registerPki: adds `admin-cert revoke` to its admin-cert
 
 program.parseAsync(process.argv).catch((err) => {
   process.stderr.write(`herd: ${err instanceof Error ? err.message : String(err)}\n`);

@@ -9,7 +9,7 @@ import { networkInterfaces } from 'node:os';
 import { ConfigError, defaultDataDir, parseSettings } from '../agent/config';
 
 /** The first external IPv4 address with port 7400 (what `herd agent` advertises by default). */
-function defaultAddress(): string {
+export function defaultAddress(): string {
   for (const addrs of Object.values(networkInterfaces())) {
     for (const a of addrs ?? []) if (a.family === 'IPv4' && !a.internal) return `${a.address}:7400`;
   }

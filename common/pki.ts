@@ -285,6 +285,25 @@ export async function createNodeCertFiles(caDataDir: string, nodeId: string, add
   return { files: [join(outDir, TLS_FILES.caCert), certPath, keyPath], caFingerprint: fingerprint(ca.cert) };
 }
 
+/**
+ * `herd join`: writes what the join got into `<dataDir>/tls/` (mode 0700): node.key (0600,
+ * O_EXCL: never replaces a key), node.crt and ca.crt. Refuses if node.key or node.crt is
+ * there already. Returns the paths written.
+ */
+export function writeJoinedNodeFiles(dataDir: string, files: { caCert: string; nodeCert: string; nodeKey: string }): string[] {
+  const dir = tlsDir(dataDir);
+  const keyPath = join(dir, TLS_FILES.nodeKey);
+  const certPath = join(dir, TLS_FILES.nodeCert);
+  const caPath = join(dir, TLS_FILES.caCert);
+  for (const p of [certPath, keyPath]) if (existsSync(p)) throw new PkiError(`${p} exists: this node already has a certificate`);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  chmodSync(dir, 0o700);
+  writeSecret(keyPath, files.nodeKey);
+  writeFileSync(certPath, files.nodeCert, { mode: 0o644, flag: 'wx' });
+  writePublic(caPath, files.caCert);
+  return [caPath, certPath, keyPath];
+}
+
 /** The cluster CA kept in `<dataDir>/tls/` (the key is there only on the node that ran `herd init`). */
 export function loadCa(dataDir: string): CertAndKey {
   const dir = tlsDir(dataDir);

@@ -13,8 +13,11 @@
  * audited before anyone remembers to list it.
  */
 import * as grpc from '@grpc/grpc-js';
+import { X509Certificate } from 'node:crypto';
+import { TLSSocket, type PeerCertificate } from 'node:tls';
+import { principal, verifyPeer } from '../../common/identity';
 import { logger } from '../../common/log';
-import type { Transport } from '../../common/transport';
+import { ClusterTls, type Transport } from '../../common/transport';
 
 const log = logger('auth');
 
@@ -54,7 +57,7 @@ export interface AuditEvent {
 
 export interface AuthorizeOptions {
   nodeId: string;
-  /** Called once per `admin` call when it ends, whatever the outcome. */
+  /** Called once per `admin` call when it ends, whatever the outcome; also for an identified caller whose role does not allow it. */
   audit: (event: AuditEvent) => void;
 }
 
@@ -82,16 +85,29 @@ export function authorizer(transport: Transport, opts: AuthorizeOptions): grpc.S
     let who = '';
     let request: unknown;
     let admitted = false;
+    const record = (code: grpc.status, details: string) => {
+      const event: AuditEvent = { at_ms: Date.now(), who, method: path, request_json: requestJson(request), code, details, node_id: opts.nodeId };
+      log.info('audit', { who, method: path, code: grpc.status[code] ?? code, details: details || undefined, request: event.request_json });
+      try {
+        opts.audit(event);
+      } catch (err) {
+        log.error('recording an audit event failed', { error: err, method: path, who });
+      }
+    };
     return new grpc.ServerInterceptingCall(call, {
       start(next) {
         next(
           new grpc.ServerListenerBuilder()
             .withOnReceiveMetadata((metadata, nextMd) => {
-              const auth = transport.authenticate(call.getAuthContext(), call.getPeer());
+              const ctx = call.getAuthContext();
+              const auth = explainUnverified(transport.authenticate(ctx, call.getPeer()), ctx, call, transport);
               who = auth.ok ? auth.who : '';
               const refused = forbid(access, auth, path);
               if (refused) {
                 log.warn('call refused', { method: path, peer: call.getPeer(), who: who || undefined, reason: refused.message });
+                // An identified caller refused a state-changing call: that attempt is audited too
+                // (callers without a valid certificate are only logged: anyone can make those).
+                if (access === 'admin' && auth.ok) record(refused.code, refused.message);
                 call.sendStatus({ code: refused.code, details: refused.message, metadata: new grpc.Metadata() });
                 return;
               }
@@ -106,27 +122,36 @@ export function authorizer(transport: Transport, opts: AuthorizeOptions): grpc.S
         );
       },
       sendStatus(status, next) {
-        if (admitted && access === 'admin') {
-          const event: AuditEvent = {
-            at_ms: Date.now(),
-            who,
-            method: path,
-            request_json: requestJson(request),
-            code: status.code,
-            details: status.details ?? '',
-            node_id: opts.nodeId,
-          };
-          log.info('audit', { who, method: path, code: grpc.status[status.code] ?? status.code, details: event.details || undefined, request: event.request_json });
-          try {
-            opts.audit(event);
-          } catch (err) {
-            log.error('recording an audit event failed', { error: err, method: path, who });
-          }
-        }
+        if (admitted && access === 'admin') record(status.code, status.details ?? '');
         next(status);
       },
     });
   };
+}
+
+/**
+ * grpc-js hides a client certificate that TLS did not verify (expired, another CA): its
+ * auth context is then empty, as if the client had shown none. The socket still has it,
+ * so a refusal can say why (expired, not issued by this cluster's CA) instead of "no
+ * certificate". Only the message changes: such a caller is refused either way.
+ */
+function explainUnverified(auth: ReturnType<Transport['authenticate']>, ctx: { sslPeerCertificate?: PeerCertificate } | undefined, call: unknown, transport: Transport): ReturnType<Transport['authenticate']> {
+  if (auth.ok || ctx?.sslPeerCertificate || !(transport instanceof ClusterTls)) return auth;
+  // grpc-js's base call holds the HTTP/2 stream; interceptors in front wrap it (nextCall).
+  let base = call as { stream?: { session?: { socket?: unknown } }; nextCall?: unknown } | undefined;
+  for (let i = 0; i < 16 && base && !base.stream && base.nextCall; i++) base = base.nextCall as typeof base;
+  const socket = base?.stream?.session?.socket;
+  if (!(socket instanceof TLSSocket) || socket.authorized) return auth;
+  const pc = socket.getPeerCertificate();
+  if (!pc?.raw) return auth;
+  let why: string;
+  try {
+    const v = verifyPeer(new X509Certificate(pc.raw), transport.caCertificates);
+    why = typeof v === 'string' ? v : `the certificate of ${principal(v)} was refused by TLS: ${String(socket.authorizationError ?? 'not verified')}`;
+  } catch (err) {
+    why = `the client certificate cannot be parsed: ${(err as Error).message}`;
+  }
+  return { ok: false, code: grpc.status.UNAUTHENTICATED, message: why };
 }
 
 function requestJson(message: unknown): string {

@@ -30,12 +30,12 @@ describe('server reflection with a strict client', () => {
   it('lists every service', async () => {
     const r = await grpcurl(ADDR, ['list']);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout.trim().split('\n').sort()).toEqual(['grpc.health.v1.Health', 'grpc.reflection.v1.ServerReflection', 'grpc.reflection.v1alpha.ServerReflection', 'herd.v1.Admin', 'herd.v1.Mesh', 'herd.v1.Peer', 'herd.v1.Transfer']);
+    expect(r.stdout.trim().split('\n').sort()).toEqual(['grpc.health.v1.Health', 'grpc.reflection.v1.ServerReflection', 'grpc.reflection.v1alpha.ServerReflection', 'herd.v1.Admin', 'herd.v1.Join', 'herd.v1.Mesh', 'herd.v1.Peer', 'herd.v1.Transfer']);
   });
 
   it('describes every service and every message they use', async () => {
     const seen = new Set<string>();
-    for (const svc of ['herd.v1.Admin', 'herd.v1.Mesh', 'herd.v1.Peer', 'herd.v1.Transfer', 'grpc.health.v1.Health']) {
+    for (const svc of ['herd.v1.Admin', 'herd.v1.Join', 'herd.v1.Mesh', 'herd.v1.Peer', 'herd.v1.Transfer', 'grpc.health.v1.Health']) {
       const r = await grpcurl(ADDR, ['describe', svc]);
       expect(r.code, r.stderr).toBe(0);
       for (const m of r.stdout.matchAll(/\( (?:stream )?\.([\w.]+) \)/g)) seen.add(m[1]);
