@@ -98,10 +98,10 @@ export function registerNodes(program: Command): void {
       node
         .command('remove <node-id>')
         .description("remove a node: every node refuses its certificates from now on (also any it renewed), and its stream to the coordinator is closed. Then take it out of the other nodes' --peer lists.")
-        .option('--reason <text>', 'why (kept with the revocation and in the audit trail)', ''),
+        .option('--reason <text>', 'why (kept with the revocation and in the audit trail)'),
     ),
   ).action(async (nodeId: string, opts) => {
-    const r = await onCoordinator('node remove', opts, 'RemoveNode', { node_id: nodeId, reason: opts.reason });
+    const r = await onCoordinator('node remove', opts, 'RemoveNode', { node_id: nodeId, reason: opts.reason ?? '' });
     process.stdout.write(`node "${nodeId}" removed.\n${formatRevocation(r.revocation)}\n`);
     process.stdout.write(`it still counts in the election until it is taken out of the other nodes' --peer lists (and they restart).\n`);
   });
@@ -112,10 +112,10 @@ export function registerNodes(program: Command): void {
       adminCert
         .command('revoke <name>')
         .description("revoke an operator's certificates: every node refuses certificates of NAME issued up to now (a new one made later with `herd admin-cert create` is accepted)")
-        .option('--reason <text>', 'why (kept with the revocation and in the audit trail)', ''),
+        .option('--reason <text>', 'why (kept with the revocation and in the audit trail)'),
     ),
   ).action(async (name: string, opts) => {
-    const r = await onCoordinator('admin-cert revoke', opts, 'RevokeOperator', { name, reason: opts.reason });
+    const r = await onCoordinator('admin-cert revoke', opts, 'RevokeOperator', { name, reason: opts.reason ?? '' });
     process.stdout.write(`${formatRevocation(r.revocation)}\n`);
   });
 

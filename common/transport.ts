@@ -168,8 +168,8 @@ export class ClusterTls implements Transport {
       return {
         ok: false,
         code: grpc.status.UNAUTHENTICATED,
-        // A TLS client may also withhold a certificate that the CA names this server
-        // announces in its request do not cover, i.e. one of another cluster.
+        // grpc-js leaves a certificate TLS did not verify (another cluster's, an expired
+        // one) out of the auth context too; the authorizer explains those from the socket.
         message: `${peer} showed no client certificate of this cluster: this node answers only certificates its cluster CA issued (operators: grpcurl -cacert ca.crt -cert NAME.crt -key NAME.key; nodes: herd join)`,
       };
     }

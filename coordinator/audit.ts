@@ -5,6 +5,7 @@
  * the trail survives failover. Stored by time; a replayed event lands on its own key.
  */
 import type { Database } from 'lmdb';
+import { createHash } from 'node:crypto';
 import type { Env } from '../common/db';
 import { truncate } from '../common/validate';
 import type { AuditEvent } from '../agent/security/authorize';
@@ -31,7 +32,10 @@ export class AuditTrail {
         details: truncate(String(e.details ?? ''), 1000),
         node_id: truncate(String(e.node_id ?? ''), 128),
       };
-      void this.db.put(`${String(at).padStart(15, '0')}/${event.node_id}/${event.who}/${event.method}`, event);
+      // Deterministic, so that a replayed event lands on its own key; the digest keeps two
+      // different calls of one caller to one method in the same millisecond apart.
+      const digest = createHash('sha256').update(`${event.code}\n${event.request_json}\n${event.details}`).digest('hex').slice(0, 16);
+      void this.db.put(`${String(at).padStart(15, '0')}/${event.node_id}/${event.who}/${event.method}/${digest}`, event);
     }
   }
 

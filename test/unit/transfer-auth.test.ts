@@ -93,8 +93,8 @@ describe('Transfer over mutual TLS', () => {
     clients.push(c);
     const e = await refusal(c, { migration_id: 'm1', artifact: 'checkpoint.tar', requester_node_id: 'n2' });
     expect(e.code).toBe(grpc.status.UNAUTHENTICATED);
-    // Node's TLS client does not even send it (the server's certificate request names
-    // only this cluster's CA); either way the refusal says why.
+    // grpc-js keeps a certificate TLS did not verify out of the auth context; the
+    // authorizer reads it from the socket to say why it is refused.
     expect(e.message).toMatch(/no client certificate of this cluster|not issued by this cluster's CA/);
   });
 
