@@ -13,7 +13,7 @@
  * so the handshake path does not load the library. @peculiar/x509 needs a Reflect
  * polyfill (tsyringe); it is loaded lazily, with reflect-metadata first, by `lib()`.
  *
- * Nothing here is used by `herd agent` yet: see docs/security.md.
+ * How the node uses them: docs/security.md.
  */
 import { X509Certificate, createHash, createPrivateKey, randomBytes, webcrypto } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
