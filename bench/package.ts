@@ -83,7 +83,7 @@ async function bench(name: string, make: (args: string[], env: NodeJS.ProcessEnv
 }
 
 async function main() {
-  const exe = ensureExecutables();
+  const exe = await ensureExecutables();
   console.log('\n== sizes');
   for (const a of ['x64', 'arm64'] as const) console.log(`  herd-linux-${a}: ${(fs.statSync(exe[a]).size / 1e6).toFixed(1)} MB (${(fs.statSync(exe[a]).size / 2 ** 20).toFixed(1)} MiB)`);
 

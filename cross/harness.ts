@@ -3,7 +3,7 @@
  * skips a build whose inputs are unchanged), and asks a node whether it serves.
  */
 import * as grpc from '@grpc/grpc-js';
-import { execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -22,16 +22,21 @@ export const ROOT = findRoot();
 export const DIST = path.join(ROOT, 'dist');
 export const exePath = (arch: 'x64' | 'arm64') => path.join(DIST, `herd-linux-${arch}`);
 
-/** Builds (or finds up to date) dist/herd-linux-{x64,arm64}; returns their paths. */
-export function ensureExecutables(): { x64: string; arm64: string } {
+/**
+ * Builds (or finds up to date) dist/herd-linux-{x64,arm64}; returns their paths. Asynchronous on purpose: a test worker blocked for
+ * the minutes a fresh build takes misses vitest's RPC deadline ("Timeout calling onTaskUpdate").
+ */
+export async function ensureExecutables(): Promise<{ x64: string; arm64: string }> {
   const t0 = Date.now();
-  const out = execFileSync(process.execPath, [path.join(ROOT, 'build/sea.mjs')], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 900_000 });
+  const out = await new Promise<string>((resolve, reject) => {
+    const child = execFile(process.execPath, [path.join(ROOT, 'build/sea.mjs')], { cwd: ROOT, encoding: 'utf8', timeout: 900_000, maxBuffer: 16 << 20 }, (err, stdout) => (err ? reject(err) : resolve(stdout)));
+    child.stderr?.pipe(process.stderr);
+  });
   process.stdout.write(`build/sea.mjs (${Date.now() - t0} ms):\n${out}`);
   for (const a of ['x64', 'arm64'] as const) if (!fs.existsSync(exePath(a))) throw new Error(`build/sea.mjs did not produce ${exePath(a)}`);
   return { x64: exePath('x64'), arm64: exePath('arm64') };
 }
 
-/** True when the gRPC health service at address says SERVING for herd.v1.Mesh. */
 /** Health answers SERVING, over TLS (the default; health needs no certificate) or plain text (--insecure). */
 export async function serving(address: string, deadlineMs = 1000): Promise<boolean> {
   const tls = grpc.credentials.createSsl(null, null, null, { rejectUnauthorized: false, checkServerIdentity: () => undefined });

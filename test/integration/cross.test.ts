@@ -2,7 +2,7 @@
 // alone, and as a node of a cluster of x64 executables on the test bed. Nothing skips: a
 // missing qemu, arm64 sysroot, bed or executable fails the run.
 import * as grpc from '@grpc/grpc-js';
-import { spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -21,33 +21,37 @@ const PINS = JSON.parse(fs.readFileSync(path.join(__dirname, '../../build/node-b
 let exe: { x64: string; arm64: string };
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'herd-cross-'));
 
-beforeAll(() => {
-  exe = ensureExecutables();
+beforeAll(async () => {
+  exe = await ensureExecutables();
   qemuSysroot();
 }, 900_000);
 afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
 
-function runArm64(args: string[], env: NodeJS.ProcessEnv) {
+/** Runs the arm64 executable under qemu; asynchronous, so the test worker stays responsive. */
+async function runArm64(args: string[], env: NodeJS.ProcessEnv): Promise<{ status: number | null; stdout: string; stderr: string; ms: number }> {
   const c = arm64Command(exe.arm64, args, env);
   const t0 = performance.now();
-  const r = spawnSync(c.cmd, c.args, { env: c.env, encoding: 'utf8', timeout: 120_000 });
-  return { ...r, ms: performance.now() - t0 };
+  return new Promise((resolve) => {
+    execFile(c.cmd, c.args, { env: c.env, encoding: 'utf8', timeout: 120_000, maxBuffer: 16 << 20 }, (err, stdout, stderr) =>
+      resolve({ status: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr, ms: performance.now() - t0 }),
+    );
+  });
 }
 
 describe('herd-linux-arm64 under qemu', () => {
-  it('prints its version', () => {
+  it('prints its version', async () => {
     const home = fs.mkdtempSync(path.join(work, 'home-'));
-    const r = runArm64(['--version'], { PATH: process.env.PATH, HOME: home });
+    const r = await runArm64(['--version'], { PATH: process.env.PATH, HOME: home });
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout.trim()).toBe(JSON.parse(fs.readFileSync(path.join(__dirname, '../../package.json'), 'utf8')).version);
     console.log(`arm64 --version under qemu: ${r.ms.toFixed(0)} ms`);
-  });
+  }, 180_000);
 
-  it('passes its own checks in herd doctor: LMDB write and read, an onnxruntime inference', () => {
+  it('passes its own checks in herd doctor: LMDB write and read, an onnxruntime inference', async () => {
     const dir = fs.mkdtempSync(path.join(work, 'doctor-'));
     fs.mkdirSync(path.join(dir, 'home'));
     fs.writeFileSync(path.join(dir, 'tree.onnx'), treeModel());
-    const r = runArm64(['doctor', '--json', '--data-dir', path.join(dir, 'data'), '--listen', '127.0.0.1:0', '--pmproxy-url', '', '--onnx-model', path.join(dir, 'tree.onnx'), '--onnx-input', '0.2,9'],
+    const r = await runArm64(['doctor', '--json', '--data-dir', path.join(dir, 'data'), '--listen', '127.0.0.1:0', '--pmproxy-url', '', '--onnx-model', path.join(dir, 'tree.onnx'), '--onnx-input', '0.2,9'],
       { PATH: process.env.PATH, HOME: path.join(dir, 'home') });
     const report = JSON.parse(r.stdout);
     console.log(`arm64 herd doctor under qemu (first run, extracting everything): ${r.ms.toFixed(0)} ms`);
@@ -60,7 +64,7 @@ describe('herd-linux-arm64 under qemu', () => {
     expect(byId.onnxruntime.data.selfCheck).toEqual([11, 22, 33]);
     expect(byId.onnxruntime.data.model.outputs.Y.data).toEqual([treeModelExpected(0.2, 9)]);
     expect(fs.readdirSync(path.join(dir, 'home/.cache/herd')).sort().map((d) => d.replace(/-[0-9a-f]{16}$/, ''))).toEqual(['lmdb-linux-arm64', 'onnxruntime-linux-arm64', 'proto-linux-arm64']);
-  });
+  }, 180_000);
 });
 
 describe('an arm64 node in a cluster of x64 nodes (test bed)', () => {

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureExecutables, exePath, freePort, ROOT, waitServing } from '../../cross/harness';
 import { treeModel, treeModelExpected } from '../../cross/onnx-model';
 import { waitFor } from '../helpers/tmp';
+import { runCmd } from '../helpers/herd';
 
 const PINS = JSON.parse(fs.readFileSync(path.join(ROOT, 'build/node-binaries.json'), 'utf8'));
 const VERSION = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version;
@@ -34,8 +35,8 @@ function run(exe: string, args: string[], env: NodeJS.ProcessEnv, prefix: string
 }
 const agentArgs = (dir: string, listen = '127.0.0.1:0') => ['agent', '--node-id', 'pkg', '--data-dir', path.join(dir, 'data'), '--listen', listen, '--pmproxy-url', '', '--docker-socket', path.join(dir, 'no-docker.sock')];
 
-beforeAll(() => {
-  ensureExecutables();
+beforeAll(async () => {
+  await ensureExecutables();
 }, 900_000);
 afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
 
@@ -52,10 +53,11 @@ describe('npm run build', () => {
     expect(sizes.x64).toBeLessThanOrEqual(110e6);
   });
 
-  it('gives the same bytes again from the same inputs (here: x64, rebuilt from scratch)', () => {
+  it('gives the same bytes again from the same inputs (here: x64, rebuilt from scratch)', async () => {
     const out = path.join(work, 'rebuild');
-    const r = spawnSync(process.execPath, [path.join(ROOT, 'build/sea.mjs'), '--arch', 'x64', '--out', out, '--force'], { encoding: 'utf8', timeout: 600_000 });
-    expect(r.status, r.stderr).toBe(0);
+    // Not spawnSync: a worker blocked for the whole build misses vitest's RPC deadline.
+    const r = await runCmd(process.execPath, [path.join(ROOT, 'build/sea.mjs'), '--arch', 'x64', '--out', out, '--force'], 600_000);
+    expect(r.code, r.stderr).toBe(0);
     expect(sha256(path.join(out, 'herd-linux-x64'))).toBe(sha256(exePath('x64')));
     fs.rmSync(out, { recursive: true, force: true });
   }, 600_000);
