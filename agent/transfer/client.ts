@@ -11,6 +11,7 @@ import { logger } from '../../common/log';
 import { loadProtos } from '../../common/proto';
 import { SHA256_HEX } from './artifacts';
 import { loadCrc32c } from './crc32c';
+import { createWriter, WRITE_BEHIND_BYTES, WriteError } from './writer';
 import type { ChunkMsg, FetchRequestMsg } from './server';
 
 const log = logger('transfer');
@@ -23,16 +24,16 @@ const log = logger('transfer');
  * a 6 ms round trip, far more than an edge cluster's LAN needs.
  */
 export const FETCH_WINDOW_BYTES = 8 << 20;
-/** Verified data handed to the disk but not yet written; bounds memory with a slow disk. */
-export const WRITE_BEHIND_BYTES = 4 << 20;
+export { WRITE_BEHIND_BYTES };
 
 export interface TransferClient extends grpc.Client {
   Fetch(req: FetchRequestMsg, options?: grpc.CallOptions): grpc.ClientReadableStream<ChunkMsg>;
 }
 
-export function createTransferClient(address: string, credentials = grpc.credentials.createInsecure(), windowBytes = FETCH_WINDOW_BYTES): TransferClient {
+/** A Transfer client with the large receive window; `channelOptions` are added (e.g. `grpc.ssl_target_name_override`). */
+export function createTransferClient(address: string, credentials = grpc.credentials.createInsecure(), windowBytes = FETCH_WINDOW_BYTES, channelOptions: grpc.ChannelOptions = {}): TransferClient {
   const { herd } = loadProtos();
-  return new herd.Transfer(address, credentials, { 'grpc-node.flow_control_window': windowBytes }) as TransferClient;
+  return new herd.Transfer(address, credentials, { ...channelOptions, 'grpc-node.flow_control_window': windowBytes }) as TransferClient;
 }
 
 export type ArtifactRequest = Omit<FetchRequestMsg, 'offset'>;
@@ -95,6 +96,7 @@ const refused = (msg: string) => new TransferError(grpc.status.FAILED_PRECONDITI
 
 function classify(err: unknown): TransferError {
   if (err instanceof TransferError) return err;
+  if (err instanceof WriteError) return new TransferError(grpc.status.INTERNAL, err.message, false);
   const e = err as Partial<grpc.ServiceError>;
   if (typeof e.code === 'number') return new TransferError(e.code, e.details || e.message || String(err), !FINAL.has(e.code));
   // Not from the peer: a local failure (disk full, permissions) that a retry would repeat.
@@ -175,7 +177,7 @@ interface FetchState {
 async function attempt(client: TransferClient, request: ArtifactRequest, fh: FileHandle, s: FetchState, opts: FetchOptions): Promise<void> {
   if (opts.signal?.aborted) throw new TransferError(grpc.status.CANCELLED, 'aborted', false);
   const call = client.Fetch({ ...request, offset: s.verified });
-  const writer = new WriteBehind(fh);
+  const writer = createWriter(fh);
   const idleMs = opts.idleTimeoutMs ?? 30_000;
   let idle = false;
   let timer: NodeJS.Timeout | undefined;
@@ -201,10 +203,11 @@ async function attempt(client: TransferClient, request: ArtifactRequest, fh: Fil
       if (chunk.offset !== s.verified) throw dataLoss(`a chunk starts at byte ${chunk.offset}, expected ${s.verified}`);
       if (s.verified + data.length > s.total!) throw dataLoss(`a chunk at byte ${chunk.offset} runs past the artifact's end (${s.total} bytes)`);
       if (s.crc32c(data) !== chunk.crc32c) throw dataLoss(`the chunk at byte ${chunk.offset} (${data.length} bytes) fails its CRC32C check`);
-      await writer.write(data, s.verified);
+      const n = data.length;
       s.sha.update(data);
-      s.verified += data.length;
-      if (data.length > 0) opts.onProgress?.(s.verified, s.total!);
+      await writer.write(data, s.verified); // may take data's memory: not used after this
+      s.verified += n;
+      if (n > 0) opts.onProgress?.(s.verified, s.total!);
     }
   } catch (err) {
     if (idle) throw new TransferError(grpc.status.DEADLINE_EXCEEDED, `nothing received for ${idleMs} ms`, true);
@@ -213,51 +216,11 @@ async function attempt(client: TransferClient, request: ArtifactRequest, fh: Fil
     clearTimeout(timer);
     opts.signal?.removeEventListener('abort', abort);
     call.cancel(); // no-op after a normal end; stops the server after a local failure
-    await writer.flush(); // throws a write error, which outranks the stream's
-  }
-}
-
-/**
- * Writes verified chunks in order, one at a time, with up to WRITE_BEHIND_BYTES queued:
- * the disk write of one chunk (in libuv's thread pool) overlaps the checks of the next.
- * One at a time because concurrent writes to one file only contend for its inode lock.
- * A failed write fails the fetch (a full disk is not the peer's fault; no retry).
- */
-class WriteBehind {
-  private tail: Promise<void> = Promise.resolve();
-  private queued = 0;
-  private error: unknown;
-  private wake: (() => void) | undefined;
-
-  constructor(private readonly fh: FileHandle) {}
-
-  async write(data: Buffer, position: number): Promise<void> {
-    this.check();
-    this.queued += data.length;
-    this.tail = this.tail.then(async () => {
-      try {
-        if (this.error === undefined) await this.writeAll(data, position);
-      } catch (err) {
-        this.error ??= err;
-      }
-      this.queued -= data.length;
-      this.wake?.();
-    });
-    while (this.queued >= WRITE_BEHIND_BYTES && this.error === undefined) await new Promise<void>((r) => (this.wake = r));
-    this.check();
-  }
-
-  async flush(): Promise<void> {
-    await this.tail;
-    this.check();
-  }
-
-  private check(): void {
-    if (this.error !== undefined) throw new TransferError(grpc.status.INTERNAL, `writing the artifact failed: ${(this.error as Error).message ?? String(this.error)}`, false);
-  }
-
-  private async writeAll(data: Buffer, position: number): Promise<void> {
-    for (let done = 0; done < data.length; ) done += (await this.fh.write(data, done, data.length - done, position + done)).bytesWritten;
+    try {
+      await writer.flush(); // throws a write error, which outranks the stream's
+    } finally {
+      writer.close();
+    }
   }
 }
 
