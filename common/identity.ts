@@ -67,18 +67,6 @@ export function peerIdentity(call: { getAuthContext?: () => { sslPeerCertificate
   return cert && cert.raw ? identityOf(cert) : undefined;
 }
 
-/**
- * A checkServerIdentity for grpc.credentials.createSsl that accepts the server only if its
- * (already CA-verified) certificate names the expected node: a node that dials peer B at
- * B's address must not be answered by C. Returns an Error to refuse, as tls expects.
- */
-export function expectNode(nodeId: string): (host: string, cert: PeerCertificate) => Error | undefined {
-  return (_host, cert) => {
-    const id = identityOf(cert);
-    if (id?.kind === 'node' && id.nodeId === nodeId) return undefined;
-    return new Error(`peer certificate names ${id ? (id.kind === 'node' ? `node "${id.nodeId}"` : `admin "${id.name}"`) : 'no herd identity'}, not node "${nodeId}"`);
-  };
-}
 
 
 /** The clock-skew allowance the issuer subtracts from notBefore (pki.ts), added back to date an issue. */

@@ -314,16 +314,6 @@ export function loadCa(dataDir: string): CertAndKey {
   return { cert: readFileSync(certPath, 'utf8'), key: readFileSync(keyPath, 'utf8') };
 }
 
-/** This node's TLS material, as Buffers for grpc.ServerCredentials.createSsl / grpc.credentials.createSsl. */
-export function loadNodeTls(dataDir: string): { ca: Buffer; cert: Buffer; key: Buffer } {
-  const dir = tlsDir(dataDir);
-  const read = (f: string) => {
-    const p = join(dir, f);
-    if (!existsSync(p)) throw new PkiError(`${p} is missing: run \`herd init\` (or, later, \`herd join\`)`);
-    return readFileSync(p);
-  };
-  return { ca: read(TLS_FILES.caCert), cert: read(TLS_FILES.nodeCert), key: read(TLS_FILES.nodeKey) };
-}
 
 /** `herd admin-cert create`: an operator certificate and key in outDir (default `<dataDir>/tls/admins`), with a copy of ca.crt. */
 export async function createAdminCert(dataDir: string, name: string, role: Role, outDir?: string): Promise<{ files: string[]; caFingerprint: string }> {

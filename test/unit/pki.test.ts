@@ -7,10 +7,11 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
-  caHolderOf, createAdminCert, createCa, expectNode, fingerprint, identityOf, initCluster, issueAdminCert, issueNodeCert, loadCa, loadNodeTls,
+  caHolderOf, createAdminCert, createCa, fingerprint, identityOf, initCluster, issueAdminCert, issueNodeCert, loadCa,
   peerIdentity, type CertAndKey, type PeerIdentity,
 } from '../../common/pki';
 import { tempDir } from '../helpers/tmp';
+import { ClusterTls, readNodeMaterial } from '../../common/transport';
 
 const cleanups: Array<() => void> = [];
 afterEach(() => { while (cleanups.length) cleanups.pop()!(); });
@@ -110,13 +111,13 @@ describe('mTLS with grpc-js', () => {
     const dir = tmp();
     await initCluster(dir, 'n1', '127.0.0.1:7400');
     ca = loadCa(dir);
-    const tls = loadNodeTls(dir);
+    const tls = readNodeMaterial(dir);
     n2 = await issueNodeCert(ca, 'n2', '127.0.0.1:7401');
     server = new grpc.Server();
     server.addService(WHO, {
       Who: (call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => cb(null, { peer: peerIdentity(call) ?? null }),
     });
-    const creds = grpc.ServerCredentials.createSsl(tls.ca, [{ cert_chain: tls.cert, private_key: tls.key }], true);
+    const creds = grpc.ServerCredentials.createSsl(Buffer.from(tls.ca), [{ cert_chain: Buffer.from(tls.cert), private_key: Buffer.from(tls.key) }], true);
     const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', creds, (err, p) => (err ? reject(err) : resolve(p))));
     address = `127.0.0.1:${port}`;
   });
@@ -144,8 +145,9 @@ describe('mTLS with grpc-js', () => {
   });
 
   it('a client that expects the server to be n1 accepts it; one expecting another node refuses it', async () => {
-    expect(await who(ssl(n2, { checkServerIdentity: expectNode('n1') }))).toEqual({ peer: { kind: 'node', nodeId: 'n2' } });
-    await refused(who(ssl(n2, { checkServerIdentity: expectNode('n3') })));
+    const asN2 = new ClusterTls({ ca: ca.cert, cert: n2.cert, key: n2.key });
+    expect(await who(asN2.credentials('n1'))).toEqual({ peer: { kind: 'node', nodeId: 'n2' } });
+    await refused(who(asN2.credentials('n3')));
   });
 
   it('refuses a client with no certificate', async () => {
