@@ -47,7 +47,7 @@ import { joinHandlers } from './security/join';
 import { certificateRenewer, recoverRenewal, renewalHandlers } from './security/renewal';
 import { AuditTrail } from '../coordinator/audit';
 import { securityAdminHandlers } from '../coordinator/security-admin';
-import type { Transport } from '../common/transport';
+import { ClusterTls, type Transport } from '../common/transport';
 
 const log = logger('node');
 
@@ -290,7 +290,7 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
     data_dir: settings.dataDir,
     coordinator: lead.isLeader ? 'this node' : `${lead.leaderId} at ${lead.leaderAddress}`,
     docker: tracker.reachable ? settings.dockerSocket : 'unreachable',
-    security: transport.secure ? 'mutual TLS' : 'INSECURE plain text',
+    security: transport instanceof ClusterTls ? `mutual TLS (prefers ${transport.cipher})` : 'INSECURE plain text',
     version: VERSION,
   });
 

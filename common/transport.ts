@@ -16,6 +16,7 @@ import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { PeerCertificate } from 'node:tls';
+import { preferFastCipher } from './ciphers';
 import { identityOf, parseBundle, principal, verifyPeer, type PeerIdentity } from './identity';
 
 export type Authenticated = { ok: true; identity?: PeerIdentity; who: string } | { ok: false; code: grpc.status; message: string };
@@ -84,6 +85,8 @@ export class ClusterTls implements Transport {
   private readonly idListeners = new Set<grpc.experimental.IdentityCertificateUpdateListener>();
   private server?: grpc.ServerCredentials;
   generation = 0;
+  /** The TLS 1.3 suite this node asks for first (see ciphers.ts). */
+  readonly cipher = preferFastCipher();
 
   constructor(
     material: TlsMaterial,
