@@ -312,6 +312,7 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
         uplink.stop();
         renewer?.stop();
         runner.stop();
+        target.close();
         leadership.stop();
         await scheduler.stop(collectors.map(([c]) => c));
         ingest.closeAll('the coordinator is shutting down');

@@ -4,9 +4,12 @@
  *  - the same done by hand in the same run (docker CLI, tar and nc in sequence, as
  *    ../shared/recipes/docker-criu-reference.sh does), as the baseline;
  *  - a 200 MB-memory container: downtime, total, and the agents' RSS growth during it;
- *  - a container on a 200 MB image: diff layer vs whole filesystem.
+ *  - a container on a 200 MB image: diff layer vs whole filesystem, on the bed's link as it
+ *    is (veth, several GB/s) and shaped to 1 Gbit/s (tc tbf on each node's eth0), the link
+ *    between the thesis's Raspberry Pis.
  *
- *   npx vite-node bench/migration.ts [rounds=10] [small]   (root; uses test/bed; 'small': the first two figures only)
+ *   npx vite-node bench/migration.ts [rounds=10] [small|image]   (root; uses test/bed;
+ *   'small': the first two figures only; 'image': the 200 MB image figures only)
  */
 import { readFileSync, mkdirSync } from 'node:fs';
 import { BUSYBOX_IMAGE, startBed, type Bed } from '../test/bed/bed';
@@ -14,7 +17,7 @@ import { agreedLeader, connectedNodes, startHerdOn, type HerdNode } from '../tes
 import { migrate } from '../test/helpers/migrate';
 
 const rounds = Number(process.argv[2] ?? 10);
-const only = process.argv[3]; // 'small': only the small-container figures
+const only = process.argv[3]; // 'small': only the small-container figures; 'image': only the 200 MB image
 const COUNTER = 'i=0; while true; do i=$((i+1)); echo $i; sleep 0.1; done';
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
@@ -87,9 +90,18 @@ async function main() {
     const total = performance.now() - t0;
     if (r.last?.state !== 'SUCCEEDED') throw new Error(`${name} (${mode}): ${r.last?.state} ${r.last?.reason ?? JSON.stringify(r.error)}`);
     await must(bed.docker('n2', 'rm', '-f', name));
-    return { total, downtime: Number(r.last.downtime_ms), timings: r.last.timings as Array<{ step: string; ms: number }>, bytes: Number(r.last.bytes_total) };
+    return { total, onSource: Number(r.last.ended_ms) - Number(r.last.started_ms), downtime: Number(r.last.downtime_ms), timings: r.last.timings as Array<{ step: string; ms: number }>, bytes: Number(r.last.bytes_total) };
   };
   try {
+    if (only !== 'image') await smallAndMemory();
+    if (only !== 'small') await bigImage();
+  } finally {
+    for (const n of nodes.values()) await n.proc.stop().catch(() => {});
+    await bed.stop();
+    console.log(out.join('\n'));
+  }
+
+  async function smallAndMemory() {
     out.push(`small busybox counter, ${rounds} migrations per mode (median ms):`);
     out.push('  mode  total  downtime  ' + ['PREPARE', 'CHECKPOINT', 'PACKAGE', 'TRANSFER', 'APPLY_FS', 'RESTORE', 'REMOVE_SOURCE'].map((s) => s.padStart(10)).join(''));
     const small: Record<string, number> = {};
@@ -106,7 +118,6 @@ async function main() {
     out.push(`  by hand (docker CLI + tar + nc, same steps, diff layer): total ${Math.round(handTotal)}, downtime ${Math.round(median(hand.map((h) => h.downtime)))}`);
     out.push(`  herd diff-layer total / by hand: ${(small.FS_MODE_DIFF / handTotal).toFixed(2)}  (target: downtime <= 800 ms, total <= 1200 ms)`);
 
-    if (only === 'small') return;
     // 200 MB of anonymous memory in the container
     const pids = [...nodes.values()].map((n) => n.proc.pid);
     const idle = pids.map(rssMb);
@@ -116,27 +127,32 @@ async function main() {
     clearInterval(sampler);
     out.push(`200 MB-memory container: total ${Math.round(big.total)} ms, downtime ${big.downtime} ms, ${(big.bytes / 1048576).toFixed(0)} MB moved; steps ${big.timings.map((t) => `${t.step} ${t.ms}`).join(', ')}`);
     out.push(`  agents' RSS growth during it: ${peak.map((p, i) => `${[...nodes.keys()][i]} +${(p - idle[i]).toFixed(0)} MB`).join(', ')} (target < 100 MB)`);
+  }
 
-    // a 200 MB image: diff layer vs whole filesystem
+  /** A 200 MB image: diff layer vs whole filesystem, on the bed's link and on a 1 Gbit/s one. */
+  async function bigImage() {
     for (const n of ['n1', 'n2']) {
       await must(bed.exec(n, 'sh', ['-c', `mkdir -p /tmp/herd-bigimg && cd /tmp/herd-bigimg && [ -f big.tar ] || { docker save ${BUSYBOX_IMAGE} >/dev/null; }; true`]));
     }
-    const bigImage = 'herd-bigimage:latest';
+    const image = 'herd-bigimage:latest';
     await must(bed.exec('n1', 'sh', ['-c', `set -e; d=$(mktemp -d); docker create --name mkbig ${BUSYBOX_IMAGE} true >/dev/null; docker export mkbig | tar -C $d -xf -; docker rm mkbig >/dev/null; head -c 209715200 /dev/urandom > $d/blob; tar -C $d -cf /tmp/herd-bigimage.tar .; rm -rf $d`]));
-    for (const n of ['n1', 'n2']) await must(bed.docker(n, 'import', '/tmp/herd-bigimage.tar', bigImage));
-    const diff: Array<Awaited<ReturnType<typeof herdMove>>> = [];
-    const full: Array<Awaited<ReturnType<typeof herdMove>>> = [];
-    for (let i = 0; i < 3; i++) {
-      diff.push(await herdMove(bigImage, COUNTER, 'FS_MODE_DIFF'));
-      full.push(await herdMove(bigImage, COUNTER, 'FS_MODE_FULL'));
+    for (const n of ['n1', 'n2']) await must(bed.docker(n, 'import', '/tmp/herd-bigimage.tar', image));
+    for (const link of ['bed veth, unshaped', '1 Gbit/s (tc tbf)']) {
+      if (link.startsWith('1 Gbit')) {
+        for (const n of ['n1', 'n2']) await must(bed.exec(n, 'tc', ['qdisc', 'replace', 'dev', 'eth0', 'root', 'tbf', 'rate', '1gbit', 'burst', '256kb', 'latency', '50ms']));
+      }
+      const diff: Array<Awaited<ReturnType<typeof herdMove>>> = [];
+      const full: Array<Awaited<ReturnType<typeof herdMove>>> = [];
+      for (let i = 0; i < 3; i++) {
+        diff.push(await herdMove(image, COUNTER, 'FS_MODE_DIFF'));
+        full.push(await herdMove(image, COUNTER, 'FS_MODE_FULL'));
+      }
+      const d = median(diff.map((r) => r.total));
+      const f = median(full.map((r) => r.total));
+      const steps = (rs: typeof diff) => ['CHECKPOINT', 'PACKAGE', 'TRANSFER', 'APPLY_FS', 'RESTORE'].map((st) => `${st.toLowerCase()} ${median(rs.map((r) => r.timings.find((t) => t.step === st)?.ms ?? 0))}`).join(', ');
+      out.push(`200 MB image, ${link}, median of 3: diff layer ${Math.round(d)} ms (${median(diff.map((r) => r.onSource))} ms from the source's start to its end; ${(median(diff.map((r) => r.bytes)) / 1048576).toFixed(1)} MB; ${steps(diff)}), whole filesystem ${Math.round(f)} ms (${(median(full.map((r) => r.bytes)) / 1048576).toFixed(0)} MB; ${steps(full)}): diff is ${(f / d).toFixed(1)}x faster (target >= 8x)`);
     }
-    const d = median(diff.map((r) => r.total));
-    const f = median(full.map((r) => r.total));
-    out.push(`200 MB image, median of 3: diff layer ${Math.round(d)} ms (${(median(diff.map((r) => r.bytes)) / 1048576).toFixed(1)} MB), whole filesystem ${Math.round(f)} ms (${(median(full.map((r) => r.bytes)) / 1048576).toFixed(0)} MB): diff is ${(f / d).toFixed(1)}x faster (target >= 8x)`);
-  } finally {
-    for (const n of nodes.values()) await n.proc.stop().catch(() => {});
-    await bed.stop();
-    console.log(out.join('\n'));
+    for (const n of ['n1', 'n2']) await bed.exec(n, 'tc', ['qdisc', 'del', 'dev', 'eth0', 'root']);
   }
 }
 

@@ -62,15 +62,45 @@ export interface TargetDeps {
 
 type Timing = { step: string; ms: number };
 
+const INSECURE_TRANSPORT = new Insecure();
+
 export class MigrationTarget {
   private readonly db: Database<TargetRecord, string>;
   private failRestoreLeft: boolean;
   /** Migrations whose CompleteMigration is running in this process. */
   private readonly busy = new Set<string>();
+  /** One Transfer channel per source node, kept between migrations (see sourceClient). */
+  private readonly sources = new Map<string, { key: string; client: TransferClient }>();
 
   constructor(private readonly deps: TargetDeps) {
     this.db = deps.env.openDB({ name: 'migration.target' });
     this.failRestoreLeft = Boolean(deps.faults?.failRestore);
+  }
+
+  /**
+   * The Transfer channel to a source node. PrepareMigration starts connecting it, so the
+   * TLS handshake happens while the source checkpoints instead of inside the downtime;
+   * later migrations from the same source reuse it. A new address or new certificates
+   * (transport generation) replace it.
+   */
+  private sourceClient(nodeId: string, address: string): TransferClient {
+    const transport = this.deps.transport ?? INSECURE_TRANSPORT;
+    const key = `${address}#${transport.generation}`;
+    const cached = this.sources.get(nodeId);
+    if (cached?.key === key) return cached.client;
+    cached?.client.close();
+    const client = new (loadProtos().herd.Transfer)(address, transport.credentials(nodeId), {
+      ...transport.channelOptions,
+      'grpc-node.flow_control_window': FETCH_WINDOW_BYTES,
+    }) as TransferClient;
+    this.sources.set(nodeId, { key, client });
+    return client;
+  }
+
+  /** Closes the kept source channels (the node is stopping). */
+  close(): void {
+    for (const { client } of this.sources.values()) client.close();
+    this.sources.clear();
   }
 
   /** `<dataDir>/migrations/in/<id>`; the id is checked already, pathInside checks again. */
@@ -165,6 +195,7 @@ export class MigrationTarget {
       state: 'prepared',
     });
     log.info('prepared a migration target', { migration: req.migration_id, herd_id: req.herd_id, docker_id: dockerId.slice(0, 12) });
+    this.sourceClient(req.source_node_id, req.source_address).getChannel().getConnectivityState(true); // connect now
     return { target_docker_id: dockerId };
   }
 
@@ -206,11 +237,7 @@ export class MigrationTarget {
       // All artifacts at once: their transfers overlap, and every byte is still verified.
       // No fsync: a crash of this node mid-migration aborts it anyway (the source undoes it).
       const got = new Map<string, number>();
-      const transport = this.deps.transport ?? new Insecure();
-      const source = new (loadProtos().herd.Transfer)(rec.sourceAddress, transport.credentials(rec.sourceNodeId), {
-        ...transport.channelOptions,
-        'grpc-node.flow_control_window': FETCH_WINDOW_BYTES,
-      }) as TransferClient;
+      const source = this.sourceClient(rec.sourceNodeId, rec.sourceAddress);
       await Promise.all(
         artifacts.map((a) =>
           fetchArtifact(source, { migration_id: req.migration_id, artifact: a.name, requester_node_id: this.deps.nodeId } as any, pathInside(dir, a.name), {
@@ -228,7 +255,7 @@ export class MigrationTarget {
             },
           } as FetchOptions),
         ),
-      ).finally(() => source.close());
+      );
       done = total;
       timings.push({ step: 'TRANSFER', ms: Math.round(performance.now() - t0) });
       stepName = 'APPLY_FS';
