@@ -117,6 +117,7 @@ async function main() {
     const handTotal = median(hand.map((h) => h.total));
     out.push(`  by hand (docker CLI + tar + nc, same steps, diff layer): total ${Math.round(handTotal)}, downtime ${Math.round(median(hand.map((h) => h.downtime)))}`);
     out.push(`  herd diff-layer total / by hand: ${(small.FS_MODE_DIFF / handTotal).toFixed(2)}  (target: downtime <= 800 ms, total <= 1200 ms)`);
+    if (only === 'small') return;
 
     // 200 MB of anonymous memory in the container
     const pids = [...nodes.values()].map((n) => n.proc.pid);
