@@ -71,6 +71,8 @@ export class MigrationTarget {
   private readonly busy = new Set<string>();
   /** One Transfer channel per source node, kept between migrations (see sourceClient). */
   private readonly sources = new Map<string, { key: string; client: TransferClient }>();
+  /** Channels with fetches running, by how many: a replaced one is closed when its last ends (its fetches may still resume on it). */
+  private readonly inUse = new Map<TransferClient, number>();
 
   constructor(private readonly deps: TargetDeps) {
     this.db = deps.env.openDB({ name: 'migration.target' });
@@ -88,7 +90,7 @@ export class MigrationTarget {
     const key = `${address}#${transport.generation}`;
     const cached = this.sources.get(nodeId);
     if (cached?.key === key) return cached.client;
-    cached?.client.close();
+    if (cached && !this.inUse.has(cached.client)) cached.client.close();
     const client = new (loadProtos().herd.Transfer)(address, transport.credentials(nodeId), {
       ...transport.channelOptions,
       'grpc-node.flow_control_window': FETCH_WINDOW_BYTES,
@@ -99,8 +101,16 @@ export class MigrationTarget {
 
   /** Closes the kept source channels (the node is stopping). */
   close(): void {
-    for (const { client } of this.sources.values()) client.close();
+    for (const client of new Set([...[...this.sources.values()].map((s) => s.client), ...this.inUse.keys()])) client.close();
     this.sources.clear();
+    this.inUse.clear();
+  }
+
+  private release(client: TransferClient): void {
+    const n = (this.inUse.get(client) ?? 1) - 1;
+    if (n > 0) return void this.inUse.set(client, n);
+    this.inUse.delete(client);
+    if (![...this.sources.values()].some((s) => s.client === client)) client.close(); // replaced meanwhile
   }
 
   /** `<dataDir>/migrations/in/<id>`; the id is checked already, pathInside checks again. */
@@ -238,6 +248,7 @@ export class MigrationTarget {
       // No fsync: a crash of this node mid-migration aborts it anyway (the source undoes it).
       const got = new Map<string, number>();
       const source = this.sourceClient(rec.sourceNodeId, rec.sourceAddress);
+      this.inUse.set(source, (this.inUse.get(source) ?? 0) + 1);
       await Promise.all(
         artifacts.map((a) =>
           fetchArtifact(source, { migration_id: req.migration_id, artifact: a.name, requester_node_id: this.deps.nodeId } as any, pathInside(dir, a.name), {
@@ -255,7 +266,7 @@ export class MigrationTarget {
             },
           } as FetchOptions),
         ),
-      );
+      ).finally(() => this.release(source));
       done = total;
       timings.push({ step: 'TRANSFER', ms: Math.round(performance.now() - t0) });
       stepName = 'APPLY_FS';
