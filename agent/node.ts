@@ -30,6 +30,7 @@ import { DockerTracker } from './docker';
 import { migrationFaultsFromEnv } from './migration/faults';
 import { MigrationRunner } from './migration/runner';
 import { MigrationTarget } from './migration/target';
+import { criuKdatCacheable } from './runtime/criu';
 import { DockerRuntime } from './runtime/docker-runtime';
 import { ArtifactRegistry } from './transfer/artifacts';
 import { faultsFromEnv } from './transfer/faults';
@@ -82,8 +83,10 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
   // criu check takes a moment: it runs while the server starts, and the hello waits for it.
   const criuChecked = runtime.criuCheck().then(
     (c) => {
-      if (c.ok) capabilities.add('criu');
-      else log.warn('CRIU is not usable here: this node cannot migrate containers (herd doctor says more)', { reason: c.message });
+      if (c.ok) {
+        capabilities.add('criu');
+        if (!criuKdatCacheable()) log.info('/run is not a tmpfs, so CRIU probes the kernel again at every checkpoint and restore (15-20 ms of downtime each; herd doctor says how to fix it)');
+      } else log.warn('CRIU is not usable here: this node cannot migrate containers (herd doctor says more)', { reason: c.message });
     },
     (err) => log.warn('CRIU check failed: this node cannot migrate containers', { error: err }),
   );

@@ -38,6 +38,8 @@ interface JournalEntry {
   record: Record_;
   artifacts: Array<{ name: string; size: number; sha256: string }>;
   freezeMs?: number;
+  /** The source container's overlay upper dir, from the inspect at prepare. */
+  upperDir?: string;
 }
 
 export interface RunnerDeps {
@@ -120,8 +122,8 @@ export class MigrationRunner {
   private async apply(entry: JournalEntry, t: { state: MigrationState; actions: Action[] }): Promise<void> {
     entry.state = t.state;
     if (t.state.phase !== 'done') entry.record.step = stepOf(t.state);
-    await this.journal.put(entry.cmd.migration_id, entry); // journaled before acting on it
-    await this.publish(entry);
+    // Journaled before acting on it; the report goes with it (one LMDB commit for both).
+    await Promise.all([this.journal.put(entry.cmd.migration_id, entry), this.publish(entry)]);
     for (const a of t.actions) void this.act(entry, a);
   }
 
@@ -153,6 +155,7 @@ export class MigrationRunner {
             term: entry.cmd.term,
           });
           entry.record.target_docker_id = r.target_docker_id;
+          entry.upperDir = c.upperDir; // journaled with the next state; saves a lookup inside the downtime
           this.timed(entry, 'PREPARE', performance.now() - t0);
           return this.feed(entry, { type: 'prepared' });
         }
@@ -170,14 +173,18 @@ export class MigrationRunner {
           if (entry.cmd.fs_mode !== 'FS_MODE_NONE') {
             files.push('fs.tar');
             if (entry.cmd.fs_mode === 'FS_MODE_FULL') work.push(this.deps.runtime.exportFull(entry.sourceDockerId, join(outDir, 'fs.tar')));
-            else work.push(this.deps.runtime.inspect(entry.sourceDockerId).then((c) => this.deps.runtime.exportUpperDir(c.upperDir, join(outDir, 'fs.tar'))));
+            else {
+              const upperDir = entry.upperDir || (await this.deps.runtime.inspect(entry.sourceDockerId)).upperDir;
+              work.push(this.deps.runtime.exportUpperDir(upperDir, join(outDir, 'fs.tar')));
+            }
           }
-          await Promise.all(work);
           // The container's log so far: the target puts it under its new container, so
           // `docker logs` there shows one history across the move.
           const root = await this.deps.runtime.dockerRootDir();
           const logFile = join(root, 'containers', entry.sourceDockerId, `${entry.sourceDockerId}-json.log`);
-          if (await copyIfExists(logFile, join(outDir, 'log.json'))) files.push('log.json');
+          const logCopied = copyIfExists(logFile, join(outDir, 'log.json'));
+          await Promise.all([...work, logCopied]);
+          if (await logCopied) files.push('log.json');
           entry.artifacts = await Promise.all(
             files.map(async (name) => {
               const art = await this.deps.artifacts.register({ migrationId: id, name, path: join(outDir, name), allowedNodeId: entry.cmd.target_node_id });
@@ -296,6 +303,7 @@ export class MigrationRunner {
           s.on('data', (p: any) => {
             last = p;
             on(p);
+            if (p?.done) res(p); // the result: acted on now, not when the target's cleanup ends the call
           });
           s.on('error', (e: grpc.ServiceError) => rej(new Error(`${entry.cmd.target_node_id}: ${e.details || e.message}`)));
           s.on('status', (st: grpc.StatusObject) => (st.code === grpc.status.OK ? res(last) : rej(new Error(`${entry.cmd.target_node_id}: ${st.details}`))));

@@ -44,6 +44,8 @@ interface TargetRecord {
   sourceNodeId: string;
   fsMode: string;
   dockerId: string;
+  /** The new container's overlay upper dir, looked up at prepare (off the downtime path). */
+  upperDir?: string;
   state: 'prepared' | 'restoring' | 'running' | 'failed' | 'aborted';
   reason?: string;
 }
@@ -195,7 +197,7 @@ export class MigrationTarget {
     }
     const name = typeof req.name === 'string' ? req.name : '';
     const dockerId = await this.deps.runtime.create(spec, name);
-    await this.db.put(req.migration_id, {
+    const record: TargetRecord = {
       migrationId: req.migration_id,
       herdId: req.herd_id,
       sourceAddress: req.source_address,
@@ -203,7 +205,14 @@ export class MigrationTarget {
       fsMode: req.fs_mode,
       dockerId,
       state: 'prepared',
-    });
+    };
+    await this.db.put(req.migration_id, record); // recorded first: an abort must find what was made
+    // Looked up now, while the source checkpoints, rather than inside the downtime. Only a
+    // shortcut: if it fails here, CompleteMigration looks again and reports that failure.
+    if (req.fs_mode !== 'FS_MODE_NONE') {
+      const upperDir = await this.deps.runtime.inspect(dockerId).then((c) => c.upperDir, (err) => log.debug('inspect after create failed', { reason: errorText(err) }));
+      if (upperDir) await this.db.put(req.migration_id, { ...record, upperDir });
+    }
     log.info('prepared a migration target', { migration: req.migration_id, herd_id: req.herd_id, docker_id: dockerId.slice(0, 12) });
     this.sourceClient(req.source_node_id, req.source_address).getChannel().getConnectivityState(true); // connect now
     return { target_docker_id: dockerId };
@@ -272,25 +281,26 @@ export class MigrationTarget {
       stepName = 'APPLY_FS';
       send();
       t0 = performance.now();
-      const info = await this.deps.runtime.inspect(rec.dockerId);
       const root = await this.deps.runtime.dockerRootDir();
       // The Docker id came from this node's own Docker; checked anyway, as it names paths.
       const containerDir = pathInside(join(root, 'containers'), rec.dockerId);
-      if (artifacts.some((a) => a.name === 'fs.tar')) {
-        // checked entry by entry before anything is written (UnsafeArchiveError names the entry)
-        if (rec.fsMode === 'FS_MODE_FULL') await this.deps.runtime.importFull(pathInside(dir, 'fs.tar'), info.upperDir);
-        else await this.deps.runtime.importUpperDir(pathInside(dir, 'fs.tar'), info.upperDir);
-      }
-      if (artifacts.some((a) => a.name === 'log.json')) {
-        // Docker's json-file driver appends to this file: the history comes first.
-        await copyFile(pathInside(dir, 'log.json'), pathInside(containerDir, `${rec.dockerId}-json.log`));
-      }
       // Unpacked inside Docker's root dir, the restore can rename it into place instead of
       // copying it (dockerd bind-mounts its root onto itself: a rename from outside is EXDEV).
-      // The checkpoint tar comes from a peer: extractCheckpoint checks every entry first.
       const staged = pathInside(containerDir, 'herd-incoming-checkpoint');
-      await rm(staged, { recursive: true, force: true });
-      await extractCheckpoint(pathInside(dir, 'checkpoint.tar'), staged);
+      // The three are independent; all are awaited (none left writing) before a failure counts.
+      await settleAll([
+        (async () => {
+          if (!artifacts.some((a) => a.name === 'fs.tar')) return;
+          const upperDir = rec.upperDir || (await this.deps.runtime.inspect(rec.dockerId)).upperDir;
+          // checked entry by entry before anything is written (UnsafeArchiveError names the entry)
+          if (rec.fsMode === 'FS_MODE_FULL') await this.deps.runtime.importFull(pathInside(dir, 'fs.tar'), upperDir);
+          else await this.deps.runtime.importUpperDir(pathInside(dir, 'fs.tar'), upperDir);
+        })(),
+        // Docker's json-file driver appends to this file: the history comes first.
+        artifacts.some((a) => a.name === 'log.json') ? copyFile(pathInside(dir, 'log.json'), pathInside(containerDir, `${rec.dockerId}-json.log`)) : undefined,
+        // The checkpoint tar comes from a peer: extractCheckpoint checks every entry first.
+        rm(staged, { recursive: true, force: true }).then(() => extractCheckpoint(pathInside(dir, 'checkpoint.tar'), staged)),
+      ]);
       timings.push({ step: 'APPLY_FS', ms: Math.round(performance.now() - t0) });
       stepName = 'RESTORE';
       send();
@@ -302,9 +312,10 @@ export class MigrationTarget {
       await this.deps.runtime.restoreFromDir(rec.dockerId, staged, checkpointName);
       timings.push({ step: 'RESTORE', ms: Math.round(performance.now() - t0) });
       await this.db.put(req.migration_id, { ...rec, state: 'running' });
-      await rm(dir, { recursive: true, force: true });
-      log.info('restored a migrated container', { migration: req.migration_id, herd_id: rec.herdId, timings });
       send({ done: true, ok: true });
+      log.info('restored a migrated container', { migration: req.migration_id, herd_id: rec.herdId, timings });
+      // After the answer: the container runs, the source is waiting on it to end its downtime.
+      await rm(dir, { recursive: true, force: true }).catch((err) => log.warn('could not remove a migration\'s incoming files', { dir, reason: errorText(err) }));
     } catch (err) {
       const reason = errorText(err);
       await this.db.put(req.migration_id, { ...rec, state: 'failed', reason });
@@ -367,4 +378,11 @@ function toStatus(err: unknown): { code: grpc.status; details: string } {
   const code = (err as { code?: string }).code;
   const map: Record<string, grpc.status> = { INVALID_ARGUMENT: 3, NOT_FOUND: 5, ALREADY_EXISTS: 6, PERMISSION_DENIED: 7, FAILED_PRECONDITION: 9, UNAVAILABLE: 14 };
   return { code: (code && map[code]) || grpc.status.INTERNAL, details: errorText(err) };
+}
+
+/** Like Promise.all, but waits for every promise to settle before rejecting with the first failure. */
+async function settleAll(ps: Array<Promise<unknown> | undefined>): Promise<void> {
+  const rs = await Promise.allSettled(ps);
+  const failed = rs.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
 }

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseSettings } from '../../agent/config';
 import {
-  checkCgroups, checkClock, checkCriu, checkDataDir, checkDocker, checkPcp, checkPlatform, checkPort, compareVersions,
+  checkCgroups, checkClock, checkCriu, checkCriuCache, TMPFS_MAGIC, checkDataDir, checkDocker, checkPcp, checkPlatform, checkPort, compareVersions,
   formatReport, runDoctor, type ExecResult, type Probes,
 } from '../../cli/doctor';
 import { tempDir } from '../helpers/tmp';
@@ -36,6 +36,7 @@ function probes(over: Partial<Probes> & { files?: Record<string, string> } = {})
     pageSize: () => 4096,
     readText: (f) => files[f],
     embedded: () => null,
+    fsType: () => TMPFS_MAGIC,
     ...over,
   };
 }
@@ -64,6 +65,14 @@ describe('herd doctor', () => {
     const failing = await checkCriu(probes({ exec: async (_c, a) => (a[0] === '--version' ? res(0, 'Version: 3.17.1\n') : res(1, '', 'Error (criu/cr-check.c:1): Kernel doesn\'t support PTRACE_O_SUSPEND_SECCOMP\n')) }));
     expect(failing[0]).toMatchObject({ status: 'fail', summary: expect.stringMatching(/CRIU 3\.17\.1: criu check fails: Error .*PTRACE/) });
     expect((await checkCriu(probes()))[0]).toMatchObject({ status: 'ok', summary: 'CRIU 4.2: criu check passes', data: { version: '4.2' } });
+    expect((await checkCriu(probes()))[1]).toMatchObject({ id: 'criu-cache', status: 'ok' });
+  });
+
+  it('warns when /run is not a tmpfs, where CRIU cannot cache its kernel probe', () => {
+    expect(checkCriuCache(probes())).toMatchObject({ id: 'criu-cache', status: 'ok' });
+    const ext4 = checkCriuCache(probes({ fsType: () => 0xef53 }));
+    expect(ext4).toMatchObject({ status: 'warn', summary: expect.stringContaining('/run is not a tmpfs'), fix: expect.stringContaining('tmpfs /run'), data: { fsType: 0xef53 } });
+    expect(checkCriuCache(probes({ fsType: () => undefined })).summary).toContain('missing or unreadable');
   });
 
   it('reads the cgroup layout and explains a Pi\'s disabled memory controller', () => {

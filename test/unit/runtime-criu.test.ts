@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
-  LogCatcher, criuErrorLines, criuLogPathFromMessage, criuReasons, criuVerdict, parseCriuVersion, readCriuLog, readCriuLogFd, runcConfLogFile,
+  LogCatcher, criuErrorLines, criuKdatCacheable, criuLogPathFromMessage, criuReasons, criuVerdict, parseCriuVersion, readCriuLog, readCriuLogFd, runcConfLogFile,
 } from '../../agent/runtime/criu';
 import { tempDir } from '../helpers/tmp';
 
@@ -134,5 +134,14 @@ describe('CRIU capability', () => {
     expect(criuVerdict({ ...good, version: '4.1.1' })).toMatchObject({ ok: false, message: expect.stringMatching(/4\.2 or newer/) });
     expect(criuVerdict({ ...good, version: '4.1.1', kernel: '6.1.0-27-arm64' }).ok).toBe(true);
     expect(criuVerdict({ ...good, version: '4.10', kernel: '6.16.0' }).ok).toBe(true);
+  });
+
+  it('tells whether CRIU can keep its kernel probe: only on a tmpfs (real statfs)', () => {
+    expect(criuKdatCacheable('/dev/shm')).toBe(true); // a tmpfs on every Linux with glibc's shm
+    const t = tempDir('kdat');
+    expect(fs.statfsSync(t.dir).type).not.toBe(0x01021994); // the dev VM's /tmp is ext4, as its /run
+    expect(criuKdatCacheable(t.dir)).toBe(false);
+    t.cleanup();
+    expect(criuKdatCacheable('/no/such/dir')).toBe(false);
   });
 });

@@ -16,8 +16,11 @@ import { MigrationTarget } from '../../agent/migration/target';
 import type { ContainerRuntime } from '../../agent/runtime/runtime';
 import { tempDir } from '../helpers/tmp';
 
-/** Only what PrepareMigration uses. */
+/** Only what PrepareMigration uses; its inspect fails, which prepare only notes (complete looks again). */
 const runtime = {
+  async inspect() {
+    throw new Error('inspect is not faked here');
+  },
   async imageLayers() {
     return ['layer'];
   },
