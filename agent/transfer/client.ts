@@ -177,7 +177,7 @@ interface FetchState {
 async function attempt(client: TransferClient, request: ArtifactRequest, fh: FileHandle, s: FetchState, opts: FetchOptions): Promise<void> {
   if (opts.signal?.aborted) throw new TransferError(grpc.status.CANCELLED, 'aborted', false);
   const call = client.Fetch({ ...request, offset: s.verified });
-  const writer = createWriter(fh);
+  const writer = createWriter(fh, s.total ?? opts.expectedSize);
   const idleMs = opts.idleTimeoutMs ?? 30_000;
   let idle = false;
   let timer: NodeJS.Timeout | undefined;

@@ -74,8 +74,17 @@ export class WriteError extends Error {
 }
 const writeError = (cause: unknown) => new WriteError(cause);
 
-export function createWriter(fh: FileHandle): ChunkWriter {
-  if (process.env.HERD_TRANSFER_WORKER !== '0') {
+/**
+ * Artifacts up to this size are written through the thread pool: starting the writer thread
+ * takes ~17 ms here, more than such a file takes to write, and a migration's small artifacts
+ * (a small container's checkpoint, its diff layer, its log) are fetched inside its downtime.
+ */
+export const SMALL_ARTIFACT_BYTES = WRITE_BEHIND_BYTES;
+
+/** `expectedBytes`: the artifact's size when known (a small one never starts the thread). */
+export function createWriter(fh: FileHandle, expectedBytes?: number): ChunkWriter {
+  const small = expectedBytes !== undefined && expectedBytes <= SMALL_ARTIFACT_BYTES;
+  if (!small && process.env.HERD_TRANSFER_WORKER !== '0') {
     const w = sharedWorker();
     if (w) return new WorkerWriter(w, fh.fd);
   }
@@ -166,6 +175,11 @@ class SharedWorker {
 
 let current: SharedWorker | undefined;
 let cannotStart = false;
+
+/** Whether the writer thread runs now (for tests and diagnostics). */
+export function writerThreadRunning(): boolean {
+  return current !== undefined && !current.dead;
+}
 
 function sharedWorker(): SharedWorker | undefined {
   if (current && !current.dead) return current;
