@@ -310,6 +310,9 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
     revocations,
     stop: () =>
       (stopping ??= (async () => {
+        // A coordinator that stops on purpose hands its role over first: the others then
+        // need a vote round, not an election timeout (docs/election.md).
+        await leadership.handOver();
         clearInterval(trackTimer);
         clearInterval(pruneTimer);
         uplink.stop();

@@ -23,16 +23,17 @@ const TO_WIRE: Record<Message['type'], string> = {
   VoteResponse: 'VOTE_RESPONSE',
   Heartbeat: 'HEARTBEAT',
   HeartbeatResponse: 'HEARTBEAT_RESPONSE',
+  TimeoutNow: 'TIMEOUT_NOW',
 };
 const FROM_WIRE = Object.fromEntries(Object.entries(TO_WIRE).map(([k, v]) => [v, k]));
 
 export function toWire(m: Message): Record<string, unknown> {
-  return { type: TO_WIRE[m.type], from: m.from, to: m.to, term: m.term, granted: 'granted' in m ? m.granted : false };
+  return { type: TO_WIRE[m.type], from: m.from, to: m.to, term: m.term, granted: 'granted' in m ? m.granted : false, transfer: m.type === 'Vote' && m.transfer === true };
 }
 
 /** Wire message -> core message; anything odd passes through for the core to refuse with a reason. */
 export function fromWire(w: any): unknown {
-  return { type: FROM_WIRE[w?.type] ?? w?.type, from: w?.from, to: w?.to, term: Number(w?.term), granted: Boolean(w?.granted) };
+  return { type: FROM_WIRE[w?.type] ?? w?.type, from: w?.from, to: w?.to, term: Number(w?.term), granted: Boolean(w?.granted), transfer: Boolean(w?.transfer) };
 }
 
 export interface DriverOptions {
@@ -89,6 +90,28 @@ export class ElectionDriver implements Leadership {
   start(): void {
     this.apply(this.election.tick(performance.now()));
     this.timer = setInterval(() => this.apply(this.election.tick(performance.now())), TICK_MS);
+  }
+
+  /**
+   * Before a graceful stop: if this node leads, asks the peer heard from most recently to take
+   * over at once and waits (at most `timeoutMs`) until this node no longer leads. Returns the
+   * successor's id, or undefined (not the leader, nobody to hand to, or no answer in time: the
+   * others then elect after their timeout, as after a crash).
+   */
+  async handOver(timeoutMs = 500): Promise<string | undefined> {
+    if (!this.election.isLeader) return undefined;
+    this.apply(this.election.tick(performance.now()));
+    const ready = this.election.transferLeadership();
+    const note = ready.notes.find((n) => n.kind === 'transfer');
+    await this.apply(ready).catch(() => {});
+    if (!note || note.kind !== 'transfer') return undefined;
+    for (const end = Date.now() + timeoutMs; Date.now() < end && this.election.isLeader; ) await new Promise((r) => setTimeout(r, 10));
+    if (this.election.isLeader) {
+      log.warn('the coordinator role was not taken over in time; stopping anyway (the others elect after their timeout)', { asked: note.to, waited_ms: timeoutMs });
+      return undefined;
+    }
+    log.info('handed the coordinator role over', { to: note.to, term: this.election.term });
+    return note.to;
   }
 
   stop(): void {
@@ -149,6 +172,7 @@ export class ElectionDriver implements Leadership {
       if (n.kind === 'refused') this.rateLimitedWarn(n.reason);
       else if (n.kind === 'role') log.info('election state changed', { role: n.role, term: n.term, leader: n.leaderId ?? '-', reason: n.reason });
       else if (n.kind === 'clock-jump') log.warn('clock jump observed; not acting on it at once', { delta_ms: Math.round(n.deltaMs) });
+      else if (n.kind === 'transfer') log.info('handing the coordinator role over', { to: n.to, term: n.term });
     }
     const done = this.pipeline.push(ready).catch((err) => {
       log.error('cannot persist the election term and vote: stopping this node (it restarts from what is on disk)', { error: err });

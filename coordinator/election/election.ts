@@ -143,7 +143,7 @@ export class Election {
         this.onPreVote(m.from, m.term);
         break;
       case 'Vote':
-        this.onVote(m.from, m.term);
+        this.onVote(m.from, m.term, m.transfer === true);
         break;
       case 'PreVoteResponse':
         this.onPreVoteResponse(m.from, m.term, m.granted);
@@ -157,7 +157,40 @@ export class Election {
       case 'HeartbeatResponse':
         this.onHeartbeatResponse(m.from, m.term);
         break;
+      case 'TimeoutNow':
+        this.onTimeoutNow(m.from, m.term);
+        break;
     }
+    return this.end();
+  }
+
+  /**
+   * Hands leadership over before this node stops (a graceful shutdown): `to`, or the peer
+   * heard from most recently, is asked to campaign at once, without a pre-vote, and voters set
+   * their lease aside for it. Failover then takes a vote round instead of an election timeout.
+   * The vote rule is untouched (one vote per term), so this cannot make two leaders in a term;
+   * if the message is lost nothing happens and the others time out as usual after this node goes.
+   */
+  transferLeadership(to?: NodeId): Ready {
+    this.begin();
+    if (!this.started) return this.refuse('transferLeadership: not started: tick() first');
+    if (this._role !== 'leader') return this.refuse(`transferLeadership: ${this.id} is not the leader`);
+    let target = to;
+    if (target === undefined) {
+      let best = -Infinity;
+      for (const p of this.peers) {
+        const heard = this.peerHeardAt.get(p) ?? -Infinity;
+        if (this.now - heard < this.options.checkQuorumMs && heard > best) {
+          best = heard;
+          target = p;
+        }
+      }
+      if (target === undefined) return this.refuse('transferLeadership: no peer heard from within checkQuorumMs to hand over to');
+    } else if (!this.peers.includes(target)) {
+      return this.refuse(`transferLeadership: ${String(target)} is not a peer of ${this.id}`);
+    }
+    this.send('TimeoutNow', target, this._term);
+    this.notes.push({ kind: 'transfer', to: target, term: this._term });
     return this.end();
   }
 
@@ -195,8 +228,18 @@ export class Election {
     else this.send('PreVoteResponse', from, this._term, false);
   }
 
-  private onVote(from: NodeId, term: number): void {
-    if (term > this._term && this.inLease()) return this.ignore(`Vote from ${from}: leader ${this._leaderId} is alive`);
+  /** The leader asks this node to take over: only this term's leader may, and only a follower acts on it. */
+  private onTimeoutNow(from: NodeId, term: number): void {
+    if (term !== this._term || from !== this._leaderId || this._role !== 'follower') {
+      return this.ignore(`TimeoutNow from ${from} at term ${term}: not from the leader of this node's term ${this._term} (${this._leaderId ?? 'none'})`);
+    }
+    this.startVote(true);
+  }
+
+  private onVote(from: NodeId, term: number, transfer: boolean): void {
+    // A transfer vote comes from the node the leader itself handed over to: the lease protects
+    // that leader from disruption, so it does not apply.
+    if (term > this._term && this.inLease() && !transfer) return this.ignore(`Vote from ${from}: leader ${this._leaderId} is alive`);
     if (term < this._term) return this.send('VoteResponse', from, this._term, false);
     if (term > this._term) this.becomeFollower(term, null, `Vote from ${from} at higher term`);
     const grant = this._votedFor === null || this._votedFor === from;
@@ -239,7 +282,7 @@ export class Election {
     for (const p of this.peers) this.send('PreVote', p, this._term + 1);
   }
 
-  private startVote(): void {
+  private startVote(transfer = false): void {
     if (this._term >= MAX_TERM) {
       this.notes.push({ kind: 'refused', reason: `cannot campaign: term ${this._term} is at the largest exact integer` });
       return this.becomeFollower(this._term, null, 'term exhausted');
@@ -247,13 +290,13 @@ export class Election {
     this._term += 1;
     this._votedFor = this.id;
     this.dirty = true;
-    this.setRole('candidate', null, 'pre-vote won', true);
+    this.setRole('candidate', null, transfer ? 'the leader handed over' : 'pre-vote won', true);
     this.granted.clear();
     this.rejected.clear();
     this.granted.add(this.id);
     this.resetElectionTimer();
     if (this.granted.size >= this.quorum) return this.becomeLeader();
-    for (const p of this.peers) this.send('Vote', p, this._term);
+    for (const p of this.peers) this.out.push(transfer ? { type: 'Vote', from: this.id, to: p, term: this._term, transfer } : { type: 'Vote', from: this.id, to: p, term: this._term });
   }
 
   private becomeLeader(): void {
@@ -334,7 +377,7 @@ export class Election {
   }
 
   private send(type: 'PreVoteResponse' | 'VoteResponse', to: NodeId, term: number, granted: boolean): void;
-  private send(type: 'PreVote' | 'Vote' | 'Heartbeat' | 'HeartbeatResponse', to: NodeId, term: number): void;
+  private send(type: 'PreVote' | 'Vote' | 'Heartbeat' | 'HeartbeatResponse' | 'TimeoutNow', to: NodeId, term: number): void;
   private send(type: Message['type'], to: NodeId, term: number, granted?: boolean): void {
     this.out.push(granted === undefined ? ({ type, from: this.id, to, term } as Message) : ({ type, from: this.id, to, term, granted } as Message));
   }

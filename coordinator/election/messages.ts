@@ -6,7 +6,7 @@
 
 export type NodeId = string;
 
-export const MESSAGE_TYPES = ['PreVote', 'PreVoteResponse', 'Vote', 'VoteResponse', 'Heartbeat', 'HeartbeatResponse'] as const;
+export const MESSAGE_TYPES = ['PreVote', 'PreVoteResponse', 'Vote', 'VoteResponse', 'Heartbeat', 'HeartbeatResponse', 'TimeoutNow'] as const;
 export type MessageType = (typeof MESSAGE_TYPES)[number];
 
 interface Envelope {
@@ -28,6 +28,8 @@ export interface PreVoteResponse extends Envelope {
 }
 export interface Vote extends Envelope {
   type: 'Vote';
+  /** The candidate campaigns because the leader handed over to it (TimeoutNow): voters set their lease aside. */
+  transfer?: true;
 }
 export interface VoteResponse extends Envelope {
   type: 'VoteResponse';
@@ -41,7 +43,12 @@ export interface HeartbeatResponse extends Envelope {
   type: 'HeartbeatResponse';
 }
 
-export type Message = PreVote | PreVoteResponse | Vote | VoteResponse | Heartbeat | HeartbeatResponse;
+/** Sent by the leader only, to the peer it hands leadership to (graceful stop): "campaign now". */
+export interface TimeoutNow extends Envelope {
+  type: 'TimeoutNow';
+}
+
+export type Message = PreVote | PreVoteResponse | Vote | VoteResponse | Heartbeat | HeartbeatResponse | TimeoutNow;
 
 /** What must be on disk (synced) before any message of the same step leaves the node. */
 export interface HardState {
@@ -99,7 +106,12 @@ export function parseMessage(raw: unknown): ParseResult {
       if (typeof granted !== 'boolean') return { ok: false, reason: `malformed ${type} from ${from}: granted ${describe(granted)} is not a boolean` };
       return { ok: true, msg: { type, from, to, term, granted } };
     }
-    return { ok: true, msg: { type: type as 'PreVote' | 'Vote' | 'Heartbeat' | 'HeartbeatResponse', from, to, term } };
+    if (type === 'Vote') {
+      const transfer = r.transfer;
+      if (transfer !== undefined && typeof transfer !== 'boolean') return { ok: false, reason: `malformed Vote from ${from}: transfer ${describe(transfer)} is not a boolean` };
+      return { ok: true, msg: transfer ? { type, from, to, term, transfer } : { type, from, to, term } };
+    }
+    return { ok: true, msg: { type: type as 'PreVote' | 'Heartbeat' | 'HeartbeatResponse' | 'TimeoutNow', from, to, term } };
   } catch {
     // A Proxy or a throwing getter: the bytes came from somewhere we cannot trust.
     return { ok: false, reason: 'malformed message: unreadable object' };

@@ -11,7 +11,9 @@ export type Note =
   /** Normal protocol noise (stale or lease-suppressed message): log at debug. */
   | { kind: 'ignored'; reason: string }
   | { kind: 'clock-jump'; deltaMs: number }
-  | { kind: 'role'; role: Role; term: number; leaderId: NodeId | null; reason: string };
+  | { kind: 'role'; role: Role; term: number; leaderId: NodeId | null; reason: string }
+  /** This leader asked `to` to take over (transferLeadership): log at info. */
+  | { kind: 'transfer'; to: NodeId; term: number };
 
 /**
  * The result of one input. CONTRACT: when `persist` is not null the driver must write it

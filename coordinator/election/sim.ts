@@ -128,6 +128,16 @@ function chaos(sim: Sim, p: ScheduleParams): ScheduleResult {
       sim.setLink(a, b, false);
       later(range(r, 100, 3000), () => sim.setLink(a, b, true));
     },
+    () => {
+      // A graceful stop of the leader: it hands over, then goes (maybe before the handover
+      // ends). The driver always stops after handing over, so the stop is not one of the
+      // faults the heal cancels; it comes by the heal at the latest.
+      const i = sim.ids.findIndex((_, k) => sim.election(k)?.role === 'leader');
+      if (i < 0) return;
+      sim.transfer(i);
+      sim.at(Math.min(sim.time + range(r, 0, 600), p.chaosMs), () => sim.crash(i));
+      later(range(r, 600, 3000), () => sim.restart(i));
+    },
     () => sim.jumpClock(Math.floor(r() * n), (r() < 0.5 ? -1 : 1) * range(r, 300, 10_000)),
     () => {
       sim.net.dropRate = 0.9;
@@ -235,6 +245,33 @@ export function measureFailover(seed: number, o: FailoverOptions): FailoverResul
     const electedMs = sim.time - killedAt;
     if (!sim.runUntil(killedAt + 30_000, () => sim.agreement() !== null)) fail('live nodes never agreed on the new leader');
     return { electedMs, agreedMs: sim.time - killedAt };
+  });
+}
+
+export interface HandoverResult {
+  /** The node the leader handed over to won (the handover was not lost). */
+  handedOver: boolean;
+  /** The leader's handover to a new leader existing. */
+  electedMs: number;
+  /** The handover to every node but the old leader following the new one. */
+  agreedMs: number;
+}
+
+/**
+ * A graceful stop: the leader of a settled cluster hands over, and stops once it no longer
+ * leads (as ElectionDriver.handOver does), or after stopAfterMs. Times the takeover.
+ */
+export function measureHandover(seed: number, o: FailoverOptions & { stopAfterMs?: number }): HandoverResult {
+  return onSettled('measureHandover', seed, o, ({ sim, fail, leader, term }) => {
+    const old = sim.election(leader)!;
+    const to = sim.transfer(leader) ?? fail('the settled leader found nobody to hand over to');
+    const at = sim.time;
+    const steppedDown = sim.runUntil(at + (o.stopAfterMs ?? 500), () => old.role !== 'leader');
+    sim.crash(leader);
+    if (!sim.runUntil(at + 30_000, () => [...sim.leaders.keys()].some((t) => t > term))) fail('no new leader within 30 s');
+    const electedMs = sim.time - at;
+    if (!sim.runUntil(at + 30_000, () => sim.agreement() !== null)) fail('live nodes never agreed on the new leader');
+    return { handedOver: steppedDown && sim.leaders.get(term + 1) === to, electedMs, agreedMs: sim.time - at };
   });
 }
 

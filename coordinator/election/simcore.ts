@@ -141,6 +141,14 @@ export class Sim {
     this.log(`restart ${this.nodes[i].id} from ${JSON.stringify(this.nodes[i].durable)}`);
   }
 
+  /** The node's driver asks it to hand leadership over (a graceful stop); a no-op unless it leads. */
+  transfer(i: number): string | undefined {
+    if (this.nodes[i].e?.role !== 'leader') return undefined;
+    this.log(`${this.ids[i]} hands over`);
+    const note = this.step(i, (e) => e.transferLeadership())?.notes.find((x) => x.kind === 'transfer');
+    return note?.kind === 'transfer' ? note.to : undefined;
+  }
+
   partition(groups: number[]): void {
     this.group = [...groups];
     this.log(`partition ${groups.join('')}`);

@@ -43,6 +43,10 @@ describe('election: bad input', () => {
     ['claims to be from the receiver', { ...good, from: 'n2' }],
     ['response without granted', { type: 'VoteResponse', from: 'n1', to: 'n2', term: 1 }],
     ['granted as a string', { type: 'PreVoteResponse', from: 'n1', to: 'n2', term: 2, granted: 'yes' }],
+    ['a transfer vote with transfer as a string', { type: 'Vote', from: 'n3', to: 'n2', term: 2, transfer: 'yes' }],
+    ['a TimeoutNow with a NaN term', { type: 'TimeoutNow', from: 'n1', to: 'n2', term: NaN }],
+    ['a TimeoutNow for another node', { type: 'TimeoutNow', from: 'n1', to: 'n3', term: 1 }],
+    ['a TimeoutNow from an unknown node', { type: 'TimeoutNow', from: 'mallory', to: 'n2', term: 1 }],
   ];
   for (const [name, raw] of garbage) {
     it(`refuses ${name} without throwing or changing state`, () => {

@@ -156,6 +156,78 @@ describe('election: pre-vote, stickiness, check-quorum', () => {
   });
 });
 
+describe('election: handing leadership over (graceful stop)', () => {
+  it('the leader asks the peer heard from most recently, or the one named; it refuses when it cannot', () => {
+    const net = new Net();
+    net.advance(2000);
+    const leader = net.get('n1');
+    expect(net.get('n2').transferLeadership().notes[0]).toMatchObject({ kind: 'refused', reason: 'transferLeadership: n2 is not the leader' });
+    expect(leader.transferLeadership('ghost').notes[0]).toMatchObject({ kind: 'refused', reason: 'transferLeadership: ghost is not a peer of n1' });
+    expect(leader.transferLeadership('n1').notes[0]).toMatchObject({ kind: 'refused' });
+    const named = leader.transferLeadership('n3');
+    expect(named.messages).toEqual([{ type: 'TimeoutNow', from: 'n1', to: 'n3', term: 1 }]);
+    expect(named.notes).toEqual([{ kind: 'transfer', to: 'n3', term: 1 }]);
+    expect([named.persist, named.changed, leader.role]).toEqual([null, false, 'leader']); // it leads until someone wins
+    // without a name: the peer whose heartbeat response came last
+    leader.receive({ type: 'HeartbeatResponse', from: 'n2', to: 'n1', term: 1 });
+    expect(leader.transferLeadership().messages[0]).toMatchObject({ type: 'TimeoutNow', to: 'n2' });
+    // cut off: it has stepped down (check-quorum) by the time nobody is heard, so it has nothing to hand over
+    const lone = new Net();
+    lone.advance(2000);
+    lone.blocked = (m) => m.to === 'n1' || m.from === 'n1';
+    lone.advance(DEFAULT_OPTIONS.checkQuorumMs + 20);
+    const cut = lone.get('n1').transferLeadership();
+    expect([cut.messages, cut.notes[0]]).toEqual([[], { kind: 'refused', reason: 'transferLeadership: n1 is not the leader' }]);
+  });
+
+  it('the successor campaigns at once, without pre-vote; voters that still hear the leader vote for it; the old leader steps down', () => {
+    const net = new Net();
+    net.advance(2000);
+    const old = net.get('n1');
+    const before = net.log.length;
+    net.apply('n1', old.transferLeadership('n3'));
+    net.flush();
+    const sent = net.log.slice(before).map((m) => `${m.type} ${m.from}->${m.to}${'transfer' in m ? ' transfer' : ''}${'granted' in m ? ` ${m.granted}` : ''}`);
+    expect(sent).toEqual([
+      'TimeoutNow n1->n3',
+      'Vote n3->n1 transfer',
+      'Vote n3->n2 transfer',
+      'VoteResponse n1->n3 true',
+      'VoteResponse n2->n3 true',
+      'Heartbeat n3->n1',
+      'Heartbeat n3->n2',
+      'HeartbeatResponse n1->n3',
+      'HeartbeatResponse n2->n3',
+    ]);
+    expect(net.leaders()).toEqual(['n3']);
+    expect([net.get('n3').term, old.role, old.leaderId, net.get('n2').leaderId]).toEqual([2, 'follower', 'n3', 'n3']);
+    expect(net.disk.get('n3')).toEqual({ term: 2, votedFor: 'n3' }); // the vote is persisted like any other
+    expect(net.disk.get('n2')).toEqual({ term: 2, votedFor: 'n3' });
+    net.advance(3000);
+    expect(net.leaders()).toEqual(['n3']);
+    expect(net.get('n3').term).toBe(2);
+  });
+
+  it('ignores a TimeoutNow that is not from its leader in its term, and a plain vote still meets the lease', () => {
+    const net = new Net();
+    net.advance(2000);
+    const f = net.get('n2');
+    const forged = f.receive({ type: 'TimeoutNow', from: 'n3', to: 'n2', term: 1 });
+    const stale = f.receive({ type: 'TimeoutNow', from: 'n1', to: 'n2', term: 0 });
+    const ahead = f.receive({ type: 'TimeoutNow', from: 'n1', to: 'n2', term: 2 });
+    for (const r of [forged, stale, ahead]) {
+      expect([r.messages, r.persist, r.changed]).toEqual([[], null, false]);
+      expect(r.notes[0]).toMatchObject({ kind: 'ignored', reason: expect.stringContaining('not from the leader') });
+    }
+    expect([f.role, f.term, f.leaderId]).toEqual(['follower', 1, 'n1']);
+    // the lease holds against an ordinary vote, not against a transfer vote
+    expect(f.receive({ type: 'Vote', from: 'n3', to: 'n2', term: 2 }).messages).toEqual([]);
+    expect(f.receive({ type: 'Vote', from: 'n3', to: 'n2', term: 2, transfer: true }).messages).toEqual([{ type: 'VoteResponse', from: 'n2', to: 'n3', term: 2, granted: true }]);
+    // and the vote rule is the same: one per term
+    expect(f.receive({ type: 'Vote', from: 'n1', to: 'n2', term: 2, transfer: true }).messages[0]).toMatchObject({ granted: false });
+  });
+});
+
 describe('election: clock jumps', () => {
   it('a leader whose clock jumps forward keeps office when its followers still answer', () => {
     const net = new Net();
