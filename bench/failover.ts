@@ -1,7 +1,7 @@
 /**
  * Failover time on the test bed with default election settings: from the leader's death
- * (kill -9) or isolation (its link cut) to every surviving agent streaming to the new
- * leader, over N rounds each. Baseline for comparison: Kubernetes' Lease defaults
+ * (kill -9), isolation (its link cut) or graceful stop (SIGTERM: it hands its role over
+ * first) to every surviving agent streaming to the new leader, over N rounds each. Baseline for comparison: Kubernetes' Lease defaults
  * (~15 s) and etcd's 1 s election timeout.
  *
  *   npx vite-node bench/failover.ts [rounds=20] [nodes=3]      (root; uses test/bed)
@@ -36,16 +36,18 @@ async function main() {
     }
   };
 
-  const results: Record<string, number[]> = { 'kill -9': [], partition: [] };
+  const results: Record<string, number[]> = { 'kill -9': [], partition: [], SIGTERM: [] };
   try {
-    for (const kind of ['kill -9', 'partition'] as const) {
+    for (const kind of ['kill -9', 'partition', 'SIGTERM'] as const) {
       for (let i = 0; i < rounds; i++) {
         const old = await settle();
         const t0 = performance.now();
         if (kind === 'kill -9') await kill9(nodes.get(old.id)!);
+        else if (kind === 'SIGTERM') void nodes.get(old.id)!.proc.stop(10_000);
         else await bed.isolate(old.id);
         results[kind].push(await recover(old.id, t0));
-        if (kind === 'kill -9') nodes.set(old.id, startHerdOn(bed, old.id));
+        if (kind === 'SIGTERM') await nodes.get(old.id)!.proc.exited;
+        if (kind !== 'partition') nodes.set(old.id, startHerdOn(bed, old.id));
         else await bed.heal(old.id);
         process.stderr.write(`${kind} #${i + 1}: ${results[kind][i].toFixed(0)} ms\n`);
       }

@@ -166,6 +166,28 @@ describe('election on real processes', () => {
     await expectNoLostSample(leader.address, [...nodes.keys()], before);
   });
 
+  it('3 nodes: a leader stopped with SIGTERM hands its role over first; every agent follows the successor; nothing is lost', async () => {
+    await cluster(3);
+    const old = await agreedLeader(addresses());
+    const before = await lastSeqs(old.address);
+    const stopping = nodes.get(old.id)!;
+    await stopping.proc.stop(10_000);
+    expect((await stopping.proc.exited).code).toBe(0);
+    const log = stopping.proc.log();
+    const handed = /handed the coordinator role over to=(\S+) term=(\d+)/.exec(log);
+    expect(handed, log.slice(-2000)).not.toBeNull();
+    const leader = await agreedLeader(addresses([old.id]), 10_000);
+    // the successor it named won the very next term: no election timeout, no pre-vote round
+    expect([leader.id, leader.term]).toEqual([handed![1], old.term + 1]);
+    expect(Number(handed![2])).toBe(old.term + 1);
+    const survivors = [...nodes.keys()].filter((id) => id !== old.id);
+    await waitFor('every surviving agent streaming to the successor', async () => (await connectedNodes(leader.address)).length === survivors.length, 10_000, 50);
+    await expectNoLostSample(leader.address, survivors, before);
+    nodes.set(old.id, startHerdOn(bed!, old.id));
+    expect((await agreedLeader(addresses(), 10_000)).id).toBe(leader.id);
+    await expectNoLostSample(leader.address, [old.id], before);
+  });
+
   it('5 nodes: kill -9 of the leader elects another; every agent follows it; nothing is lost', async () => {
     await cluster(5);
     await killLeaderAndCheck();
