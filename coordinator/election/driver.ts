@@ -99,11 +99,13 @@ export class ElectionDriver implements Leadership {
    * others then elect after their timeout, as after a crash).
    */
   async handOver(timeoutMs = 500): Promise<string | undefined> {
-    if (!this.election.isLeader) return undefined;
+    if (!this.election.isLeader || this.members.size < 2) return undefined; // a one-node cluster has nobody to hand to
     this.apply(this.election.tick(performance.now()));
     const ready = this.election.transferLeadership();
     const note = ready.notes.find((n) => n.kind === 'transfer');
-    await this.apply(ready).catch(() => {});
+    const refused = ready.notes.find((n) => n.kind === 'refused');
+    if (refused?.kind === 'refused') log.info('not handing the coordinator role over', { reason: refused.reason });
+    await this.apply({ ...ready, notes: ready.notes.filter((n) => n.kind !== 'refused') }).catch(() => {});
     if (!note || note.kind !== 'transfer') return undefined;
     for (const end = Date.now() + timeoutMs; Date.now() < end && this.election.isLeader; ) await new Promise((r) => setTimeout(r, 10));
     if (this.election.isLeader) {
