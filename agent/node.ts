@@ -27,6 +27,7 @@ import { HostCollector } from './collectors/host';
 import { PcpCollector } from './collectors/pcp';
 import type { Settings } from './config';
 import { DockerTracker } from './docker';
+import { DrainState } from './drain';
 import { migrationFaultsFromEnv } from './migration/faults';
 import { MigrationRunner } from './migration/runner';
 import { MigrationTarget } from './migration/target';
@@ -37,6 +38,7 @@ import { faultsFromEnv } from './transfer/faults';
 import { transferService } from './transfer/server';
 import { Migrations } from '../coordinator/migrations';
 import { migrateHandlers } from '../coordinator/migrate';
+import { drainHandlers } from '../coordinator/drain';
 import { SampleLog } from './samplelog';
 import { Scheduler } from './scheduler';
 import { DEFAULT_UPLINK, Uplink } from './uplink';
@@ -110,6 +112,7 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
     collectors.push([pcp, settings.intervals.pcpMs]);
   }
   const scheduler = new Scheduler(sampleLog);
+  const drain = new DrainState(env, settings.labels);
 
   const uplink = new Uplink({
     ...DEFAULT_UPLINK,
@@ -122,6 +125,16 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
     onCommand: (cmd) => {
       if (cmd?.kind === 'migrate' || cmd?.migrate) void runner.start(cmd.migrate, Number(cmd.term)).catch((err) => log.error('migration failed to start', { error: err }));
       if (cmd?.kind === 'revocations' || cmd?.revocations) void revocations.merge(cmd.revocations?.entries ?? []).catch((err) => log.error('storing revocations failed', { error: err }));
+      if (cmd?.kind === 'drain' || cmd?.drain) {
+        const want = Boolean(cmd.drain?.draining);
+        void drain.set(want, String(cmd.drain?.by ?? '')).then(
+          () => {
+            log.info(want ? 'draining: no migrations to this node until it is undrained' : 'undrained: this node takes migrations again', { by: cmd.drain?.by || '-' });
+            uplink.sendLabels(drain.labels());
+          },
+          (err) => log.error('storing the drain mark failed', { error: err }),
+        );
+      }
     },
     hello: () => ({
       node_id: settings.nodeId,
@@ -129,7 +142,7 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
       arch: process.arch,
       cores: os.cpus().length,
       memory_bytes: os.totalmem(),
-      labels: Object.entries(settings.labels).map(([key, value]) => ({ key, value })),
+      labels: drain.labels(),
       term: fence.highest,
       capabilities: [...(tracker.reachable ? ['docker'] : []), ...capabilities],
       log_id: sampleLog.logId,
@@ -207,7 +220,8 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
     revokedAt: (id) => revocations.list().find((r) => r.kind === 'IDENTITY_KIND_NODE' && r.name === id)?.revoked_at_ms,
   });
   server.addService(herd.Join.service, joining.join);
-  server.addService(herd.Admin.service, leaderOnly({ ...admin, ...migrationAdmin, ...securityAdmin, ...joining.admin }, leadership, ['GetLeader', 'GetCluster', 'CreateJoinToken']));
+  const drainAdmin = drainHandlers({ registry, store, command: (node, cmd) => ingest.command(node, cmd), term: () => leadership.current().term });
+  server.addService(herd.Admin.service, leaderOnly({ ...admin, ...migrationAdmin, ...securityAdmin, ...drainAdmin, ...joining.admin }, leadership, ['GetLeader', 'GetCluster', 'CreateJoinToken']));
 
   // --- migration: this node as a source (runner, artifacts served) and as a target
   const artifacts = new ArtifactRegistry();

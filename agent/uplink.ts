@@ -100,6 +100,13 @@ export class Uplink {
     this.open();
   }
 
+  /** Sends the node's labels after a change; a stream opened later carries them in its hello. */
+  sendLabels(labels: Array<{ key: string; value: string }>): boolean {
+    if (!this.call || !this.welcomed) return false;
+    this.write({ node_update: { labels } });
+    return true;
+  }
+
   /** Sends the current inventory (on connect and whenever the tracker reports a change). */
   sendInventory(): void {
     const inv = this.opts.inventory();

@@ -1,6 +1,7 @@
 /**
  * Trust commands that go through the coordinator (asked through any node):
  *   herd node remove ID [--reason R]        revoke a node's certificates everywhere, close its stream
+ *   herd node drain ID / undrain ID          no migrations to the node / again (the node keeps the mark)
  *   herd admin-cert revoke NAME [--reason R] revoke an operator's certificates
  *   herd revocations                         the cluster's revocation list
  *   herd audit [--limit N]                   state-changing Admin calls: who, what, how it ended
@@ -105,6 +106,17 @@ export function registerNodes(program: Command): void {
     process.stdout.write(`node "${nodeId}" removed.\n${formatRevocation(r.revocation)}\n`);
     process.stdout.write(`it still counts in the election until it is taken out of the other nodes' --peer lists (and they restart).\n`);
   });
+
+  for (const [verb, draining, help] of [
+    ['drain', true, 'drain a node: no migrations to it until it is undrained (moving containers off it still works). The node keeps the mark across restarts; it shows as the label herd.draining=true.'],
+    ['undrain', false, 'take a drained node back into service: migrations to it are allowed again'],
+  ] as const) {
+    addConnectOptions(server(node.command(`${verb} <node-id>`).description(help))).action(async (nodeId: string, opts) => {
+      const r = await onCoordinator(`node ${verb}`, opts, 'DrainNode', { node_id: nodeId, draining });
+      const labels = (r.node?.labels ?? []).map((l: any) => `${l.key}=${l.value}`).join(', ');
+      process.stdout.write(`node "${nodeId}" ${draining ? 'is draining: no migrations to it' : 'takes migrations again'} (labels: ${labels || 'none'})\n`);
+    });
+  }
 
   const adminCert = program.commands.find((c) => c.name() === 'admin-cert') ?? program.command('admin-cert').description('operator client certificates');
   addConnectOptions(

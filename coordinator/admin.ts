@@ -5,7 +5,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { logger } from '../common/log';
 import { checkId, checkMetric, invalid, notFound, RpcError, unary } from '../common/validate';
-import type { Registry } from './registry';
+import type { NodeRecord, Registry } from './registry';
 import type { SampleStore } from './samplestore';
 
 const log = logger('admin');
@@ -38,27 +38,30 @@ export interface AdminDeps {
   clock?: () => number;
 }
 
+/** A node as Admin shows it (herd.v1.NodeInfo). */
+export function nodeInfo(n: NodeRecord, registry: Registry, store: Pick<SampleStore, 'ackedSeq'>): Record<string, unknown> {
+  return {
+    node_id: n.node_id,
+    address: n.address,
+    connected: registry.isConnected(n.node_id),
+    arch: n.arch,
+    cores: n.cores,
+    memory_bytes: n.memory_bytes,
+    capabilities: n.capabilities,
+    acked_seq: store.ackedSeq(n.node_id),
+    last_seen_ms: n.last_seen_ms,
+    container_count: n.containers.length,
+    labels: n.labels,
+    version: n.version,
+    docker_reachable: n.docker_reachable,
+  };
+}
+
 export function adminHandlers(deps: AdminDeps): grpc.UntypedServiceImplementation {
   const clock = deps.clock ?? Date.now;
   const internal = (name: string, err: unknown) => log.error(`${name} failed`, { error: err });
   return {
-    ListNodes: unary('ListNodes', () => ({
-      nodes: deps.registry.list().map((n) => ({
-        node_id: n.node_id,
-        address: n.address,
-        connected: deps.registry.isConnected(n.node_id),
-        arch: n.arch,
-        cores: n.cores,
-        memory_bytes: n.memory_bytes,
-        capabilities: n.capabilities,
-        acked_seq: deps.store.ackedSeq(n.node_id),
-        last_seen_ms: n.last_seen_ms,
-        container_count: n.containers.length,
-        labels: n.labels,
-        version: n.version,
-        docker_reachable: n.docker_reachable,
-      })),
-    }), internal),
+    ListNodes: unary('ListNodes', () => ({ nodes: deps.registry.list().map((n) => nodeInfo(n, deps.registry, deps.store)) }), internal),
 
     ListContainers: unary('ListContainers', (req: any) => {
       const nodeId = req.node_id ?? '';

@@ -201,6 +201,13 @@ export class Ingest {
             for (const c of containers) this.migrations?.seen(c.herd_id, nodeId, c.docker_id, Number(c.created_ms) || Date.now());
             return;
           }
+          case 'node_update': {
+            const labels = msg.node_update?.labels;
+            const bad = checkLabels(labels);
+            if (bad) return fail(grpc.status.INVALID_ARGUMENT, `node_update: ${bad}`);
+            this.registry.labels(nodeId, labels);
+            return;
+          }
           case 'keepalive':
             call.write({ keepalive: { sent_ms: Date.now() } });
             return;
@@ -266,6 +273,20 @@ function checkRecords(records: unknown): string | undefined {
   for (const m of records as MigrationRecord[]) {
     const bad = checkId('migrations.migration_id', m?.migration_id) ?? checkId('migrations.herd_id', m?.herd_id);
     if (bad) return bad;
+  }
+  return undefined;
+}
+
+const MAX_LABELS = 64;
+const MAX_LABEL_CHARS = 256;
+
+/** Node labels from an agent: a bounded list of short strings. */
+export function checkLabels(labels: unknown): string | undefined {
+  if (!Array.isArray(labels)) return 'labels must be a list';
+  if (labels.length > MAX_LABELS) return `at most ${MAX_LABELS} labels, got ${labels.length}`;
+  for (const l of labels) {
+    const ok = (x: unknown) => typeof x === 'string' && x.length <= MAX_LABEL_CHARS;
+    if (!l || !ok(l.key) || !ok(l.value) || l.key === '') return `a label must have a key and a value of at most ${MAX_LABEL_CHARS} characters`;
   }
   return undefined;
 }

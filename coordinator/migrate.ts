@@ -3,6 +3,7 @@
  * the coordinator knows, commands the source agent over its Mesh stream (with the term),
  * and streams the migration's record to the caller as the source reports it.
  */
+import { isDraining } from './drain';
 import * as grpc from '@grpc/grpc-js';
 import { randomUUID } from 'node:crypto';
 import { logger } from '../common/log';
@@ -57,8 +58,9 @@ export function checkMigrate(deps: MigrateDeps, req: any): { container: Containe
     if (!deps.registry.isConnected(n.node_id)) throw unavailable(`the ${role} node ${n.node_id} is not connected to the coordinator`);
     if (!n.capabilities.includes('criu')) throw failedPrecondition(`the ${role} node ${n.node_id} cannot checkpoint or restore: CRIU is missing or "criu check" fails there (run herd doctor on it)`);
     if (!n.docker_reachable) throw failedPrecondition(`the ${role} node ${n.node_id} cannot reach its Docker engine`);
-    if (n.labels.some((l) => l.key === 'herd.draining' && l.value === 'true')) throw failedPrecondition(`the ${role} node ${n.node_id} is draining`);
   }
+  // A draining node takes no containers; moving them off it is what draining is for.
+  if (isDraining(target.labels)) throw failedPrecondition(`the target node ${target.node_id} is draining (herd node undrain ${target.node_id} takes it back)`);
   if (source.arch !== target.arch) throw failedPrecondition(`a checkpoint cannot move between architectures (${source.node_id} is ${source.arch}, ${target.node_id} is ${target.arch})`);
   return { container: c, fsMode };
 }

@@ -63,6 +63,14 @@ export class Registry {
     void this.db.put(nodeId, rec);
   }
 
+  /** The node's labels changed after its hello (a drain). */
+  labels(nodeId: string, labels: LabelKV[]): void {
+    const rec = this.nodes.get(nodeId);
+    if (!rec) return;
+    rec.labels = labels.map((l) => ({ key: l.key, value: l.value }));
+    void this.db.put(nodeId, rec);
+  }
+
   seen(nodeId: string, now: number): void {
     const rec = this.nodes.get(nodeId);
     if (rec) rec.last_seen_ms = now;

@@ -3,6 +3,7 @@ import * as grpc from '@grpc/grpc-js';
 import { openEnv, type Env } from '../../common/db';
 import { loadProtos } from '../../common/proto';
 import { adminHandlers } from '../../coordinator/admin';
+import { drainHandlers } from '../../coordinator/drain';
 import { DEFAULT_INGEST, Ingest, type IngestOptions } from '../../coordinator/ingest';
 import { Registry } from '../../coordinator/registry';
 import { SampleStore } from '../../coordinator/samplestore';
@@ -14,6 +15,7 @@ export interface TestCoordinator {
   address: string;
   env: Env;
   store: SampleStore;
+  registry: Registry;
   ingest: Ingest;
   admin: any;
   stop(): Promise<void>;
@@ -37,7 +39,10 @@ export async function startCoordinator(dataDir: string, port = 0, opts: Partial<
   const { herd } = loadProtos();
   const server = new grpc.Server(transport ? { interceptors: [authorizer(transport, { nodeId: 'coord', audit: () => {} })] } : {});
   server.addService(herd.Mesh.service, { Connect: ingest.connect });
-  server.addService(herd.Admin.service, adminHandlers({ store, registry, leader: () => ({ leader_id: 'coord', address: '', term: 0, since_ms: 0 }) }));
+  server.addService(herd.Admin.service, {
+    ...adminHandlers({ store, registry, leader: () => ({ leader_id: 'coord', address: '', term: 0, since_ms: 0 }) }),
+    ...drainHandlers({ registry, store, command: (node, cmd) => ingest.command(node, cmd), term: () => 0, answerMs: 1500 }),
+  });
   enlargeServerWindow(server);
   const bound = await new Promise<number>((res, rej) => server.bindAsync(`127.0.0.1:${port}`, (transport ?? new Insecure()).serverCredentials(), (e, p) => (e ? rej(e) : res(p))));
   enlargeSessionWindows(server);
@@ -47,6 +52,7 @@ export async function startCoordinator(dataDir: string, port = 0, opts: Partial<
     address,
     env,
     store,
+    registry,
     ingest,
     admin,
     stop: async () => {

@@ -258,11 +258,22 @@ describe('bad requests are refused and touch nothing', () => {
       coordinator = (await agreedLeader([...nodes.values()].map((n) => n.address), 20_000)).address;
       await waitFor(`${id} back`, async () => (await connectedNodes(coordinator).catch((): string[] => [])).includes(id), 20_000, 100);
     };
-    await restart('n2', ['--label', 'herd.draining=true'], {});
+    // drained at runtime with the CLI (an admin operator's certificate); the node keeps the mark
+    const pki = testPki();
+    const herdCli = (...args: string[]) => runCmd(process.execPath, [HERD, ...args, '-s', coordinator, '--cacert', pki.caCert, '--cert', pki.adminCert, '--key', pki.adminKey]);
+    const drained = await herdCli('node', 'drain', 'n2');
+    expect(drained.code, drained.stderr).toBe(0);
+    expect(drained.stdout).toContain('node "n2" is draining: no migrations to it (labels: herd.draining=true)');
     const d = await migrate(coordinator, herdId, 'n2');
     expect(d.error?.code).toBe(9);
-    expect(d.error?.details).toMatch(/target node n2 is draining/);
+    expect(d.error?.details).toMatch(/target node n2 is draining \(herd node undrain n2 takes it back\)/);
     await restart('n2', [], { PATH: '/usr/bin:/bin', HERD_BED_RAW_PATH: '1' }); // no criu on its PATH
+    const labels = async () => (await call(adminClient(coordinator), 'ListNodes', {})).nodes.find((n: any) => n.node_id === 'n2').labels;
+    expect(await labels()).toContainEqual({ key: 'herd.draining', value: 'true' }); // kept across the restart
+    expect((await herdCli('node', 'undrain', 'n2')).code).toBe(0);
+    expect(await labels()).not.toContainEqual({ key: 'herd.draining', value: 'true' });
+    const audit = await herdCli('audit', '--limit', '10');
+    expect(audit.stdout.split('\n').filter((l) => /\sDrainNode\s+OK\s.*"node_id":"n2"/.test(l)), audit.stdout).toHaveLength(2); // both, with who
     const c = await migrate(coordinator, herdId, 'n2');
     expect(c.error?.code).toBe(9);
     expect(c.error?.details).toMatch(/target node n2 cannot checkpoint or restore: CRIU is missing/);
