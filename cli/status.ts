@@ -47,7 +47,8 @@ export async function status(server: string, timeoutMs: number, channel: Channel
   const rows = [['NODE', 'ADDRESS', 'ROLE', 'LAST HEARD', 'STREAMING', 'ACKED SEQ', 'CONTAINERS']];
   for (const m of cluster.members) {
     const n = streaming.get(m.node_id);
-    rows.push([m.node_id, m.address, m.role, m.self ? '(self)' : ago(Number(m.last_heard_ms), now), nodes ? (n?.connected ? 'yes' : 'no') : '?', n ? String(n.acked_seq) : '-', n ? String(n.container_count) : '-']);
+    const draining = n?.labels?.some((l: any) => l.key === 'herd.draining' && l.value === 'true');
+    rows.push([m.node_id, m.address, draining ? `${m.role} (draining)` : m.role, m.self ? '(self)' : ago(Number(m.last_heard_ms), now), nodes ? (n?.connected ? 'yes' : 'no') : '?', n ? String(n.acked_seq) : '-', n ? String(n.container_count) : '-']);
   }
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
   for (const r of rows) lines.push(r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd());

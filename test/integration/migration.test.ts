@@ -264,6 +264,8 @@ describe('bad requests are refused and touch nothing', () => {
     const drained = await herdCli('node', 'drain', 'n2');
     expect(drained.code, drained.stderr).toBe(0);
     expect(drained.stdout).toContain('node "n2" is draining: no migrations to it (labels: herd.draining=true)');
+    const st = await herdCli('status');
+    expect(st.stdout, st.stdout).toMatch(/^n2 .* (leader|follower) \(draining\) /m);
     const d = await migrate(coordinator, herdId, 'n2');
     expect(d.error?.code).toBe(9);
     expect(d.error?.details).toMatch(/target node n2 is draining \(herd node undrain n2 takes it back\)/);
