@@ -173,17 +173,12 @@ export class MigrationRunner {
           if (entry.cmd.fs_mode !== 'FS_MODE_NONE') {
             files.push('fs.tar');
             if (entry.cmd.fs_mode === 'FS_MODE_FULL') work.push(this.deps.runtime.exportFull(entry.sourceDockerId, join(outDir, 'fs.tar')));
-            else {
-              const upperDir = entry.upperDir || (await this.deps.runtime.inspect(entry.sourceDockerId)).upperDir;
-              work.push(this.deps.runtime.exportUpperDir(upperDir, join(outDir, 'fs.tar')));
-            }
+            else work.push((entry.upperDir ? Promise.resolve(entry.upperDir) : this.deps.runtime.inspect(entry.sourceDockerId).then((c) => c.upperDir)).then((dir) => this.deps.runtime.exportUpperDir(dir, join(outDir, 'fs.tar'))));
           }
           // The container's log so far: the target puts it under its new container, so
           // `docker logs` there shows one history across the move.
-          const root = await this.deps.runtime.dockerRootDir();
-          const logFile = join(root, 'containers', entry.sourceDockerId, `${entry.sourceDockerId}-json.log`);
-          const logCopied = copyIfExists(logFile, join(outDir, 'log.json'));
-          await Promise.all([...work, logCopied]);
+          const logCopied = this.deps.runtime.dockerRootDir().then((root) => copyIfExists(join(root, 'containers', entry.sourceDockerId, `${entry.sourceDockerId}-json.log`), join(outDir, 'log.json')));
+          await Promise.all([...work, logCopied]); // Promise.all handles every rejection, also after the first
           if (await logCopied) files.push('log.json');
           entry.artifacts = await Promise.all(
             files.map(async (name) => {
