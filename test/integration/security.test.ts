@@ -171,6 +171,7 @@ describe('who may call what', () => {
     await expectBoth(leader.address, viewer, 'herd.v1.Admin/ListNodes', 'OK');
     await expectBoth(leader.address, viewer, 'herd.v1.Admin/RemoveNode', /^PERMISSION_DENIED: operator "viewer" has the read-only role; RemoveNode needs the admin role/, { node_id: follower.id });
     await expectBoth(leader.address, viewer, 'herd.v1.Admin/RevokeOperator', /^PERMISSION_DENIED: operator "viewer" has the read-only role; RevokeOperator needs the admin role/, { name: 'someone' });
+    await expectBoth(leader.address, viewer, 'herd.v1.Admin/DrainNode', /^PERMISSION_DENIED: operator "viewer" has the read-only role; DrainNode needs the admin role/, { node_id: follower.id, draining: true });
     // a node certificate is no operator
     await expectBoth(leader.address, n2, 'herd.v1.Admin/RemoveNode', /^PERMISSION_DENIED: node "n2" may not call RemoveNode: it needs an operator certificate with the admin role/, { node_id: 'n3' });
     // an operator may not speak node-to-node protocols

@@ -35,6 +35,7 @@ describe('accessOf', () => {
     ['/herd.v1.Admin/ListAuditEvents', 'read'],
     ['/herd.v1.Admin/QuerySamples', 'read'],
     ['/herd.v1.Admin/Migrate', 'admin'],
+    ['/herd.v1.Admin/DrainNode', 'admin'],
     ['/herd.v1.Admin/RemoveNode', 'admin'],
     ['/herd.v1.Admin/RevokeOperator', 'admin'],
     ['/herd.v1.Admin/CreateJoinToken', 'admin'],
