@@ -12,6 +12,9 @@ import type { Command } from 'commander';
 import { ConfigError, parseSettings, readConfigFile, type Settings } from '../agent/config';
 import { glibcVersion, isSea, seaExtractor } from '../common/natives';
 import { VERSION } from '../common/version';
+import { TMPFS_MAGIC } from '../agent/runtime/criu';
+
+export { TMPFS_MAGIC };
 import { mergeFlags } from './flags';
 
 export type Status = 'ok' | 'warn' | 'fail';
@@ -33,7 +36,6 @@ export interface Probes {
   fsType(dir: string): number | undefined;
 }
 
-export const TMPFS_MAGIC = 0x01021994;
 
 export const MIN_GLIBC = '2.34'; // lmdb 3.5's prebuilt addon links against GLIBC_2.34
 const EARLIEST = Date.UTC(2025, 0, 1); // a Pi without RTC or network boots with a clock far behind

@@ -2,6 +2,7 @@
  * `herd status`: who coordinates the cluster and how each member looks, from the
  * coordinator's view (asked through any node, which names the coordinator).
  */
+import { isDraining } from '../coordinator/drain';
 import * as grpc from '@grpc/grpc-js';
 import type { Command } from 'commander';
 import { loadProtos } from '../common/proto';
@@ -47,7 +48,7 @@ export async function status(server: string, timeoutMs: number, channel: Channel
   const rows = [['NODE', 'ADDRESS', 'ROLE', 'LAST HEARD', 'STREAMING', 'ACKED SEQ', 'CONTAINERS']];
   for (const m of cluster.members) {
     const n = streaming.get(m.node_id);
-    const draining = n?.labels?.some((l: any) => l.key === 'herd.draining' && l.value === 'true');
+    const draining = isDraining(n?.labels ?? []);
     rows.push([m.node_id, m.address, draining ? `${m.role} (draining)` : m.role, m.self ? '(self)' : ago(Number(m.last_heard_ms), now), nodes ? (n?.connected ? 'yes' : 'no') : '?', n ? String(n.acked_seq) : '-', n ? String(n.container_count) : '-']);
   }
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));

@@ -67,7 +67,8 @@ function runCmd(cmd: string, args: string[], timeoutMs: number): Promise<{ code:
   });
 }
 
-const TMPFS_MAGIC = 0x01021994;
+/** statfs(2) f_type of a tmpfs. */
+export const TMPFS_MAGIC = 0x01021994;
 
 /**
  * Whether CRIU can keep its kernel probe between runs: it writes /run/criu.kdat only when
