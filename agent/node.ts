@@ -18,7 +18,7 @@ import { adminHandlers } from '../coordinator/admin';
 import { DEFAULT_INGEST, Ingest } from '../coordinator/ingest';
 import type { Leadership } from '../coordinator/leadership';
 import { ElectionDriver } from '../coordinator/election/driver';
-import { TermFence } from '../coordinator/election/fencing';
+import { TermFence } from '../common/fencing';
 import { Registry } from '../coordinator/registry';
 import { SampleStore } from '../coordinator/samplestore';
 import { AppOpsCollector } from './collectors/appops';
@@ -45,7 +45,7 @@ import { DEFAULT_UPLINK, Uplink } from './uplink';
 import { authorizer } from './security/authorize';
 import { boundedStatus } from './security/bounded-status';
 import { ensureCertificates, nodeTransport } from './security/bootstrap';
-import { RevocationStore } from './security/revocations';
+import { RevocationStore } from '../common/revocations';
 import { joinHandlers } from './security/join';
 import { certificateRenewer, recoverRenewal, renewalHandlers } from './security/renewal';
 import { AuditTrail } from '../coordinator/audit';
@@ -124,7 +124,7 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
     targetId: () => leadership.current().leaderId,
     onCommand: (cmd) => {
       if (cmd?.kind === 'migrate' || cmd?.migrate) void runner.start(cmd.migrate, Number(cmd.term)).catch((err) => log.error('migration failed to start', { error: err }));
-      if (cmd?.kind === 'revocations' || cmd?.revocations) void revocations.merge(cmd.revocations?.entries ?? []).catch((err) => log.error('storing revocations failed', { error: err }));
+      if (cmd?.kind === '../common/revocations' || cmd?.revocations) void revocations.merge(cmd.revocations?.entries ?? []).catch((err) => log.error('storing revocations failed', { error: err }));
       if (cmd?.kind === 'drain' || cmd?.drain) {
         const want = Boolean(cmd.drain?.draining);
         void drain.set(want, String(cmd.drain?.by ?? '')).then(

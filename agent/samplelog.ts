@@ -12,16 +12,10 @@ import { dbBytes } from '../common/db';
 import { logger } from '../common/log';
 import { meshCodec } from '../common/proto';
 import type { Sample } from '../common/types';
+import type { SeriesPoints } from '../common/samples';
 
 const log = logger('samplelog');
 
-/** A series as the wire carries it: times are offsets from the batch's created_ms. */
-export interface SeriesPoints {
-  entity: string;
-  metric: string;
-  offsets_ms: number[];
-  values: number[];
-}
 
 /** A stored batch: its seq, when it was made, and the encoded herd.v1.AgentMessage that carries it. */
 export interface StoredBatch {

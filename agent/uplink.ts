@@ -10,7 +10,7 @@ import { Insecure, type Transport } from '../common/transport';
 import { meshCodec } from '../common/proto';
 import { logger } from '../common/log';
 import type { SampleLog } from './samplelog';
-import { TermFence } from '../coordinator/election/fencing';
+import { TermFence } from '../common/fencing';
 
 const log = logger('uplink');
 
