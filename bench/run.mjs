@@ -7,7 +7,7 @@ import { mkdirSync } from 'node:fs';
 
 const [name, ...args] = process.argv.slice(2);
 if (!name) {
-  console.error('usage: node bench/run.mjs <ingest|collect-cost|idle-rss|...> [args]');
+  console.error('usage: node bench/run.mjs <ingest|collect-cost|idle-rss|control-experiment|...> [args]');
   process.exit(2);
 }
 const root = new URL('..', import.meta.url).pathname;
@@ -21,7 +21,7 @@ await build({
   target: 'node20',
   format: 'cjs',
   packages: 'external',
-  logLevel: 'warning',
+  logLevel: 'error', // test/bed/bed.ts reads import.meta.url, empty in CommonJS: it falls back to __dirname
 });
 const r = spawnSync(process.execPath, [out, ...args], { stdio: 'inherit', env: { ...process.env, HERD_PROTO_DIR: `${root}proto` } });
 process.exit(r.status ?? 1);

@@ -66,7 +66,9 @@ export interface Bed {
 export const BUSYBOX_IMAGE = 'herd-busybox:latest';
 const DOCKER = '/usr/bin/docker'; // bookworm's 20.10 CLI; /usr/local/bin may hold a newer one
 const CACHE = '/var/tmp/herd-bed-images'; // outside /tmp/herd-bed*: stopBed({ all }) sweeps those
-const HERE = path.dirname(fileURLToPath(import.meta.url));
+// import.meta.url under vitest and vite-node; a CommonJS bundle of bench/run.mjs (in dist/bench/)
+// has an empty import.meta, and this directory is then ../../test/bed from the bundle
+const HERE = import.meta.url ? path.dirname(fileURLToPath(import.meta.url)) : path.join(__dirname, '..', '..', 'test', 'bed');
 // runc execs `criu` from PATH (dockerd -> containerd -> shim): the 4.2 wrapper must come first.
 const SBIN_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
@@ -250,7 +252,12 @@ async function cleanup(l: Layout, wipe: boolean): Promise<void> {
   await Promise.all([...ids].map((id) => cleanNode(l, id)));
   await sleep(100); // let SIGKILLed processes drop their mounts and namespaces
   if (fs.existsSync(l.dir)) await unmountUnder(l.dir);
-  for (const ns of spaces) if (re.test(ns) || ns === l.hub) await ip('netns', 'del', ns);
+  for (const ns of spaces) {
+    if (!re.test(ns) && ns !== l.hub) continue;
+    const r = await run('ip', ['netns', 'del', ns]);
+    // gone meanwhile (another cleanup of the same bed): fine; still there: an error
+    if (r.code !== 0 && (await netnsList()).includes(ns)) throw new Error(`ip netns del ${ns} failed: ${r.stderr.trim()}`);
+  }
   await run('ip', ['link', 'del', l.hostIf]); // normally gone with the hub already
   if (!fs.existsSync(l.dir)) return;
   if (wipe) fs.rmSync(l.dir, { recursive: true, force: true });

@@ -12,13 +12,20 @@ import path from 'node:path';
 const CG = '/sys/fs/cgroup';
 const PERIOD_US = 100_000;
 
-/** Creates the node's cpu cgroup with a quota of `cores` (0: no cap); dockerd uses it as is. */
+/**
+ * Creates the node's cpu cgroup with a quota of `cores` (0: no cap); dockerd uses it as is.
+ * The quota only caps: on a machine busy with other work (shared CI, other beds) the node
+ * would get its fair share of a root-level task and fall below its cap, so its cpu.shares are
+ * raised with its cores (65536 per core, the kernel's maximum 262144): the cap becomes a
+ * reservation, and the node's capacity is what the experiment says it is.
+ */
 export function capCpu(cgroupParent: string, cores: number): void {
   if (!(cores >= 0 && Number.isFinite(cores))) throw new Error(`cpu cap must be a number of cores >= 0: ${cores}`);
   const dir = path.join(CG, 'cpu', cgroupParent);
   fs.mkdirSync(dir, { recursive: true });
   fs.writeFileSync(path.join(dir, 'cpu.cfs_period_us'), String(PERIOD_US));
   fs.writeFileSync(path.join(dir, 'cpu.cfs_quota_us'), cores > 0 ? String(Math.round(cores * PERIOD_US)) : '-1');
+  if (cores > 0) fs.writeFileSync(path.join(dir, 'cpu.shares'), String(Math.min(262_144, Math.max(1024, Math.round(cores * 65_536)))));
 }
 
 /** CPU time used by all containers of a node so far, in core-seconds (cpuacct of the parent). */
