@@ -23,6 +23,8 @@ import type { Snapshot } from './snapshot';
 /** The balance policy also needs the evaluation period (the horizon of its gain); the decision step adds it. */
 export type BalancePolicySettings = BalanceSettings & { periodMs: number };
 
+const validateBalance = validatorFor(BalanceSchema);
+
 /** Best moves by imbalance drop examined against filters and cost, per evaluation. */
 export const EXAMINED_MOVES = 32;
 
@@ -67,7 +69,12 @@ export const balance: Policy<BalancePolicySettings> = {
   name: 'balance',
   summary: 'Beyond the thesis: the single move that most lowers the weighted spread of host CPU and disk load, taken when the work it recovers over the next period outweighs its downtime and copy cost.',
   defaults: { ...BalanceSchema.parse({}), periodMs: 150_000 },
-  validate: validatorFor(BalanceSchema),
+  validate(x) {
+    if (x === null || typeof x !== 'object' || !('periodMs' in x)) return validateBalance(x);
+    const { periodMs, ...rest } = x as { periodMs: unknown };
+    if (typeof periodMs !== 'number' || !(periodMs > 0) || !Number.isFinite(periodMs)) return 'periodMs: must be a number of milliseconds above 0';
+    return validateBalance(rest);
+  },
   overThreshold: (snapshot: Snapshot, s) => over(live(loadsOf(snapshot)), s),
   propose({ snapshot, settings: s, allowed, movable, relievable, note }: PolicyInput<BalancePolicySettings>): Move[] {
     const hosts = live(loadsOf(snapshot));
