@@ -9,6 +9,9 @@
  */
 import type { ContainerView, NodeView, Snapshot, Window } from './snapshot';
 
+/** Slack for threshold comparisons: a gain of 5% computed as 0.04999999 still clears a 5% threshold. */
+export const EPS = 1e-9;
+
 /** x when it is a finite number, else d: no NaN leaves a policy. */
 export const finite = (x: number, d = 0): number => (Number.isFinite(x) ? x : d);
 
