@@ -46,6 +46,8 @@ export interface PolicyInput<S = unknown> {
   relievable(nodeId: string): boolean;
   /** Deterministic randomness, seeded by the caller (only the random baseline uses it). */
   random(): number;
+  /** Why the policy proposes nothing (a condition that failed, with its numbers): kept in the decision's note. */
+  note?(sentence: string): void;
 }
 
 export interface Policy<S = unknown> {
@@ -57,6 +59,12 @@ export interface Policy<S = unknown> {
   readonly defaults: S;
   /** Checks settings; returns a sentence naming the field and its allowed range, or null. */
   validate(settings: unknown): string | null;
+  /**
+   * Nodes over this policy's threshold in this snapshot. The decision step counts the rounds
+   * in a row each node has been over (hysteresis) and answers `relievable` from that count.
+   * A policy without it has no notion of an overloaded node: every node is relievable.
+   */
+  overThreshold?(snapshot: Snapshot, settings: S): ReadonlySet<string>;
   /** Moves that would help, best first; [] when none clears its thresholds. */
   propose(input: PolicyInput<S>): Move[];
 }
