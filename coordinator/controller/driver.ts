@@ -26,6 +26,11 @@ const log = logger('control');
 
 /** Grid steps per window: a 30 s window gives 6 s steps, so 5 s sampling fills every step. */
 export const STEPS_PER_WINDOW = 5;
+/**
+ * The snapshot describes the cluster this long ago: a sample reaches the coordinator a moment
+ * after it is taken, and a grid whose last step ends "now" would find that step empty.
+ */
+export const DELIVERY_ALLOWANCE_MS = 1000;
 
 export const gridStep = (s: ControlSettings) => Math.max(1, Math.floor(s.schedule.windowMs / STEPS_PER_WINDOW));
 
@@ -133,7 +138,7 @@ export class ControllerDriver {
   private evaluateNow(trigger: string, modeOverride?: ControlMode): DecisionRecord {
     const settings = this.settings();
     const mode = modeOverride ?? settings.mode;
-    const now = this.clock();
+    const now = this.clock() - DELIVERY_ALLOWANCE_MS;
     const t0 = performance.now();
     const snapshot = this.snapshot(settings, now);
     const id = `d-${now}-${++this.seq}`;
@@ -165,7 +170,7 @@ export class ControllerDriver {
     }
     // An approval never bypasses the filters: pinned, draining, room, pacing are judged now.
     const settings = this.settings();
-    const snapshot = this.snapshot(settings, this.clock());
+    const snapshot = this.snapshot(settings, this.clock() - DELIVERY_ALLOWANCE_MS);
     for (const a of waiting) {
       const refused = checkMove(snapshot, settings, a.herdId, a.to);
       if (refused) {

@@ -13,7 +13,7 @@ import type { Migrations } from '../migrations';
 import type { Registry } from '../registry';
 import type { SampleStore } from '../samplestore';
 import { controlHandlers } from './admin';
-import { ControllerDriver } from './driver';
+import { ControllerDriver, DELIVERY_ALLOWANCE_MS } from './driver';
 import { ControlRecords, type SettingsVersion } from './records';
 import { runContainerHandlers } from './run';
 import type { WireDecision } from './wire';
@@ -64,7 +64,7 @@ export function controlModule(deps: ControlModuleDeps): { driver: ControllerDriv
       });
     });
   const run = runContainerHandlers({
-    snapshot: () => driver.snapshot(driver.settings(), Date.now()),
+    snapshot: () => driver.snapshot(driver.settings(), Date.now() - DELIVERY_ALLOWANCE_MS),
     settings: () => driver.settings(),
     term: deps.term,
     runOn,

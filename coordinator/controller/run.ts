@@ -1,7 +1,7 @@
 /**
  * Admin.RunContainer (`herd run`): checks the request, picks the node - the forced one, or
  * the best by the controller's filters and the load-aware placement score
- * (coordinator/control/placement.ts) - and asks that node to create and start the
+ * (placement.ts) - and asks that node to create and start the
  * container (Peer.RunContainer). Placements made since a node's last samples count in its
  * score (Koordinator's estimate), so a burst of runs spreads instead of piling onto the
  * node that looked idle.
@@ -13,7 +13,7 @@ import { checkDockerName, checkId, failedPrecondition, invalid, RpcError, unary 
 import { checkLabels } from '../ingest';
 import type { Snapshot } from '../control/snapshot';
 import type { ControlSettings } from '../control/settings';
-import { rankNodes, type PendingPlacement, type PlacementRequest } from '../control/placement';
+import { rankNodes, type PendingPlacement, type PlacementRequest } from './placement';
 
 const log = logger('admin');
 
@@ -24,7 +24,7 @@ const MAX_ARG_CHARS = 4096;
 export const MIN_MEMORY_BYTES = 6 * 1024 * 1024;
 const IMAGE_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._\/:@-]{0,254}$/;
 const ENV_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*=/;
-/** A placement stops counting once its node has reported samples this long after it (or after this anyway). */
+/** A placement counts at most this long, even if its node sends no samples. */
 const PENDING_MAX_MS = 5 * 60_000;
 
 export interface RunDeps {
@@ -75,8 +75,9 @@ export function runContainerHandlers(deps: RunDeps): grpc.UntypedServiceImplemen
       const snapshot = deps.snapshot();
       const settings = deps.settings();
       const now = clock();
-      // A placement counts until its node reports samples taken after it.
-      pending = pending.filter((p) => now - p.atMs < PENDING_MAX_MS && (snapshot.nodes.find((n) => n.id === p.node)?.lastSampleMs ?? 0) <= p.atMs + snapshot.stepMs);
+      // A placement counts until its node has a full window of samples taken after it.
+      const windowMs = settings.schedule.windowMs;
+      pending = pending.filter((p) => now - p.atMs < PENDING_MAX_MS && (snapshot.nodes.find((n) => n.id === p.node)?.lastSampleMs ?? 0) <= p.atMs + windowMs);
       const want: PlacementRequest = { cpus: Number(req.cpus) || 0, memoryBytes: Number(req.memory_bytes) || 0 };
       if (req.node_id && !snapshot.nodes.some((n) => n.id === req.node_id)) {
         throw invalid(`node_id: no node "${req.node_id}" has ever connected (known: ${snapshot.nodes.map((n) => n.id).join(', ') || 'none'})`);

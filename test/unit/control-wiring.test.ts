@@ -182,7 +182,7 @@ async function driverSetup(nodes: Parameters<typeof cluster>[1]) {
     commandAll: () => [],
   };
   const driver = new ControllerDriver({ ...c, records, migrate: { registry: c.registry, migrations: c.migrations, ingest, term: () => 4 }, term: () => 4, persist: (x) => persisted.push(x), clock: () => NOW });
-  return { ...c, records, driver, commands, persisted };
+  return { ...c, env: e, records, driver, commands, persisted };
 }
 
 describe('controller driver', () => {
@@ -222,6 +222,7 @@ describe('controller driver', () => {
     expect(t.commands).toHaveLength(1);
     expect(t.commands[0]).toMatchObject({ node: 'n1', cmd: { term: 4, migrate: { herd_id: 'a', target_node_id: 'n2' } } });
     const id = d.actions[0].migrationId;
+    await t.env.committed;
     expect(t.migrations.get(id)?.state).toBe('PENDING');
     expect(() => t.driver.approve('d-9-1', '')).toThrow(/no a recommended move/); // once only
     t.migrations.update({ ...t.migrations.get(id)!, state: 'FAILED', reason: 'restore failed', ended_ms: NOW + 5, version: 5 });
@@ -229,6 +230,22 @@ describe('controller driver', () => {
     const after = t.records.decision('d-9-1')!;
     expect(after.revision).toBe(2);
     expect(after.record.actions[0]).toMatchObject({ status: 'FAILED', detail: 'restore failed' });
+  });
+
+  it('auto mode on the schedule: an overloaded node is relieved through the migration path; follow() stops the schedule', async () => {
+    const t = await driverSetup([{ id: 'n1', cpu: 0.95, containers: [['a', 1.9], ['b', 1.9]] }, { id: 'n2', cpu: 0.05, containers: [] }]);
+    t.driver.setSettings({ mode: 'auto', policies: ['cpu-greedy'], hysteresisRounds: 1, schedule: { firstAfterMs: 0, periodMs: 60_000, windowMs: 10_000 } }, false, 'operator:a');
+    t.driver.lead();
+    const deadline = Date.now() + 5000;
+    while (!t.records.decisions(1).length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    t.driver.follow();
+    const [d] = t.records.decisions(5);
+    expect(d.record.trigger).toBe('schedule');
+    expect(d.record.actions).toHaveLength(1);
+    expect(d.record.actions[0]).toMatchObject({ from: 'n1', to: 'n2', status: 'started' });
+    expect(t.commands).toHaveLength(1);
+    expect(t.commands[0].cmd.migrate.target_node_id).toBe('n2');
+    expect(t.driver.nextEvaluationMs()).toBe(0);
   });
 
   it('an approval is judged by the filters again: a move to a draining node is skipped, not started', async () => {
