@@ -1,7 +1,9 @@
 /**
- * Initial placement for `herd run`, pure: which node takes a new container. The same node
- * filters as the controller's (connected, fresh, enough samples: filters.ts), plus draining
- * and room; then a load-aware score, lower is better (Koordinator's load-aware scheduling):
+ * Initial placement for `herd run`, pure: which node takes a new container. Refused: a node
+ * not connected, draining, without room, or - unless forced - whose data is stale (the
+ * controller's limit: a load not measured lately cannot be compared). A window with gaps is
+ * still used (means skip them): a placement is not a migration. Then a load-aware score,
+ * lower is better (Koordinator's load-aware scheduling):
  *
  *   score = (measured CPU use + CPU placed there since its last samples + the new one's) / cores
  *
@@ -9,7 +11,6 @@
  * term a burst of runs all lands on the node that looked idle: its samples have not seen
  * the first container yet when the second is placed.
  */
-import { makeFilters } from '../control/filters';
 import { fmt, lastOf, meanOf, mib } from '../control/load';
 import type { ControlSettings } from '../control/settings';
 import type { Snapshot } from '../control/snapshot';
@@ -37,14 +38,15 @@ export interface NodeScore {
 }
 
 /** Every node scored, best first, refused ones last. */
-export function rankNodes(snapshot: Snapshot, want: PlacementRequest, pending: readonly PendingPlacement[], settings: ControlSettings): NodeScore[] {
-  const filters = makeFilters(snapshot, settings);
+export function rankNodes(snapshot: Snapshot, want: PlacementRequest, pending: readonly PendingPlacement[], settings: ControlSettings, forced = ''): NodeScore[] {
+  const staleAfter = settings.filters.staleAfterMs;
   const cpus = want.cpus > 0 ? want.cpus : settings.placement.defaultCpus;
   const mem = want.memoryBytes > 0 ? want.memoryBytes : settings.placement.defaultMemoryBytes;
   const out = snapshot.nodes.map((n): NodeScore => {
     const refuse = (reason: string): NodeScore => ({ nodeId: n.id, score: Infinity, refused: true, reason });
-    const problem = filters.nodeProblem(n.id);
-    if (problem) return refuse(problem);
+    if (!n.connected) return refuse(`node ${n.id} is not connected to the coordinator`);
+    const age = snapshot.nowMs - n.lastSampleMs;
+    if (n.id !== forced && (n.lastSampleMs <= 0 || age > staleAfter)) return refuse(n.lastSampleMs > 0 ? `node ${n.id}'s newest sample is ${fmt(age / 1000)} s old, over the ${fmt(staleAfter / 1000)} s stale limit` : `node ${n.id} has sent no sample yet`);
     if (n.draining) return refuse(`node ${n.id} is draining`);
     if (want.cpus > n.cores) return refuse(`a limit of ${fmt(want.cpus)} cores is more than node ${n.id}'s ${fmt(n.cores)} cores`);
     const mine = pending.filter((p) => p.node === n.id);

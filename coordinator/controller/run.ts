@@ -82,7 +82,7 @@ export function runContainerHandlers(deps: RunDeps): grpc.UntypedServiceImplemen
       if (req.node_id && !snapshot.nodes.some((n) => n.id === req.node_id)) {
         throw invalid(`node_id: no node "${req.node_id}" has ever connected (known: ${snapshot.nodes.map((n) => n.id).join(', ') || 'none'})`);
       }
-      const ranked = rankNodes(snapshot, want, pending, settings);
+      const ranked = rankNodes(snapshot, want, pending, settings, req.node_id ?? '');
       const ok = ranked.filter((r) => !r.refused);
       let chosen = req.node_id ? ranked.find((r) => r.nodeId === req.node_id)! : ok[0];
       if (!chosen || chosen.refused) {
