@@ -33,7 +33,9 @@ const tls = () => {
 let server = ''; // any live node: the CLI finds the coordinator from it
 
 async function herd(...args: string[]) {
-  return runCmd(process.execPath, [HERD, ...args, '-s', server, ...tls()], 90_000);
+  // connection flags go before a container command's `--` (herd run), else at the end
+  const cut = args.includes('--') ? args.indexOf('--') : args.length;
+  return runCmd(process.execPath, [HERD, ...args.slice(0, cut), '-s', server, ...tls(), ...args.slice(cut)], 90_000);
 }
 async function herdOk(...args: string[]): Promise<string> {
   const r = await herd(...args);
