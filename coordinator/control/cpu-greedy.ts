@@ -5,7 +5,7 @@
  * and reward thresholds, as the thesis lists; the values are ours (it published none).
  * Next candidates: the next busiest container when one may not move, the next hottest host.
  */
-import { fmt, loadsOf, type NodeLoad, pct } from './load';
+import { EPS, fmt, loadsOf, type NodeLoad, pct } from './load';
 import type { Move, Policy, PolicyInput } from './policy';
 import { CpuGreedySchema, type CpuGreedySettings, validatorFor } from './settings';
 import type { Snapshot } from './snapshot';
@@ -23,10 +23,16 @@ export function coolest(loads: Iterable<NodeLoad>): number {
 export const byLoadDesc = (a: NodeLoad, b: NodeLoad) => b.cpu - a.cpu || (a.view.id < b.view.id ? -1 : 1);
 export const byLoadAsc = (a: NodeLoad, b: NodeLoad) => a.cpu - b.cpu || (a.view.id < b.view.id ? -1 : 1);
 
+/** The note for hosts over a policy's threshold that hysteresis still holds back. */
+export function overButWaiting(policy: string, nodes: string[]): string {
+  const shown = nodes.slice(0, 5).join(', ') + (nodes.length > 5 ? ` and ${nodes.length - 5} more` : '');
+  return `${policy}: ${shown} over the threshold but held back: not yet over for enough evaluations in a row, or not judged (stale data)`;
+}
+
 function over(loads: Map<string, NodeLoad>, s: CpuGreedySettings): Set<string> {
   const min = coolest(loads.values());
   const out = new Set<string>();
-  for (const n of loads.values()) if (n.cpu >= s.hostActiveThreshold && n.cpu - min >= s.rewardThreshold && n.containers.length >= s.minContainersOnSource) out.add(n.view.id);
+  for (const n of loads.values()) if (n.cpu + EPS >= s.hostActiveThreshold && n.cpu - min + EPS >= s.rewardThreshold && n.containers.length >= s.minContainersOnSource) out.add(n.view.id);
   return out;
 }
 
@@ -43,9 +49,11 @@ export const cpuGreedy: Policy<CpuGreedySettings> = {
     const targets = [...loads.values()].sort(byLoadAsc);
     if (sources.length === 0) note?.(`cpu-greedy: no host at or over ${pct(s.hostActiveThreshold)} CPU with ${s.minContainersOnSource}+ containers and ${pct(s.rewardThreshold)} above the least loaded host`);
     const moves: Move[] = [];
+    const waiting: string[] = [];
+    let nearMiss: { gain: number; text: string } | undefined;
     for (const src of sources) {
       if (!relievable(src.view.id)) {
-        note?.(`cpu-greedy: ${src.view.id} is over its threshold but not yet for enough rounds in a row`);
+        waiting.push(src.view.id);
         continue;
       }
       const candidates = [...src.containers].sort((a, b) => b.cpu - a.cpu || (a.view.herdId < b.view.herdId ? -1 : 1)).slice(0, CANDIDATES_PER_HOST);
@@ -55,8 +63,8 @@ export const cpuGreedy: Policy<CpuGreedySettings> = {
         const srcAfter = src.cpu - c.cpu / Math.max(src.view.cores, 1e-9);
         const dstAfter = dst.cpu + c.cpu / Math.max(dst.view.cores, 1e-9);
         const gain = src.cpu - Math.max(srcAfter, dstAfter);
-        if (gain < s.rewardThreshold) {
-          note?.(`cpu-greedy: moving ${c.view.name} (${fmt(c.cpu)} cores) from ${src.view.id} to ${dst.view.id} would gain ${pct(gain)}, under the ${pct(s.rewardThreshold)} reward threshold`);
+        if (gain + EPS < s.rewardThreshold) {
+          if (!nearMiss || gain > nearMiss.gain) nearMiss = { gain, text: `${c.view.name} (${fmt(c.cpu)} cores) from ${src.view.id} to ${dst.view.id}` };
           continue;
         }
         moves.push({
@@ -73,6 +81,8 @@ export const cpuGreedy: Policy<CpuGreedySettings> = {
         break;
       }
     }
+    if (waiting.length) note?.(overButWaiting('cpu-greedy', waiting));
+    if (!moves.length && nearMiss) note?.(`cpu-greedy: the best move, ${nearMiss.text}, would gain ${pct(nearMiss.gain)}, under the ${pct(s.rewardThreshold)} reward threshold`);
     return moves.sort((a, b) => b.score - a.score);
   },
 };

@@ -81,7 +81,9 @@ const hashString = (s: string) => {
   return h >>> 0;
 };
 
-const thresholdsOf = (settings: ControlSettings, name: PolicyName) => settings.thresholds[name] as unknown;
+/** A policy's own settings; the balance policy also gets the evaluation period (the horizon of its gain). */
+export const thresholdsOf = (settings: ControlSettings, name: PolicyName): unknown =>
+  name === 'balance' ? { ...settings.thresholds.balance, periodMs: settings.schedule.periodMs } : settings.thresholds[name];
 
 export function decide(state: ControlState, snapshot: Snapshot, settings: ControlSettings, ctx: DecideContext): DecideResult {
   const filters0 = makeFilters(snapshot, settings);
@@ -129,6 +131,7 @@ export function decide(state: ControlState, snapshot: Snapshot, settings: Contro
         snapshot: current,
         settings: thresholdsOf(settings, name),
         allowed: filters.allowed,
+        movable: filters.movable,
         relievable: relievableFor(name, p),
         random,
         note: (s) => {

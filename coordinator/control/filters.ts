@@ -95,6 +95,20 @@ export function makeFilters(snapshot: Snapshot, settings: ControlSettings): Filt
   }
   const nodeRule = (p: string) => (/not connected|not in the cluster/.test(p) ? 'disconnected' : /stale|no sample/.test(p) ? 'stale' : 'too-few-samples');
 
+  /** Rules of the target alone (any container): recorded once per node, with herdId ''. */
+  const targetRefusals = new Map<string, Refusal | null>();
+  function targetProblem(to: string): Refusal | null {
+    if (targetRefusals.has(to)) return targetRefusals.get(to)!;
+    let r: Refusal | null = null;
+    const problem = nodeProblem(to);
+    const t = nodes.get(to);
+    if (problem) r = refuse('', to, nodeRule(problem), `target ${problem}`);
+    else if (t!.draining) r = refuse('', to, 'draining', `target ${to} is draining`);
+    else if (!t!.criu) r = refuse('', to, 'no-criu', `target ${to} cannot restore (no working CRIU)`);
+    targetRefusals.set(to, r);
+    return r;
+  }
+
   function movable(herdId: string): Refusal | null {
     const c = containers.get(herdId);
     if (!c) return refuse(herdId, '', 'unknown', `container ${herdId} is not in the snapshot`);
@@ -134,11 +148,9 @@ export function makeFilters(snapshot: Snapshot, settings: ControlSettings): Filt
     const c = containers.get(herdId)!;
     const src = nodes.get(c.node)!;
     if (to === c.node) return refuse(herdId, to, 'same-node', `${c.name} already runs on ${to}`);
-    const problem = nodeProblem(to);
-    if (problem) return refuse(herdId, to, nodeRule(problem), `target ${problem}`);
+    const targetRefusal = targetProblem(to);
+    if (targetRefusal) return targetRefusal;
     const t = nodes.get(to)!;
-    if (t.draining) return refuse(herdId, to, 'draining', `target ${to} is draining`);
-    if (!t.criu) return refuse(herdId, to, 'no-criu', `target ${to} cannot restore (no working CRIU)`);
     if (t.arch !== src.arch) return refuse(herdId, to, 'arch', `target ${to} is ${t.arch}, ${c.name} runs on ${src.arch}: CRIU cannot cross architectures`);
     const back = (history.get(herdId) ?? []).find((m) => m.outcome === 'SUCCEEDED' && m.from === to && now - m.endedMs < f.pingPongWindowMs);
     if (back) return refuse(herdId, to, 'ping-pong', `${c.name} left ${to} ${secs(now - back.endedMs)} ago, within the ${secs(f.pingPongWindowMs)} anti-ping-pong window`);
@@ -146,11 +158,11 @@ export function makeFilters(snapshot: Snapshot, settings: ControlSettings): Filt
     const free = t.memoryBytes - Math.max(0, lastOf(t.memUsedBytes) || 0);
     if (need > free) return refuse(herdId, to, 'no-room', `${c.name} needs ${mib(need)} (${c.limits.memoryBytes >= c.memoryBytes ? 'its memory limit' : 'what it uses'}), target ${to} has ${mib(Math.max(0, free))} free of ${mib(t.memoryBytes)}`);
     const p = settings.pacing;
-    if (runningTotal >= p.maxClusterWide) return refuse(herdId, to, 'pacing', `${runningTotal} migration(s) already run in the cluster, the most at once is ${p.maxClusterWide}`);
-    for (const id of [src.id, to]) {
-      const busy = running.get(id) ?? 0;
-      if (busy >= p.maxPerNode) return refuse(herdId, to, 'pacing', `node ${id} already takes part in ${busy} migration(s), the most at once is ${p.maxPerNode}`);
-    }
+    if (runningTotal >= p.maxClusterWide) return refuse('', '', 'pacing', `${runningTotal} migration(s) already run in the cluster, the most at once is ${p.maxClusterWide}`);
+    const srcBusy = running.get(src.id) ?? 0;
+    if (srcBusy >= p.maxPerNode) return refuse(herdId, '', 'pacing', `its node ${src.id} already takes part in ${srcBusy} migration(s), the most at once is ${p.maxPerNode}`);
+    const dstBusy = running.get(to) ?? 0;
+    if (dstBusy >= p.maxPerNode) return refuse('', to, 'pacing', `target ${to} already takes part in ${dstBusy} migration(s), the most at once is ${p.maxPerNode}`);
     return null;
   }
 

@@ -9,6 +9,9 @@
  */
 import type { ContainerView, NodeView, Snapshot, Window } from './snapshot';
 
+/** Slack for threshold comparisons: a gain of 5% computed as 0.04999999 still clears a 5% threshold. */
+export const EPS = 1e-9;
+
 /** x when it is a finite number, else d: no NaN leaves a policy. */
 export const finite = (x: number, d = 0): number => (Number.isFinite(x) ? x : d);
 
@@ -16,7 +19,10 @@ export const finite = (x: number, d = 0): number => (Number.isFinite(x) ? x : d)
 export function meanOf(w: Window): number {
   let sum = 0;
   let n = 0;
-  for (const v of w) if (Number.isFinite(v)) (sum += v), n++;
+  for (let i = 0; i < w.length; i++) {
+    const v = w[i];
+    if (v - v === 0) (sum += v), n++; // finite: NaN and ±Infinity give NaN
+  }
   return n ? sum / n : NaN;
 }
 
@@ -65,8 +71,13 @@ export interface NodeLoad {
   containers: ContainerLoad[];
 }
 
-/** Means of every node and container, containers grouped by node (unknown nodes dropped). */
+/** Snapshots are immutable: their loads are computed once (several policies and the record read them). */
+const loadCache = new WeakMap<Snapshot, Map<string, NodeLoad>>();
+
+/** Means of every node and container, containers grouped by node (unknown nodes dropped). Read-only: shared. */
 export function loadsOf(snapshot: Snapshot): Map<string, NodeLoad> {
+  const cached = loadCache.get(snapshot);
+  if (cached) return cached;
   const nodes = new Map<string, NodeLoad>();
   for (const n of snapshot.nodes) {
     nodes.set(n.id, {
@@ -81,6 +92,7 @@ export function loadsOf(snapshot: Snapshot): Map<string, NodeLoad> {
   for (const c of snapshot.containers) {
     nodes.get(c.node)?.containers.push({ view: c, cpu: finite(meanOf(c.cpu)), diskOps: finite(meanOf(c.diskOps)), threads: finite(meanOf(c.threads)) });
   }
+  loadCache.set(snapshot, nodes);
   return nodes;
 }
 

@@ -28,6 +28,7 @@ export interface Move {
 
 /** A filter's no: which rule, and a sentence with its numbers. */
 export interface Refusal {
+  /** The container refused; '' when the target refuses every container (draining, stale, no CRIU...). */
   herdId: string;
   /** The target refused; '' when the container may not move at all. */
   to: string;
@@ -42,6 +43,8 @@ export interface PolicyInput<S = unknown> {
   settings: S;
   /** May this container move to this node now? null = yes; a refusal otherwise (also recorded). */
   allowed(herdId: string, to: string): Refusal | null;
+  /** May this container move at all (pinned, cooldown, back-off, stale...)? null = yes; a refusal otherwise (also recorded). */
+  movable(herdId: string): Refusal | null;
   /** Nodes judged over their threshold long enough (hysteresis), by the decision step. */
   relievable(nodeId: string): boolean;
   /** Deterministic randomness, seeded by the caller (only the random baseline uses it). */

@@ -82,8 +82,8 @@ export const BalanceSchema = obj({
   diskWeight: fraction(0.3),
   /** A host whose weighted load is this far above the cluster mean is over its threshold. */
   band: fraction(0.1),
-  /** The move must lower the imbalance (weighted SD) by at least this. */
-  minImprovement: fraction(0.01),
+  /** The move must lower the imbalance (weighted SD) by at least this (one move in a large cluster lowers it little). */
+  minImprovement: fraction(0.001),
   /** Gain must exceed cost x this (DRS's cost-benefit, with a margin). */
   costBenefitRatio: positive(1, 1000, 'gain over cost'),
   /** Host CPU use at which containers are taken to want more than they get (threads tell how much). */
