@@ -32,6 +32,8 @@ interface Inspected {
   labels: Record<string, string>;
   createdMs: number;
   tty: boolean;
+  cpuLimit: number;
+  memoryLimitBytes: number;
 }
 
 export class DockerTracker {
@@ -133,6 +135,8 @@ export class DockerTracker {
           labels: d.Config?.Labels ?? info.Labels ?? {},
           createdMs: Date.parse(d.Created) || info.Created * 1000,
           tty: Boolean(d.Config?.Tty),
+          cpuLimit: (d.HostConfig?.NanoCpus ?? 0) / 1e9,
+          memoryLimitBytes: d.HostConfig?.Memory ?? 0,
         };
         this.inspected.set(info.Id, ins);
       } catch (err) {
@@ -140,7 +144,7 @@ export class DockerTracker {
         if (isUnreachable(err)) throw err;
         // keep what the list says and inspect again next time
         log.debug('inspect failed', { id: info.Id.slice(0, 12), reason: reasonOf(err) });
-        ins = { state: info.State, pid: 0, labels: info.Labels ?? {}, createdMs: info.Created * 1000, tty: false };
+        ins = { state: info.State, pid: 0, labels: info.Labels ?? {}, createdMs: info.Created * 1000, tty: false, cpuLimit: 0, memoryLimitBytes: 0 };
       }
     }
     return {
@@ -152,6 +156,8 @@ export class DockerTracker {
       pid: ins.pid,
       labels: ins.labels,
       createdMs: ins.createdMs,
+      cpuLimit: ins.cpuLimit,
+      memoryLimitBytes: ins.memoryLimitBytes,
     };
   }
 

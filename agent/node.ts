@@ -50,6 +50,8 @@ import { joinHandlers } from './security/join';
 import { certificateRenewer, recoverRenewal, renewalHandlers } from './security/renewal';
 import { AuditTrail } from '../coordinator/audit';
 import { securityAdminHandlers } from '../coordinator/security-admin';
+import { controlModule, controlRecords } from '../coordinator/controller/module';
+import { peerRunHandlers } from './run';
 import { ClusterTls, type Transport } from '../common/transport';
 
 const log = logger('node');
@@ -79,6 +81,7 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
   const store = new SampleStore(env);
   const registry = new Registry(env);
   const migrations = new Migrations(env);
+  const control = controlRecords(env);
   const runtime = new DockerRuntime({ socketPath: settings.dockerSocket });
   const faults = migrationFaultsFromEnv(process.env.HERD_FAULTS);
   const capabilities = new Set<string>();
@@ -125,6 +128,8 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
     onCommand: (cmd) => {
       if (cmd?.kind === 'migrate' || cmd?.migrate) void runner.start(cmd.migrate, Number(cmd.term)).catch((err) => log.error('migration failed to start', { error: err }));
       if (cmd?.kind === '../common/revocations' || cmd?.revocations) void revocations.merge(cmd.revocations?.entries ?? []).catch((err) => log.error('storing revocations failed', { error: err }));
+      // The controller's records, kept here too: they survive the coordinator's node.
+      if (cmd?.kind === 'control' || cmd?.control) void sampleLog.append([], [], [], { decisions: cmd.control?.decisions ?? [], policy: cmd.control?.policy ?? [] }).catch((err) => log.error('storing controller records failed', { error: err }));
       if (cmd?.kind === 'drain' || cmd?.drain) {
         const want = Boolean(cmd.drain?.draining);
         void drain.set(want, String(cmd.drain?.by ?? '')).then(
@@ -161,6 +166,8 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
         labels: Object.entries(c.labels).map(([key, value]) => ({ key, value })),
         pid: c.pid,
         created_ms: c.createdMs,
+        cpu_limit: c.cpuLimit ?? 0,
+        memory_limit_bytes: c.memoryLimitBytes ?? 0,
       })),
     }),
   });
@@ -178,7 +185,7 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
       leadership: () => leadership.current(),
     },
     migrations,
-    { revocations, audit },
+    { revocations, audit, control },
   );
   const admin = adminHandlers({
     store,
@@ -220,8 +227,19 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
     revokedAt: (id) => revocations.list().find((r) => r.kind === 'IDENTITY_KIND_NODE' && r.name === id)?.revoked_at_ms,
   });
   server.addService(herd.Join.service, joining.join);
+  const controller = controlModule({
+    nodeId: settings.nodeId,
+    records: control,
+    store,
+    registry,
+    migrations,
+    ingest,
+    transport,
+    term: () => leadership.current().term,
+    appendToLog: (records) => void sampleLog.append([], [], [], records).catch((err) => log.error('storing controller records failed', { error: err })),
+  });
   const drainAdmin = drainHandlers({ registry, store, command: (node, cmd) => ingest.command(node, cmd), term: () => leadership.current().term });
-  server.addService(herd.Admin.service, leaderOnly({ ...admin, ...migrationAdmin, ...securityAdmin, ...drainAdmin, ...joining.admin }, leadership, ['GetLeader', 'GetCluster', 'CreateJoinToken']));
+  server.addService(herd.Admin.service, leaderOnly({ ...admin, ...migrationAdmin, ...securityAdmin, ...drainAdmin, ...controller.handlers, ...joining.admin }, leadership, ['GetLeader', 'GetCluster', 'CreateJoinToken']));
 
   // --- migration: this node as a source (runner, artifacts served) and as a target
   const artifacts = new ArtifactRegistry();
@@ -231,6 +249,7 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
     ...target.handlers(),
     ...joining.peer,
     ...renewalHandlers({ nodeId: settings.nodeId, dataDir: settings.dataDir, transport, ttlSeconds: settings.tls.nodeCertTtlSeconds }),
+    ...peerRunHandlers({ nodeId: settings.nodeId, fence, runtime }),
   });
   server.addService(herd.Transfer.service, transferService(artifacts, { faults: faultsFromEnv(process.env.HERD_FAULTS) }));
   const health = new HealthImplementation({ '': 'SERVING', 'herd.v1.Mesh': 'SERVING', 'herd.v1.Admin': 'SERVING' });
@@ -265,6 +284,8 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
   let lastTarget = leadership.current().leaderAddress;
   leadership.onChange((v) => {
     fence.observe(v.term);
+    if (v.isLeader) controller.driver.lead();
+    else controller.driver.follow();
     if (!v.isLeader) ingest.closeAll(v.leaderId ? `this node is no longer the coordinator: ${v.leaderId} at ${v.leaderAddress} is` : 'this node is no longer the coordinator');
     if (v.leaderAddress !== lastTarget) {
       lastTarget = v.leaderAddress;
@@ -276,6 +297,7 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
   const trackTimer = setInterval(() => void tracker.refresh(), settings.intervals.trackMs);
   for (const [c, period] of collectors) scheduler.every(c, period);
   leadership.start();
+  if (leadership.current().isLeader) controller.driver.lead();
   await criuChecked;
   uplink.start();
   // Renews this node's certificate before it expires (signed by the CA key holder), no restart.
@@ -329,6 +351,7 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
         await leadership.handOver();
         clearInterval(trackTimer);
         clearInterval(pruneTimer);
+        controller.driver.follow();
         uplink.stop();
         renewer?.stop();
         runner.stop();

@@ -93,16 +93,17 @@ export class SampleLog {
    * Appends one batch. Resolves with its sequence number once it is on disk. An empty
    * list of samples still makes a batch: its herd.batch.seq sample proves the round ran.
    * Migration records (herd.v1.Migration) ride along, so they are durable and replayed
-   * to every new coordinator like samples; so do audit events.
+   * to every new coordinator like samples; so do audit events and the controller's
+   * records (herd.v1.ControlRecords: decisions and settings).
    */
-  async append(samples: Sample[], migrations: unknown[] = [], audit: unknown[] = []): Promise<number> {
+  async append(samples: Sample[], migrations: unknown[] = [], audit: unknown[] = [], control: { decisions?: unknown[]; policy?: unknown[] } = {}): Promise<number> {
     const seq = this.nextSeq++;
     // Strictly increasing times for the seq series: two rounds in the same ms must not collide.
     const now = Math.max(this.clock(), this.lastSeqTs + 1);
     this.lastSeqTs = now;
     const series = group(samples, now, (dropped) => log.warn('dropping samples timestamped more than 24 days from now', { count: dropped }));
     series.push({ entity: this.nodeId, metric: BATCH_SEQ_METRIC, offsets_ms: [0], values: [seq] });
-    const message = this.encode({ batch: { seq, created_ms: now, series, migrations, audit } });
+    const message = this.encode({ batch: { seq, created_ms: now, series, migrations, audit, decisions: control.decisions ?? [], policy: control.policy ?? [] } });
     const value = Buffer.allocUnsafe(8 + message.length);
     value.writeDoubleLE(now, 0);
     message.copy(value, 8);

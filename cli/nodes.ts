@@ -31,7 +31,7 @@ export async function coordinatorOf(server: string, channel: Channel): Promise<s
 }
 
 /** Runs one Admin call on the coordinator, reached through `opts.server`; prints and exits on failure. */
-async function onCoordinator(what: string, opts: any, method: string, req: unknown): Promise<any> {
+export async function onCoordinator(what: string, opts: any, method: string, req: unknown): Promise<any> {
   let channel: Channel;
   try {
     channel = adminChannel(opts);

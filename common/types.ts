@@ -27,4 +27,7 @@ export interface Container {
   pid: number;
   labels: Record<string, string>;
   createdMs: number;
+  /** Limits as created (0 = none): CPU in cores, memory in bytes. */
+  cpuLimit?: number;
+  memoryLimitBytes?: number;
 }

@@ -14,6 +14,7 @@ import type { SampleStore } from './samplestore';
 import type { MigrationRecord } from '../common/migration-record';
 import type { Migrations } from './migrations';
 import type { AuditTrail } from './audit';
+import type { ControlRecords } from './controller/records';
 import type { RevocationStore, Revocation } from '../common/revocations';
 import { peerIdentity } from '../common/identity';
 
@@ -50,7 +51,7 @@ export class Ingest {
     private readonly registry: Registry,
     private readonly opts: IngestOptions,
     private readonly migrations?: Migrations,
-    private readonly security: { revocations?: RevocationStore; audit?: AuditTrail } = {},
+    private readonly security: { revocations?: RevocationStore; audit?: AuditTrail; control?: Pick<ControlRecords, 'recordBatch'> } = {},
   ) {
     // A revocation learnt from anywhere goes to every agent, and a removed node's stream ends.
     security.revocations?.onAdded((added) => this.spread(added));
@@ -74,6 +75,17 @@ export class Ingest {
     if (!call) return false;
     call.write({ command });
     return true;
+  }
+
+  /** Sends a command to every connected node but `except`; returns the nodes it reached. */
+  commandAll(command: Record<string, unknown>, except = ''): string[] {
+    const reached: string[] = [];
+    for (const [node, call] of this.streams) {
+      if (node === except) continue;
+      call.write({ command });
+      reached.push(node);
+    }
+    return reached;
   }
 
   /** grpc-js handler for Mesh.Connect. */
@@ -179,6 +191,7 @@ export class Ingest {
             // Records first: their puts then commit no later than the batch's acked seq.
             for (const m of (Array.isArray(b.migrations) ? b.migrations : []) as MigrationRecord[]) this.migrations?.update(m);
             this.security.audit?.record(b.audit);
+            this.security.control?.recordBatch(b.decisions, b.policy);
             const written = this.store.ingest(node, logId, seq, base, b.series as SeriesPoints[]);
             let points = 0;
             for (const sp of b.series) points += sp.offsets_ms.length;

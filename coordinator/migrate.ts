@@ -9,7 +9,7 @@ import { randomUUID } from 'node:crypto';
 import { logger } from '../common/log';
 import { checkId, failedPrecondition, invalid, notFound, RpcError, unary, unavailable } from '../common/validate';
 import type { Ingest } from './ingest';
-import { FINAL_STATES, newMigrationRecord } from '../common/migration-record';
+import { FINAL_STATES, newMigrationRecord, type MigrationRecord } from '../common/migration-record';
 import type { Migrations } from './migrations';
 import type { ContainerRecord, Registry } from './registry';
 
@@ -66,6 +66,51 @@ export function checkMigrate(deps: MigrateDeps, req: any): { container: Containe
   return { container: c, fsMode };
 }
 
+/**
+ * Records a checked migration and commands its source agent. `progress` sees every version
+ * of the record, the first included, until the final one. Used by Admin.Migrate and by the
+ * controller, so both take the one path.
+ */
+export function startMigration(
+  deps: MigrateDeps,
+  container: ContainerRecord,
+  targetId: string,
+  fsMode: string,
+  progress: (m: MigrationRecord) => void,
+): { record: MigrationRecord; sent: boolean; unwatch: () => void } {
+  const target = deps.registry.get(targetId)!;
+  const id = randomUUID();
+  const record = newMigrationRecord({
+    migration_id: id,
+    herd_id: container.herd_id,
+    source_node_id: container.node_id,
+    target_node_id: target.node_id,
+    fs_mode: fsMode,
+    step: 'MIGRATION_STEP_UNSPECIFIED',
+    state: 'PENDING',
+    term: deps.term(),
+    version: 0,
+  });
+  deps.migrations.update(record);
+  const unwatch = deps.migrations.watch(id, (m) => {
+    if (FINAL_STATES.has(m.state)) unwatch();
+    progress(m);
+  });
+  progress(record);
+  const sent = deps.ingest.command(container.node_id, {
+    term: record.term,
+    command_id: id,
+    migrate: { migration_id: id, herd_id: container.herd_id, target_node_id: target.node_id, target_address: target.address, fs_mode: fsMode },
+  });
+  if (!sent) {
+    unwatch();
+    deps.migrations.update({ ...record, state: 'ROLLED_BACK', step: 'ROLLBACK', reason: `the source node ${container.node_id} disconnected before the command reached it`, ended_ms: Date.now(), version: 1 });
+    return { record, sent, unwatch };
+  }
+  log.info('migration commanded', { migration: id, herd_id: container.herd_id, from: container.node_id, to: target.node_id, fs_mode: fsMode });
+  return { record, sent, unwatch };
+}
+
 export function migrateHandlers(deps: MigrateDeps): grpc.UntypedServiceImplementation {
   const internal = (name: string, err: unknown) => log.error(`${name} failed`, { error: err });
   return {
@@ -79,41 +124,12 @@ export function migrateHandlers(deps: MigrateDeps): grpc.UntypedServiceImplement
         call.emit('error', { code: e.code, details: e.message });
         return;
       }
-      const target = deps.registry.get(call.request.target_node_id)!;
-      const id = randomUUID();
-      const record = newMigrationRecord({
-        migration_id: id,
-        herd_id: container.herd_id,
-        source_node_id: container.node_id,
-        target_node_id: target.node_id,
-        fs_mode: fsMode,
-        step: 'MIGRATION_STEP_UNSPECIFIED',
-        state: 'PENDING',
-        term: deps.term(),
-        version: 0,
-      });
-      deps.migrations.update(record);
-      const unwatch = deps.migrations.watch(id, (m) => {
+      const started = startMigration(deps, container, call.request.target_node_id, fsMode, (m) => {
         call.write(m);
-        if (FINAL_STATES.has(m.state)) {
-          unwatch();
-          call.end();
-        }
+        if (FINAL_STATES.has(m.state)) call.end();
       });
-      call.on('cancelled', unwatch);
-      call.write(record);
-      const sent = deps.ingest.command(container.node_id, {
-        term: record.term,
-        command_id: id,
-        migrate: { migration_id: id, herd_id: container.herd_id, target_node_id: target.node_id, target_address: target.address, fs_mode: fsMode },
-      });
-      if (!sent) {
-        unwatch();
-        deps.migrations.update({ ...record, state: 'ROLLED_BACK', step: 'ROLLBACK', reason: `the source node ${container.node_id} disconnected before the command reached it`, ended_ms: Date.now(), version: 1 });
-        call.emit('error', { code: grpc.status.UNAVAILABLE, details: `the source node ${container.node_id} is not connected` });
-        return;
-      }
-      log.info('migration commanded', { migration: id, herd_id: container.herd_id, from: container.node_id, to: target.node_id, fs_mode: fsMode });
+      call.on('cancelled', started.unwatch);
+      if (!started.sent) call.emit('error', { code: grpc.status.UNAVAILABLE, details: `the source node ${container.node_id} is not connected` });
     },
 
     ListMigrations: unary('ListMigrations', (req: any) => {

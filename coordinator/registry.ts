@@ -21,6 +21,9 @@ export interface ContainerRecord {
   labels: LabelKV[];
   pid: number;
   created_ms: number;
+  /** Limits as created (0 = none): cores, bytes. Absent from agents older than the controller. */
+  cpu_limit?: number;
+  memory_limit_bytes?: number;
 }
 
 export interface NodeRecord {

@@ -40,6 +40,13 @@ describe('accessOf', () => {
     ['/herd.v1.Admin/RemoveNode', 'admin'],
     ['/herd.v1.Admin/RevokeOperator', 'admin'],
     ['/herd.v1.Admin/CreateJoinToken', 'admin'],
+    // control (docs/control.md): reads, and audited admin calls
+    ['/herd.v1.Admin/GetPolicy', 'read'],
+    ['/herd.v1.Admin/ListDecisions', 'read'],
+    ['/herd.v1.Admin/EvaluateNow', 'admin'],
+    ['/herd.v1.Admin/ApproveDecision', 'admin'],
+    ['/herd.v1.Admin/RunContainer', 'admin'],
+    ['/herd.v1.Peer/RunContainer', 'node'],
     // unlisted: protected by default
     ['/herd.v1.Admin/DrainNode', 'admin'],
     ['/herd.v1.Admin/SetPolicy', 'admin'],

@@ -1,0 +1,73 @@
+/**
+ * Herd Control on a node: the records (kept whoever coordinates), the driver (runs while
+ * this node coordinates) and the Admin methods, wired in one place so agent/node.ts only
+ * plugs them in.
+ */
+import * as grpc from '@grpc/grpc-js';
+import type { Env } from '../../common/db';
+import { loadProtos } from '../../common/proto';
+import type { Transport } from '../../common/transport';
+import { validateSettings } from '../control/settings';
+import type { Ingest } from '../ingest';
+import type { Migrations } from '../migrations';
+import type { Registry } from '../registry';
+import type { SampleStore } from '../samplestore';
+import { controlHandlers } from './admin';
+import { ControllerDriver, DELIVERY_ALLOWANCE_MS } from './driver';
+import { ControlRecords, type SettingsVersion } from './records';
+import { runContainerHandlers } from './run';
+import type { WireDecision } from './wire';
+
+/** How long a node may take to create and start a placed container. */
+const RUN_DEADLINE_MS = 60_000;
+
+/** The records store: made before the mesh's Ingest, which feeds it from every batch. */
+export function controlRecords(env: Env): ControlRecords {
+  return new ControlRecords(env, (json) => {
+    try {
+      return validateSettings(JSON.parse(json)).ok;
+    } catch {
+      return false;
+    }
+  });
+}
+
+export interface ControlModuleDeps {
+  nodeId: string;
+  records: ControlRecords;
+  store: SampleStore;
+  registry: Registry;
+  migrations: Migrations;
+  ingest: Pick<Ingest, 'command' | 'commandAll'>;
+  transport: Transport;
+  term: () => number;
+  /** Appends records to this node's own sample log. */
+  appendToLog: (control: { decisions?: WireDecision[]; policy?: SettingsVersion[] }) => void;
+}
+
+export function controlModule(deps: ControlModuleDeps): { driver: ControllerDriver; handlers: grpc.UntypedServiceImplementation } {
+  const persist = (control: { decisions?: WireDecision[]; policy?: SettingsVersion[] }) => {
+    deps.appendToLog(control);
+    deps.ingest.commandAll({ term: deps.term(), command_id: `control-${Date.now()}`, control }, deps.nodeId);
+  };
+  const migrate = { registry: deps.registry, migrations: deps.migrations, ingest: deps.ingest, term: deps.term };
+  const driver = new ControllerDriver({ registry: deps.registry, store: deps.store, migrations: deps.migrations, records: deps.records, migrate, term: deps.term, persist });
+  const { herd } = loadProtos();
+  const runOn = (nodeId: string, req: Record<string, unknown>) =>
+    new Promise<{ docker_id: string }>((resolve, reject) => {
+      const address = deps.registry.get(nodeId)?.address ?? '';
+      const client = new herd.Peer(address, deps.transport.credentials(nodeId), deps.transport.channelOptions);
+      client.RunContainer(req, { deadline: Date.now() + RUN_DEADLINE_MS }, (err: grpc.ServiceError | null, res: any) => {
+        client.close();
+        if (err) reject(err);
+        else resolve(res);
+      });
+    });
+  const run = runContainerHandlers({
+    snapshot: () => driver.snapshot(driver.settings(), Date.now() - DELIVERY_ALLOWANCE_MS),
+    settings: () => driver.settings(),
+    term: deps.term,
+    runOn,
+  });
+  return { driver, handlers: { ...controlHandlers({ driver, records: deps.records }), ...run } };
+}

@@ -1,0 +1,200 @@
+/**
+ * Herd Control on real herd processes with dockerd + CRIU (bed "ctlb", subnet 102), driven the way an
+ * operator drives it: the herd CLI (policy set, decisions, decisions approve, run, node
+ * drain). One bed, one short schedule (5 s window, an evaluation every 3 s), phases in order:
+ *   1. recommend mode: the overloaded node's move is recommended and nothing moves; the
+ *      pinned container is never proposed; the draining node is refused as a target;
+ *   2. the approved move fails (n3's first restore is made to fail): it is not retried
+ *      while its back-off lasts, and the decisions say so;
+ *   3. auto mode: a new container overloads n1 again and the controller relieves it alone;
+ *   4. kill -9 of the coordinator: the next one has the settings and the decision history;
+ *   5. four `herd run`s at once spread by capacity.
+ * Every node is labelled herd.cores=0.5 (a slice of this shared machine: its load is its
+ * containers' CPU over half a core), and busy containers are capped at 0.15-0.2 cores, so the
+ * loads the policy sees are the ones the test sets up; the thresholds are low (5% busy, a
+ * 2% gain) because on a crowded machine a capped container gets less than its cap.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BUSYBOX_IMAGE, startBed, type Bed } from '../bed/bed';
+import { adminClient, agreedLeader, connectedNodes, kill9, startHerdOn, type HerdNode } from '../helpers/cluster';
+import { call } from '../helpers/coord';
+import { waitFor } from '../helpers/tmp';
+import { HERD, runCmd } from '../helpers/herd';
+import { testPki } from '../helpers/pki';
+
+let bed: Bed;
+const nodes = new Map<string, HerdNode>();
+const SLICE = ['--label', 'herd.cores=0.5'];
+const PHASE_MS = 240_000; // a crowded 2-core machine can be slow
+const BUSY = 'while :; do :; done';
+
+const tls = () => {
+  const p = testPki();
+  return ['--cacert', p.caCert, '--cert', p.adminCert, '--key', p.adminKey];
+};
+let server = ''; // any live node: the CLI finds the coordinator from it
+
+async function herd(...args: string[]) {
+  // connection flags go before a container command's `--` (herd run), else at the end
+  const cut = args.includes('--') ? args.indexOf('--') : args.length;
+  return runCmd(process.execPath, [HERD, ...args.slice(0, cut), '-s', server, ...tls(), ...args.slice(cut)], 90_000);
+}
+async function herdOk(...args: string[]): Promise<string> {
+  const r = await herd(...args);
+  expect(r.code, `herd ${args.join(' ')}: ${r.stderr}${r.stdout}`).toBe(0);
+  return r.stdout;
+}
+async function coordinator(): Promise<string> {
+  return (await agreedLeader([...nodes.values()].map((n) => n.address), 30_000)).address;
+}
+async function decisions(): Promise<any[]> {
+  return (await call(adminClient(await coordinator()), 'ListDecisions', { limit: 1000 })).decisions;
+}
+async function whereIs(herdId: string): Promise<string | undefined> {
+  const r = await call(adminClient(await coordinator()), 'ListContainers', {});
+  return r.containers.find((c: any) => c.herd_id === herdId && c.state === 'running')?.node_id;
+}
+/** herd run through the CLI; returns the RunContainer answer. */
+async function run(...args: string[]): Promise<any> {
+  return JSON.parse(await herdOk('run', '--json', ...args));
+}
+const busy = (node: string, cpus: string, ...extra: string[]) => run('--node', node, '--cpus', cpus, ...extra, BUSYBOX_IMAGE, '--', 'sh', '-c', BUSY);
+
+beforeAll(async () => {
+  bed = await startBed({ nodes: 3, docker: true, name: 'ctlb', subnet: 102 });
+  for (const n of bed.nodes) nodes.set(n.id, startHerdOn(bed, n.id, SLICE, n.id === 'n3' ? { HERD_FAULTS: 'migration.fail_restore' } : {}));
+  server = await coordinator();
+  await waitFor('3 agents streaming', async () => (await connectedNodes(server)).length === 3, 30_000, 100);
+  await waitFor('criu capability everywhere', async () => (await call(adminClient(server), 'ListNodes', {})).nodes.every((n: any) => n.capabilities.includes('criu')), 20_000, 200);
+});
+
+afterAll(async () => {
+  for (const n of nodes.values()) await n.proc.stop().catch(() => {});
+  await bed?.stop();
+});
+
+describe('herd control', () => {
+  let a = ''; // busy on n1, the one to move
+  let p = ''; // busy on n1, pinned
+  let approvedId = '';
+
+  it('refuses bad settings naming the field and range, and changes nothing', async () => {
+    const before = await herdOk('policy', 'show', '--json');
+    for (const [arg, field] of [
+      ['policies=nope', /policies/],
+      ['schedule.periodMs=0', /schedule\.periodMs.*from 1000 to 86400000/],
+      ['thresholds.cpu-greedy.rewardThreshold=NaN', /rewardThreshold.*number from 0 to 1/],
+      ['filters.maxMissingFraction=1.5', /maxMissingFraction.*from 0 to 1/],
+      ['mode=sometimes', /mode/],
+    ] as const) {
+      const r = await herd('policy', 'set', arg);
+      expect(r.code, arg).not.toBe(0);
+      expect(r.stderr).toMatch(/INVALID_ARGUMENT/);
+      expect(r.stderr).toMatch(field);
+    }
+    expect(await herdOk('policy', 'show', '--json')).toBe(before);
+  }, PHASE_MS);
+
+  it('recommend mode: the move is recommended, with its reason, and nothing moves; pinned never proposed, draining refused', async () => {
+    await herdOk('node', 'drain', 'n2');
+    a = (await busy('n1', '0.15')).herd_id;
+    p = (await busy('n1', '0.2', '--label', 'herd.pin=true')).herd_id; // the busiest: judged (and refused) first
+    const set = await herdOk('policy', 'set', 'mode=recommend', 'policies=cpu-greedy', 'hysteresisRounds=1', 'schedule.windowMs=5000', 'schedule.periodMs=3000', 'schedule.firstAfterMs=0', 'thresholds.cpu-greedy.hostActiveThreshold=0.05', 'thresholds.cpu-greedy.rewardThreshold=0.02');
+    expect(set).toMatch(/mode: recommend\s+policies: cpu-greedy/);
+    const recommended = await waitFor('two decisions recommending a -> n3', async () => {
+      const ds = (await decisions()).filter((d) => d.actions.some((x: any) => x.herd_id === a && x.status === 'recommended'));
+      return ds.length >= 2 ? ds : undefined;
+    }, 150_000, 500);
+    for (const d of recommended) expect(d.actions[0]).toMatchObject({ herd_id: a, from_node_id: 'n1', to_node_id: 'n3', policy: 'cpu-greedy' });
+    expect(await whereIs(a)).toBe('n1'); // recommended twice, moved never
+    const all = await decisions();
+    expect(all.every((d) => d.actions.every((x: any) => x.herd_id !== p && x.to_node_id !== 'n2'))).toBe(true);
+    expect(all.some((d) => d.refusals.some((r: any) => r.to_node_id === 'n2' && r.filter === 'draining'))).toBe(true);
+    const table = await herdOk('decisions');
+    expect(table).toMatch(new RegExp(`move ${a} n1 -> n3: recommended`));
+    expect(table).toMatch(/cpu-greedy: .*busiest movable container/);
+    approvedId = recommended[0].id;
+  }, PHASE_MS);
+
+  it('an approved move that fails is not retried before its back-off', async () => {
+    const out = await herdOk('decisions', 'approve', approvedId);
+    expect(out).toMatch(new RegExp(`move ${a} n1 -> n3: started`));
+    const ended = await waitFor('the approved move ended', async () => {
+      const d = (await decisions()).find((x) => x.id === approvedId);
+      return d && ['ROLLED_BACK', 'FAILED', 'SUCCEEDED'].includes(d.actions[0].status) ? d : undefined;
+    }, 150_000, 500);
+    expect(ended.actions[0].status, ended.actions[0].detail).toBe('ROLLED_BACK'); // n3's first restore fails
+    const endedMs = Date.now();
+    await waitFor(`${a} running on n1 again`, async () => (await whereIs(a)) === 'n1', 30_000, 500);
+    const later = await waitFor('two decisions after the failure', async () => {
+      const ds = (await decisions()).filter((d) => Number(d.at_ms) > endedMs);
+      return ds.length >= 2 ? ds : undefined;
+    }, 30_000, 500);
+    for (const d of later) {
+      expect(d.actions.filter((x: any) => x.herd_id === a)).toEqual([]);
+      expect(d.refusals.some((r: any) => r.herd_id === a && r.filter === 'backoff')).toBe(true);
+    }
+    const migrations = await call(adminClient(await coordinator()), 'ListMigrations', { herd_id: a });
+    expect(migrations.migrations).toHaveLength(1);
+    expect(await herdOk('decisions')).toMatch(new RegExp(`refused ${a} \\[backoff\\]: .*rolled back`));
+  }, PHASE_MS);
+
+  it('auto mode: an overloaded node is relieved by a migration the controller decided alone', async () => {
+    const c = (await busy('n1', '0.15')).herd_id;
+    await herdOk('policy', 'set', 'mode=auto');
+    const moved = await waitFor(`${c} moved by a scheduled decision`, async () => {
+      const d = (await decisions()).find((x) => x.trigger === 'schedule' && x.mode === 'auto' && x.actions.some((y: any) => y.herd_id === c && y.status === 'SUCCEEDED'));
+      return d;
+    }, 150_000, 500);
+    expect(moved.actions[0]).toMatchObject({ from_node_id: 'n1', to_node_id: 'n3' });
+    expect(await whereIs(c)).toBe('n3');
+    expect(await whereIs(p)).toBe('n1');
+    const json = JSON.parse(await herdOk('decisions', '--json'));
+    expect(json.find((d: any) => d.id === moved.id).proposals[0].reason).toMatch(/busiest movable container/);
+  }, PHASE_MS);
+
+  it('after kill -9 of the coordinator the next one keeps the settings and the decision history', async () => {
+    await herdOk('policy', 'set', 'mode=recommend', 'schedule.periodMs=4000');
+    const policy = await call(adminClient(await coordinator()), 'GetPolicy', {});
+    await new Promise((r) => setTimeout(r, 1000)); // the records reach every agent's log
+    const history = await decisions();
+    const old = await agreedLeader([...nodes.values()].map((n) => n.address), 10_000);
+    await kill9(nodes.get(old.id)!);
+    const alive = [...nodes.values()].filter((n) => n.id !== old.id);
+    server = alive[0].address;
+    const next = await agreedLeader(alive.map((n) => n.address), 30_000);
+    expect(next.id).not.toBe(old.id);
+    const admin = adminClient(next.address);
+    const got = await waitFor('settings on the new coordinator', async () => {
+      const r = await call(admin, 'GetPolicy', {});
+      return Number(r.settings.version) === Number(policy.settings.version) ? r : undefined;
+    }, 30_000, 300);
+    expect(JSON.parse(got.settings.settings_json)).toEqual(JSON.parse(policy.settings.settings_json));
+    const kept = await waitFor('decision history on the new coordinator', async () => {
+      const ds = (await call(admin, 'ListDecisions', { limit: 1000 })).decisions;
+      return history.every((h) => ds.some((d: any) => d.id === h.id && Number(d.revision) >= Number(h.revision))) ? ds : undefined;
+    }, 30_000, 300);
+    expect(kept.find((d: any) => d.id === approvedId).actions[0].status).toBe('ROLLED_BACK');
+    // the killed node comes back (its containers kept running under its dockerd)
+    nodes.set(old.id, startHerdOn(bed, old.id, SLICE));
+    await waitFor('3 agents streaming again', async () => (await connectedNodes(next.address)).length === 3, 30_000, 200);
+  }, PHASE_MS);
+
+  it('herd run x4 in a burst spreads by capacity', async () => {
+    await herdOk('node', 'undrain', 'n2');
+    const sleeper = ['--cpus', '0.2', BUSYBOX_IMAGE, '--', 'sleep', '3600'];
+    const placed = await Promise.all([0, 1, 2, 3].map(() => run(...sleeper)));
+    const per = new Map<string, number>();
+    for (const r of placed) per.set(r.node_id, (per.get(r.node_id) ?? 0) + 1);
+    expect(per.get('n2') ?? 0).toBeGreaterThanOrEqual(1); // the idle node takes its share...
+    expect(Math.max(...per.values())).toBeLessThanOrEqual(2); // ...but not the whole burst
+    expect(per.size).toBeGreaterThanOrEqual(2);
+    for (const r of placed) {
+      expect(r.reason).toMatch(/scored best: measured .* cores busy/);
+    }
+    const bad = await herd('run', '--node', 'n9', BUSYBOX_IMAGE);
+    expect(bad.stderr).toMatch(/INVALID_ARGUMENT: node_id: no node "n9"/);
+    const huge = await herd('run', '--memory', '900000g', BUSYBOX_IMAGE);
+    expect(huge.stderr).toMatch(/FAILED_PRECONDITION: no node can take this container/);
+  }, PHASE_MS);
+});
