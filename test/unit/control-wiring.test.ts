@@ -121,6 +121,27 @@ describe('snapshot builder', () => {
     expect(a.lastSampleMs).toBe(NOW);
   });
 
+  it('a node labelled herd.disk_iops is loaded by its containers\' disk ops, not the machine\'s disk', async () => {
+    const e = env();
+    const c = await cluster(e, [
+      { id: 'n1', cpu: 0.2, labels: [{ key: 'herd.disk_iops', value: '200' }], containers: [['a', 0.1], ['b', 0.1]] },
+      { id: 'n2', cpu: 0.2, labels: [{ key: 'herd.disk_iops', value: '400' }], containers: [] },
+    ]);
+    const offsets = Array.from({ length: 10 }, (_, i) => -9_000 + i * 1000);
+    void c.store.ingest('n1', 'log', 99, NOW, [
+      { entity: 'a', metric: 'container.blkio.read_ops', offsets_ms: offsets, values: offsets.map(() => 60) },
+      { entity: 'b', metric: 'container.blkio.read_ops', offsets_ms: offsets, values: offsets.map(() => 40) },
+    ]);
+    await e.committed;
+    const s = buildSnapshot(c, { nowMs: NOW, windowMs: 10_000, stepMs: 2000, historyMs: 60_000 });
+    const n1 = s.nodes.find((n) => n.id === 'n1')!;
+    const n2 = s.nodes.find((n) => n.id === 'n2')!;
+    expect(n1.diskIops).toBe(200);
+    expect(n1.diskOps.every((v) => v === 100)).toBe(true);
+    expect(n1.diskActive.every((v) => Math.abs(v - 0.5) < 1e-9)).toBe(true); // 100 of its 200 IOPS, not the machine's 5%
+    expect(n2.diskOps.every((v) => v === 0) && n2.diskActive.every((v) => v === 0)).toBe(true); // empty: idle, not unknown
+  });
+
   it('counts a container reported by two nodes mid-migration once, where it runs, as migrating', async () => {
     const e = env();
     const c = await cluster(e, [
