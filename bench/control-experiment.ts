@@ -62,6 +62,25 @@ async function must(p: Promise<{ code: number; stdout: string; stderr: string }>
 
 interface Cluster { bed: Bed; herds: HerdNode[]; leader: string; admin: any }
 
+/**
+ * An Admin call to the coordinator; when it moved (an election on a crowded machine), the
+ * call goes to the new one: the experiment follows the cluster as an operator's tool would.
+ */
+async function ask(c: Cluster, method: string, req: unknown): Promise<any> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await call(c.admin, method, req);
+    } catch (e) {
+      if ((e as { code?: number }).code !== 14 || attempt >= 5) throw e;
+      await sleep(1000);
+      c.leader = (await agreedLeader(c.herds.map((h) => h.address), 30_000)).address;
+      c.admin.close();
+      c.admin = adminClient(c.leader);
+      log(`coordinator is now ${c.leader}`);
+    }
+  }
+}
+
 /** `herd ARGS` against the coordinator with the test cluster's admin certificate, as an operator types it. */
 function herdCli(c: Cluster, ...args: string[]) {
   return runCmd(process.execPath, [HERD, ...args, '-s', c.leader, '--data-dir', testPki().caDataDir], 30_000);
@@ -92,7 +111,7 @@ interface RunResult extends PlotRun {
 
 /** The node a container (by name) runs on now, asked of herd. */
 async function whereIs(c: Cluster): Promise<Map<string, { herdId: string; node: string }>> {
-  const r = await call(c.admin, 'ListContainers', {});
+  const r = await ask(c, 'ListContainers', {});
   return new Map(r.containers.map((x: any) => [x.name, { herdId: x.herd_id, node: x.node_id }]));
 }
 
@@ -125,14 +144,14 @@ async function oneRun(c: Cluster, scenario: ScenarioName, run: string, placement
     loads.stop();
     if (policy) await must(herdCli(c, 'policy', 'set', 'mode=off'), 'herd policy set mode=off');
   }
-  const t1 = Date.now();
+  const t1 = t0 + phases.length * phaseMs; // the nominal end: every run's buckets line up
   await sleep(2000); // the last samples reach the coordinator
   const series = await Promise.all([...herdIds.values()].map(async (id) => {
-    const q = await call(c.admin, 'QuerySamples', { entity: id, metric: 'container.ops', from_ms: t0, to_ms: t1 });
+    const q = await ask(c, 'QuerySamples', { entity: id, metric: 'container.ops', from_ms: t0, to_ms: t1 });
     return q.points.map((pt: any) => [Number(pt.ts_ms), pt.value] as [number, number]);
   }));
   const ids = new Set(herdIds.values());
-  const migs = (await call(c.admin, 'ListMigrations', { limit: 1000 })).migrations.filter((m: any) => ids.has(m.herd_id));
+  const migs = (await ask(c, 'ListMigrations', { limit: 1000 })).migrations.filter((m: any) => ids.has(m.herd_id));
   const moves: Move[] = migs.filter((m: any) => m.state === 'SUCCEEDED').map((m: any) => ({ herdId: m.herd_id, from: m.source_node_id, to: m.target_node_id, ms: Number(m.started_ms) - t0 }));
   for (const [name, v] of await whereIs(c)) if (names.includes(name)) await c.bed.docker(v.node, 'rm', '-f', name);
   const ops = opsBuckets(series, t0, t1, BUCKET_MS);
@@ -153,6 +172,10 @@ async function main(): Promise<void> {
   execFileSync(process.execPath, [join(ROOT, 'build/bundle.mjs')], { stdio: 'inherit' });
   const bed = await startBed({ name: 'wlexp', subnet: 112, nodes: 3, docker: true, cpuCores: CORES, diskIops: IOPS, images: ['sysbench', 'fio'] });
   const herds = bed.nodes.map((n, i) => startHerdOn(bed, n.id, ['--label', `herd.cores=${CORES[i]}`, '--label', `herd.disk_iops=${IOPS[i]}`]));
+  // The capped nodes hold a reservation (cpu.shares) on a machine shared with other work; the
+  // herd processes, outside it, would be starved into missed heartbeats and elections: they get
+  // the priority a node's control plane has on a machine of its own.
+  for (const h of herds) execFileSync('renice', ['-n', '-10', '-g', String(h.proc.pid)], { stdio: 'ignore' });
   const results: RunResult[] = [];
   const report: string[] = [];
   try {

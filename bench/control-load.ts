@@ -53,7 +53,7 @@ export function nodeLoadSampler(bed: Bed, cores: readonly number[], iops: readon
         cpu[i].push(t.cores.reduce((a, b) => a + b, 0) / totalCores);
         disk[i].push(t.iops.reduce((a, b) => a + b, 0) / totalIops);
       }
-      const avg = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0);
+      const avg = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN); // NaN: not sampled
       return { cpu: cpu.map(avg), disk: disk.map(avg) };
     },
   };

@@ -50,7 +50,7 @@ function chart(x0: number, y0: number, title: string, runs: PlotRun[], pick: (r:
   out.push(`<text x="${X(seconds / 2)}" y="${Y(0) + 27}" font-size="10" text-anchor="middle">seconds</text>`);
   for (const [k, r] of runs.entries()) {
     const color = COLORS[r.label] ?? '#9467bd';
-    const pts = pick(r).map((v, i) => `${X(((i + 0.5) * r.bucketMs) / 1000).toFixed(1)},${Y(v).toFixed(1)}`).join(' ');
+    const pts = pick(r).flatMap((v, i) => (Number.isFinite(v) ? [`${X(((i + 0.5) * r.bucketMs) / 1000).toFixed(1)},${Y(v).toFixed(1)}`] : [])).join(' ');
     out.push(`<polyline points="${pts}" fill="none" stroke="${color}" stroke-width="1.8"${r.label === 'ideal' ? ' stroke-dasharray="5,3"' : ''}/>`);
     if (!marks) continue;
     for (const m of r.moves) {
@@ -75,7 +75,7 @@ export function plotExperiment(results: PlotRun[], subtitle: string): string {
   ];
   for (const [i, s] of scenarios.entries()) {
     const runs = results.filter((r) => r.scenario === s);
-    const yOps = niceMax(Math.max(1, ...runs.flatMap((r) => r.ops)) * 1.05);
+    const yOps = niceMax(Math.max(1, ...runs.flatMap((r) => r.ops).filter(Number.isFinite)) * 1.05);
     parts.push(chart(0, 50 + i * H, `${s}: ops/s of all workloads`, runs, (r) => r.ops, yOps, num, true));
     parts.push(chart(W, 50 + i * H, `${s}: use of the cluster's capacity`, runs, (r) => r.load, 1, (v) => `${Math.round(v * 100)}%`, false));
   }
