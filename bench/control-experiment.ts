@@ -86,6 +86,16 @@ function herdCli(c: Cluster, ...args: string[]) {
   return runCmd(process.execPath, [HERD, ...args, '-s', c.leader, '--data-dir', testPki().caDataDir], 30_000);
 }
 
+/** `herd policy set ...`, again after an election (the CLI answers UNAVAILABLE while none is elected). */
+async function policySet(c: Cluster, ...pairs: string[]): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    const r = await herdCli(c, 'policy', 'set', ...pairs);
+    if (r.code === 0) return;
+    if (attempt >= 10 || !/UNAVAILABLE/.test(r.stderr)) throw new Error(`herd policy set ${pairs.join(' ')}: ${r.stderr.trim() || r.stdout.trim()}`);
+    await sleep(2000);
+  }
+}
+
 /** Ops per second a node serves for one workload container alone: its capacity, from the container's log. */
 async function measureCapacity(c: Cluster, kind: WorkloadKind): Promise<number[]> {
   await Promise.all(c.bed.nodes.map((n) => must(c.bed.docker(n.id, 'run', '-d', ...workloadArgs(kind, `cap-${n.id}`)), `capacity run on ${n.id}`)));
@@ -109,6 +119,18 @@ interface RunResult extends PlotRun {
   failedMigrations: number;
 }
 
+/** Removes a container wherever it runs now (asked again while a migration moves it). */
+async function stop(c: Cluster, name: string): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    const on = (await whereIs(c)).get(name);
+    if (!on) return;
+    const r = await c.bed.docker(on.node, 'rm', '-f', name);
+    if (r.code === 0) return;
+    if (attempt >= 10) throw new Error(`stop ${name} on ${on.node}: ${r.stderr.trim()}`);
+    await sleep(1000);
+  }
+}
+
 /** The node a container (by name) runs on now, asked of herd. */
 async function whereIs(c: Cluster): Promise<Map<string, { herdId: string; node: string }>> {
   const r = await ask(c, 'ListContainers', {});
@@ -121,8 +143,9 @@ async function oneRun(c: Cluster, scenario: ScenarioName, run: string, placement
   const names = Array.from({ length: CONTAINERS }, (_, i) => `${scenario}-${run}-c${i + 1}`);
   const policy = run === 'policy' ? s.policy : run === 'balance' ? 'balance' : undefined;
   const label = policy ?? run;
-  if (policy) await must(herdCli(c, 'policy', 'set', '--reset', 'mode=auto', `policies=${policy}`, ...SETTINGS), `herd policy set ${policy}`);
+  if (policy) await policySet(c, '--reset', 'mode=auto', `policies=${policy}`, ...SETTINGS);
   const herdIds = new Map<string, string>();
+  const seen = new Harvest();
   const loads = nodeLoadSampler(c.bed, CORES, IOPS);
   const t0 = Date.now();
   log(`${scenario}/${label}: ${phases.length} phases of ${phaseMs / 1000} s, placement ${placement.map((p) => c.bed.nodes[p].id).join(',')}`);
@@ -132,28 +155,30 @@ async function oneRun(c: Cluster, scenario: ScenarioName, run: string, placement
       for (const [i, name] of names.entries()) {
         const on = where.get(name);
         if (running.includes(i) && !on) await must(c.bed.docker(c.bed.nodes[placement[i]].id, 'run', '-d', ...workloadArgs(s.kind, name)), `start ${name}`);
-        if (!running.includes(i) && on) await must(c.bed.docker(on.node, 'rm', '-f', name), `stop ${name}`);
+        if (!running.includes(i) && on) await stop(c, name);
       }
       const end = t0 + (p + 1) * phaseMs;
       while (Date.now() < end) {
         for (const [name, v] of await whereIs(c)) if (names.includes(name)) herdIds.set(name, v.herdId);
+        if (Date.now() - seen.lastPollMs >= 3000) await seen.poll(c, [...herdIds.values()], t0);
         await sleep(Math.min(1000, Math.max(0, end - Date.now())));
       }
     }
   } finally {
     loads.stop();
-    if (policy) await must(herdCli(c, 'policy', 'set', 'mode=off'), 'herd policy set mode=off');
+    if (policy) await policySet(c, 'mode=off');
   }
   const t1 = t0 + phases.length * phaseMs; // the nominal end: every run's buckets line up
-  await sleep(2000); // the last samples reach the coordinator
-  const series = await Promise.all([...herdIds.values()].map(async (id) => {
-    const q = await ask(c, 'QuerySamples', { entity: id, metric: 'container.ops', from_ms: t0, to_ms: t1 });
-    return q.points.map((pt: any) => [Number(pt.ts_ms), pt.value] as [number, number]);
-  }));
-  const ids = new Set(herdIds.values());
-  const migs = (await ask(c, 'ListMigrations', { limit: 1000 })).migrations.filter((m: any) => ids.has(m.herd_id));
+  // the last samples reach the coordinator (a new one after an election gets them replayed)
+  for (let i = 0, before = -1; i < 20 && seen.count() !== before; i++) {
+    before = seen.count();
+    await sleep(2000);
+    await seen.poll(c, [...herdIds.values()], t0);
+  }
+  const series = [...herdIds.values()].map((id) => seen.series(id));
+  const migs = [...seen.migrations.values()];
   const moves: Move[] = migs.filter((m: any) => m.state === 'SUCCEEDED').map((m: any) => ({ herdId: m.herd_id, from: m.source_node_id, to: m.target_node_id, ms: Number(m.started_ms) - t0 }));
-  for (const [name, v] of await whereIs(c)) if (names.includes(name)) await c.bed.docker(v.node, 'rm', '-f', name);
+  for (const name of names) await stop(c, name);
   const ops = opsBuckets(series, t0, t1, BUCKET_MS);
   const load = loads.buckets(t0, t1, BUCKET_MS);
   return {
@@ -161,6 +186,45 @@ async function oneRun(c: Cluster, scenario: ScenarioName, run: string, placement
     meanOps: mean(ops), meanLoad: mean(s.load === 'cpu' ? load.cpu : load.disk), meanCpu: mean(load.cpu),
     migrations: moves.length, pingPong: pingPongs(moves), failedMigrations: migs.length - moves.length,
   };
+}
+
+/**
+ * Ops samples and migrations of a run, gathered from the coordinator as the run goes: after
+ * an election the new coordinator has the history only once the agents have replayed it, so
+ * what each coordinator answered is kept and merged (by sample time, by migration id).
+ */
+class Harvest {
+  lastPollMs = 0;
+  private readonly points = new Map<string, Map<number, number>>();
+  readonly migrations = new Map<string, any>();
+
+  async poll(c: Cluster, herdIds: string[], fromMs: number): Promise<void> {
+    this.lastPollMs = Date.now();
+    for (const id of herdIds) {
+      const q = await ask(c, 'QuerySamples', { entity: id, metric: 'container.ops', from_ms: fromMs, to_ms: 0 }).catch((e) => {
+        if ((e as { code?: number }).code === 5) return { points: [] }; // NOT_FOUND: none reached this coordinator yet
+        throw e;
+      });
+      const mine = this.points.get(id) ?? new Map<number, number>();
+      for (const pt of q.points) mine.set(Number(pt.ts_ms), pt.value);
+      this.points.set(id, mine);
+    }
+    const ids = new Set(herdIds);
+    for (const m of (await ask(c, 'ListMigrations', { limit: 1000 })).migrations) {
+      const prev = this.migrations.get(m.migration_id);
+      if (ids.has(m.herd_id) && (!prev || Number(m.version) >= Number(prev.version))) this.migrations.set(m.migration_id, m);
+    }
+  }
+
+  count(): number {
+    let n = this.migrations.size;
+    for (const m of this.points.values()) n += m.size;
+    return n;
+  }
+
+  series(id: string): [number, number][] {
+    return [...(this.points.get(id) ?? new Map<number, number>())].sort((a, b) => a[0] - b[0]);
+  }
 }
 
 async function controllerAvailable(c: Cluster): Promise<string | undefined> {
@@ -175,7 +239,7 @@ async function main(): Promise<void> {
   // The capped nodes hold a reservation (cpu.shares) on a machine shared with other work; the
   // herd processes, outside it, would be starved into missed heartbeats and elections: they get
   // the priority a node's control plane has on a machine of its own.
-  for (const h of herds) execFileSync('renice', ['-n', '-10', '-g', String(h.proc.pid)], { stdio: 'ignore' });
+  for (const h of herds) execFileSync('renice', ['-n', '-15', '-g', String(h.proc.pid)], { stdio: 'ignore' });
   const results: RunResult[] = [];
   const report: string[] = [];
   try {
