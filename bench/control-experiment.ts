@@ -170,11 +170,15 @@ async function oneRun(c: Cluster, scenario: ScenarioName, run: string, placement
   }
   const t1 = t0 + phases.length * phaseMs; // the nominal end: every run's buckets line up
   // the last samples reach the coordinator (a new one after an election gets them replayed)
-  for (let i = 0, before = -1; i < 20 && seen.count() !== before; i++) {
+  // (the containers of the last phase must have reported up to its end, and nothing new came in the last poll)
+  const last = phases[phases.length - 1].map((i) => herdIds.get(names[i])).filter((x): x is string => x !== undefined);
+  const complete = () => last.every((id) => (seen.series(id).at(-1)?.[0] ?? 0) >= t1 - 5000);
+  for (let i = 0, before = -1; i < 30 && (seen.count() !== before || !complete()); i++) {
     before = seen.count();
     await sleep(2000);
     await seen.poll(c, [...herdIds.values()], t0);
   }
+  if (!complete()) log(`${scenario}/${label}: the coordinator still lacks the last ops samples of the run (counted as lost work)`);
   const series = [...herdIds.values()].map((id) => seen.series(id));
   const migs = [...seen.migrations.values()];
   const moves: Move[] = migs.filter((m: any) => m.state === 'SUCCEEDED').map((m: any) => ({ herdId: m.herd_id, from: m.source_node_id, to: m.target_node_id, ms: Number(m.started_ms) - t0 }));
