@@ -124,7 +124,7 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
     targetId: () => leadership.current().leaderId,
     onCommand: (cmd) => {
       if (cmd?.kind === 'migrate' || cmd?.migrate) void runner.start(cmd.migrate, Number(cmd.term)).catch((err) => log.error('migration failed to start', { error: err }));
-      if (cmd?.kind === '../common/revocations' || cmd?.revocations) void revocations.merge(cmd.revocations?.entries ?? []).catch((err) => log.error('storing revocations failed', { error: err }));
+      if (cmd?.kind === 'revocations' || cmd?.revocations) void revocations.merge(cmd.revocations?.entries ?? []).catch((err) => log.error('storing revocations failed', { error: err }));
       if (cmd?.kind === 'drain' || cmd?.drain) {
         const want = Boolean(cmd.drain?.draining);
         void drain.set(want, String(cmd.drain?.by ?? '')).then(
