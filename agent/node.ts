@@ -316,8 +316,8 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
   metrics.gaugeOf('herd_samplelog_committed_seq', 'Highest batch of this node\'s sample log that is on disk.', () => sampleLog.committedSeq());
   metrics.gaugeOf('herd_uplink_acked_seq', 'Highest batch the coordinator acknowledged (0 while disconnected).', () => uplink.ackedSeq());
   metrics.gaugeOf('herd_uplink_connected', '1 while this node streams to a coordinator.', () => (uplink.connected() ? 1 : 0));
-  metrics.gaugeOf('herd_uplink_acknowledged_batches_total', 'Batches the coordinator acknowledged since this process started.', () => uplink.acknowledgedBatches);
-  metrics.gaugeOf('herd_uplink_replayed_batches_total', 'Batches resent on (re)connection because the coordinator lacked them.', () => uplink.replayedBatches);
+  metrics.counterOf('herd_uplink_acknowledged_batches_total', 'Batches the coordinator acknowledged since this process started.', () => uplink.acknowledgedBatches);
+  metrics.counterOf('herd_uplink_replayed_batches_total', 'Batches resent on (re)connection because the coordinator lacked them.', () => uplink.replayedBatches);
   metrics.gaugeOf('herd_samplelog_bytes', 'Size of the local sample log in bytes.', () => sampleLog.bytes());
   registerClusterMetrics(metrics.registry, { isLeader: () => leadership.current().isLeader, registry, store, migrations: () => migrations.list('', 1000) });
   const web = await startWeb({ listen: webListen(settings), plainMetrics: settings.web.plainMetrics, transport, metrics });

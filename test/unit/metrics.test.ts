@@ -91,6 +91,14 @@ describe('NodeMetrics', () => {
     expect(promtool(text)).toBe('');
   });
 
+  it('escapes label values a container name could break the format with', async () => {
+    const m = make([{ herdId: 'h1', name: 'we"b\\x\ny' }]);
+    m.observeSamples([{ entity: 'h1', metric: 'container.pids', ts: 9000, value: 3 }]);
+    const text = await m.text();
+    expect(text).toContain('container_threads{herd_id="h1",name="we\\"b\\\\x\\ny",node="n1"} 3');
+    expect(promtool(text)).toBe('');
+  });
+
   it('never exposes a non-finite value', async () => {
     const m = make([{ herdId: 'h1', name: 'web' }]);
     m.observeSamples([{ entity: 'h1', metric: 'container.ops', ts: 9000, value: Number.NaN }, { entity: 'n1', metric: 'host.load.1', ts: 9000, value: Infinity }]);
