@@ -31,6 +31,8 @@ export const STEPS_PER_WINDOW = 5;
  * after it is taken, and a grid whose last step ends "now" would find that step empty.
  */
 export const DELIVERY_ALLOWANCE_MS = 1000;
+/** Decisions the coordinator keeps (the nodes' logs keep them for their retention). */
+export const MAX_DECISIONS_KEPT = 10_000;
 
 export const gridStep = (s: ControlSettings) => Math.max(1, Math.floor(s.schedule.windowMs / STEPS_PER_WINDOW));
 
@@ -147,6 +149,7 @@ export class ControllerDriver {
     const decision: DecisionRecord = { ...out.decision, evalMs: Math.round((performance.now() - t0) * 100) / 100 };
     if (mode === 'auto') for (const a of decision.actions) if (a.status === 'recommended' || a.status === 'started') this.carryOut(decision, a);
     this.keep(decision, 0);
+    this.deps.records.trim(MAX_DECISIONS_KEPT);
     log.info('evaluation', { id, trigger, mode, proposals: decision.proposals.length, refusals: decision.refusals.length, actions: decision.actions.map((a) => `${a.herdId}:${a.from}->${a.to}:${a.status}`).join(' ') || '-', note: decision.note });
     return decision;
   }

@@ -163,6 +163,16 @@ describe('decision records', () => {
     expect(JSON.parse(next.settings()!.settings_json).mode).toBe('auto');
   });
 
+  it('keeps the newest decisions only', async () => {
+    const e = env();
+    const r = controlRecords(e);
+    for (let i = 0; i < 5; i++) r.putDecision({ ...decisionRecord(`d-${NOW + i}-1`, []), atMs: NOW + i }, 0);
+    await e.committed;
+    expect(r.trim(3)).toBe(2);
+    await e.committed;
+    expect(r.decisions(10).map((d) => d.record.id)).toEqual([`d-${NOW + 4}-1`, `d-${NOW + 3}-1`, `d-${NOW + 2}-1`]);
+  });
+
   it('skips malformed records', () => {
     const r = controlRecords(env());
     r.recordBatch([{ id: '../x', at_ms: 1 }, { id: 'd-2', at_ms: 0 }, null, 'x'], [{ version: -1, settings_json: '{}' }, { version: 1, settings_json: 'not json' }]);
