@@ -67,6 +67,7 @@ export function controlModule(deps: ControlModuleDeps): { driver: ControllerDriv
     snapshot: () => driver.snapshot(driver.settings(), Date.now() - DELIVERY_ALLOWANCE_MS),
     settings: () => driver.settings(),
     term: deps.term,
+    dockerReachable: (id) => Boolean(deps.registry.get(id)?.docker_reachable),
     runOn,
   });
   return { driver, handlers: { ...controlHandlers({ driver, records: deps.records }), ...run } };

@@ -31,6 +31,8 @@ export interface RunDeps {
   snapshot: () => Snapshot;
   settings: () => ControlSettings;
   term: () => number;
+  /** Can the node's agent reach its Docker engine (its inventory says so)? */
+  dockerReachable: (nodeId: string) => boolean;
   /** Asks a node to create and start the container (Peer.RunContainer). */
   runOn: (nodeId: string, req: Record<string, unknown>) => Promise<{ docker_id: string }>;
   clock?: () => number;
@@ -82,7 +84,10 @@ export function runContainerHandlers(deps: RunDeps): grpc.UntypedServiceImplemen
       if (req.node_id && !snapshot.nodes.some((n) => n.id === req.node_id)) {
         throw invalid(`node_id: no node "${req.node_id}" has ever connected (known: ${snapshot.nodes.map((n) => n.id).join(', ') || 'none'})`);
       }
-      const ranked = rankNodes(snapshot, want, pending, settings, req.node_id ?? '');
+      const ranked = rankNodes(snapshot, want, pending, settings, req.node_id ?? '').map((r) =>
+        r.refused || deps.dockerReachable(r.nodeId) ? r : { ...r, refused: true, score: Infinity, reason: `node ${r.nodeId} cannot reach its Docker engine (herd doctor on it says why)` },
+      );
+      ranked.sort((x, y) => Number(x.refused) - Number(y.refused));
       const ok = ranked.filter((r) => !r.refused);
       let chosen = req.node_id ? ranked.find((r) => r.nodeId === req.node_id)! : ok[0];
       if (!chosen || chosen.refused) {

@@ -318,6 +318,7 @@ describe('RunContainer', () => {
       snapshot: () => t.driver.snapshot(t.driver.settings(), NOW),
       settings: () => t.driver.settings(),
       term: () => 4,
+      dockerReachable: () => true,
       runOn: async (node) => (started.push(node), { docker_id: `d-${started.length}` }),
       clock: () => NOW,
     });
