@@ -258,6 +258,16 @@ describe('controller driver', () => {
     expect(t.driver.nextEvaluationMs()).toBe(0);
   });
 
+  it('a move a former coordinator started and did not see end is recorded from its replayed migration record', async () => {
+    const t = await driverSetup([{ id: 'n1', cpu: 0.2, containers: [['a', 0.1]] }, { id: 'n2', cpu: 0.2, containers: [] }]);
+    t.records.putDecision(decisionRecord('d-8-1', [{ herdId: 'a', from: 'n1', to: 'n2', policy: 'cpu-greedy', reason: 'r', status: 'started', migrationId: 'm-old', detail: '' }]), 1);
+    t.migrations.update({ migration_id: 'm-old', herd_id: 'a', source_node_id: 'n1', target_node_id: 'n2', fs_mode: 'FS_MODE_DIFF', step: 'DONE', state: 'SUCCEEDED', bytes_done: 1, bytes_total: 1, timings: [], reason: '', started_ms: NOW - 9000, ended_ms: NOW - 8000, downtime_ms: 50, target_docker_id: 'x', term: 3, version: 9 });
+    await t.env.committed;
+    await t.driver.evaluate('evaluate-now', 'recommend');
+    await new Promise((r) => setImmediate(r));
+    expect(t.records.decision('d-8-1')).toMatchObject({ revision: 2, record: { actions: [{ status: 'SUCCEEDED' }] } });
+  });
+
   it('an approval is judged by the filters again: a move to a draining node is skipped, not started', async () => {
     const t = await driverSetup([{ id: 'n1', cpu: 0.9, containers: [['a', 1], ['b', 1]] }, { id: 'n2', cpu: 0.1, labels: [{ key: 'herd.draining', value: 'true' }], containers: [] }]);
     t.records.putDecision(decisionRecord('d-9-2', [{ herdId: 'a', from: 'n1', to: 'n2', policy: 'cpu-greedy', reason: 'r', status: 'recommended', migrationId: '', detail: '' }]), 0);
