@@ -8,11 +8,13 @@
  *      while its back-off lasts, and the decisions say so;
  *   3. auto mode: a new container overloads n1 again and the controller relieves it alone;
  *   4. kill -9 of the coordinator: the next one has the settings and the decision history;
- *   5. four `herd run`s at once spread by capacity.
+ *   5. four `herd run`s at once spread by capacity;
+ *   6. each other policy (cpu-greedy-mt, balance, low-node-utilization) relieves n1 alone.
  * Every node is labelled herd.cores=0.5 (a slice of this shared machine: its load is its
- * containers' CPU over half a core), and busy containers are capped at 0.15-0.2 cores, so the
- * loads the policy sees are the ones the test sets up; the thresholds are low (5% busy, a
- * 2% gain) because on a crowded machine a capped container gets less than its cap.
+ * containers' CPU over half a core), so the loads the policy sees are the ones the test sets
+ * up; "busy" containers spin in short bursts (a CPU-quota-throttled spinner can make the
+ * freeze before a checkpoint fail), and the thresholds are low (5% busy, a 2% gain) because
+ * on a crowded machine they get what they get.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BUSYBOX_IMAGE, startBed, type Bed } from '../bed/bed';
@@ -26,7 +28,7 @@ let bed: Bed;
 const nodes = new Map<string, HerdNode>();
 const SLICE = ['--label', 'herd.cores=0.5'];
 const PHASE_MS = 240_000; // a crowded 2-core machine can be slow
-const BUSY = 'while :; do :; done';
+const BUSY = 'while :; do i=0; while [ $i -lt 3000 ]; do i=$((i+1)); done; sleep 0.05; done';
 
 const tls = () => {
   const p = testPki();
@@ -65,7 +67,7 @@ async function whereIs(herdId: string): Promise<string | undefined> {
 async function run(...args: string[]): Promise<any> {
   return JSON.parse(await herdOk('run', '--json', ...args));
 }
-const busy = (node: string, cpus: string, ...extra: string[]) => run('--node', node, '--cpus', cpus, ...extra, BUSYBOX_IMAGE, '--', 'sh', '-c', BUSY);
+const busy = (node: string, ...extra: string[]) => run('--node', node, ...extra, BUSYBOX_IMAGE, '--', 'sh', '-c', BUSY);
 
 beforeAll(async () => {
   bed = await startBed({ nodes: 3, docker: true, name: 'ctlb', subnet: 102 });
@@ -84,6 +86,7 @@ describe('herd control', () => {
   let a = ''; // busy on n1, the one to move
   let p = ''; // busy on n1, pinned
   let approvedId = '';
+  let c = ''; // busy on n1, moved by the controller in auto mode
 
   it('refuses bad settings naming the field and range, and changes nothing', async () => {
     const before = await herdOk('policy', 'show', '--json');
@@ -104,8 +107,8 @@ describe('herd control', () => {
 
   it('recommend mode: the move is recommended, with its reason, and nothing moves; pinned never proposed, draining refused', async () => {
     await herdOk('node', 'drain', 'n2');
-    a = (await busy('n1', '0.15')).herd_id;
-    p = (await busy('n1', '0.2', '--label', 'herd.pin=true')).herd_id; // the busiest: judged (and refused) first
+    a = (await busy('n1')).herd_id;
+    p = (await busy('n1', '--label', 'herd.pin=true')).herd_id;
     const set = await herdOk('policy', 'set', 'mode=recommend', 'policies=cpu-greedy', 'hysteresisRounds=1', 'schedule.windowMs=5000', 'schedule.periodMs=3000', 'schedule.firstAfterMs=0', 'thresholds.cpu-greedy.hostActiveThreshold=0.05', 'thresholds.cpu-greedy.rewardThreshold=0.02');
     expect(set).toMatch(/mode: recommend\s+policies: cpu-greedy/);
     const recommended = await waitFor('two decisions recommending a -> n3', async () => {
@@ -147,14 +150,18 @@ describe('herd control', () => {
   }, PHASE_MS);
 
   it('auto mode: an overloaded node is relieved by a migration the controller decided alone', async () => {
-    const c = (await busy('n1', '0.15')).herd_id;
-    await herdOk('policy', 'set', 'mode=auto');
-    const moved = await waitFor(`${c} moved by a scheduled decision`, async () => {
-      const d = (await decisions()).find((x) => x.trigger === 'schedule' && x.mode === 'auto' && x.actions.some((y: any) => y.herd_id === c && y.status === 'SUCCEEDED'));
+    c = (await busy('n1')).herd_id;
+    // a short back-off from here: a real migration may fail (a freeze timing out on a crowded
+    // machine), and the point is a relief decided alone, not a first try that must succeed
+    await herdOk('policy', 'set', 'mode=auto', 'filters.backoffMs=5000', 'filters.backoffMaxMs=20000');
+    const moved = await waitFor('a container moved off n1 by a scheduled decision', async () => {
+      const d = (await decisions()).find((x) => x.trigger === 'schedule' && x.mode === 'auto' && x.actions.some((y: any) => y.status === 'SUCCEEDED'));
       return d;
     }, 150_000, 500);
-    expect(moved.actions[0]).toMatchObject({ from_node_id: 'n1', to_node_id: 'n3' });
-    expect(await whereIs(c)).toBe('n3');
+    const action = moved.actions.find((y: any) => y.status === 'SUCCEEDED');
+    expect(action).toMatchObject({ from_node_id: 'n1', to_node_id: 'n3', policy: 'cpu-greedy' });
+    expect([a, c]).toContain(action.herd_id);
+    expect(await whereIs(action.herd_id)).toBe('n3');
     expect(await whereIs(p)).toBe('n1');
     const json = JSON.parse(await herdOk('decisions', '--json'));
     expect(json.find((d: any) => d.id === moved.id).proposals[0].reason).toMatch(/busiest movable container/);
@@ -204,5 +211,28 @@ describe('herd control', () => {
     expect(bad.stderr).toMatch(/INVALID_ARGUMENT: node_id: no node "n9"/);
     const huge = await herd('run', '--memory', '900000g', BUSYBOX_IMAGE);
     expect(huge.stderr).toMatch(/FAILED_PRECONDITION: no node can take this container/);
+  }, PHASE_MS);
+
+  it('each other policy relieves an overloaded node alone (cpu-greedy-mt, balance, low-node-utilization)', async () => {
+    const rm = async (r: any) => {
+      const at = await whereIs(r.herd_id);
+      if (at) await bed.docker(at, 'rm', '-f', r.name);
+    };
+    for (const id of [a, p, c]) await rm({ herd_id: id, name: (await call(adminClient(await coordinator()), 'GetContainer', { herd_id: id })).container.name });
+    await herdOk('policy', 'set', 'mode=auto', 'schedule.periodMs=3000',
+      'thresholds.cpu-greedy-mt.hostActiveThreshold=0.05', 'thresholds.cpu-greedy-mt.rewardThreshold=0.02', 'thresholds.cpu-greedy-mt.saturation=0.3',
+      'thresholds.balance.band=0.05', 'thresholds.balance.saturation=0.3',
+      'thresholds.low-node-utilization.highCpu=0.2', 'thresholds.low-node-utilization.lowMemory=1', 'thresholds.low-node-utilization.lowDiskActive=1');
+    for (const policy of ['cpu-greedy-mt', 'balance', 'low-node-utilization']) {
+      await herdOk('policy', 'set', `policies=${policy}`);
+      const pair = [await busy('n1'), await busy('n1')];
+      const moved = await waitFor(`${policy} moves one of the pair off n1`, async () =>
+        (await decisions()).find((d) => d.trigger === 'schedule' && d.actions.some((x: any) => x.policy === policy && pair.some((r) => r.herd_id === x.herd_id) && x.status === 'SUCCEEDED')),
+      150_000, 500);
+      const action = moved.actions.find((x: any) => x.policy === policy);
+      expect(action.from_node_id, policy).toBe('n1');
+      expect(await whereIs(action.herd_id)).toBe(action.to_node_id);
+      for (const r of pair) await rm(r);
+    }
   }, PHASE_MS);
 });
