@@ -206,12 +206,12 @@ describe('herd control', () => {
     expect(Math.max(...per.values())).toBeLessThanOrEqual(2); // ...but not the whole burst
     expect(per.size).toBeGreaterThanOrEqual(2);
     for (const r of placed) {
-      expect(r.reason).toMatch(/scored best: measured .* cores busy/);
+      expect(r.reason).toMatch(/best of \d node\(s\) by measured plus expected load/);
     }
     const bad = await herd('run', '--node', 'n9', BUSYBOX_IMAGE);
     expect(bad.stderr).toMatch(/INVALID_ARGUMENT: node_id: no node "n9"/);
     const huge = await herd('run', '--memory', '900000g', BUSYBOX_IMAGE);
-    expect(huge.stderr).toMatch(/FAILED_PRECONDITION: no node can take this container/);
+    expect(huge.stderr).toMatch(/FAILED_PRECONDITION: no node can take it/);
   }, PHASE_MS);
 
   it('each other policy relieves an overloaded node alone (cpu-greedy-mt, balance, low-node-utilization)', async () => {

@@ -336,7 +336,7 @@ describe('RunContainer', () => {
     const placed = [];
     for (let i = 0; i < 3; i++) placed.push((await call({ image: 'alpine', cpus: 2 })).node_id);
     expect(new Set(placed).size).toBe(3); // not all on the idlest node
-    await expect(call({ image: 'alpine', node_id: 'n9' })).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: expect.stringMatching(/node_id/) });
+    await expect(call({ image: 'alpine', node_id: 'n9' })).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: expect.stringMatching(/node_id: no node "n9"/) });
     await expect(call({ image: 'alpine', memory_bytes: 2 ** 50 })).rejects.toMatchObject({ code: grpc.status.FAILED_PRECONDITION });
     await expect(call({ image: '' })).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT });
     expect(started).toHaveLength(3);
