@@ -194,7 +194,7 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
       leadership: () => leadership.current(),
     },
     migrations,
-    { revocations, audit, control },
+    { revocations, audit, control, connected: (node) => controller.catchUp(node) },
   );
   const admin = adminHandlers({
     store,

@@ -15,7 +15,8 @@ import { runSpec } from '../../agent/run';
 import { SampleStore } from '../../coordinator/samplestore';
 import { Registry, type ContainerRecord } from '../../coordinator/registry';
 import { Migrations } from '../../coordinator/migrations';
-import { controlRecords } from '../../coordinator/controller/module';
+import { controlModule, controlRecords } from '../../coordinator/controller/module';
+import { Insecure } from '../../common/transport';
 import { ControllerDriver } from '../../coordinator/controller/driver';
 import { buildSnapshot, resample } from '../../coordinator/controller/snapshot-builder';
 import { decisionFromWire, decisionToWire } from '../../coordinator/controller/wire';
@@ -275,6 +276,29 @@ describe('controller driver', () => {
     expect(d.actions[0].status).toBe('skipped');
     expect(d.actions[0].detail).toMatch(/draining/);
     expect(t.commands).toEqual([]);
+  });
+});
+
+describe('records reach every node', () => {
+  it('an agent that (re)connects gets the settings and the recent decisions again; the coordinator\'s own agent does not', async () => {
+    const e = env();
+    const c = await cluster(e, [{ id: 'n1', cpu: 0.2, containers: [] }]);
+    const records = controlRecords(e);
+    const sent: Array<{ node: string; cmd: any }> = [];
+    const appended: any[] = [];
+    const m = controlModule({ nodeId: 'n1', records, ...c, ingest: { command: (node, cmd) => (sent.push({ node, cmd }), true), commandAll: () => [] }, transport: new Insecure(), term: () => 3, appendToLog: (r) => appended.push(r) });
+    m.catchUp('n2');
+    expect(sent).toEqual([]); // nothing to hand over yet
+    m.driver.setSettings({ mode: 'recommend' }, false, 'operator:a');
+    records.putDecision({ ...decisionRecord('d-1-1', []), atMs: Date.now() }, 2);
+    records.putDecision({ ...decisionRecord('d-0-1', []), atMs: Date.now() - 3_600_000 }, 0); // too old to hand over again
+    m.catchUp('n1');
+    m.catchUp('n2');
+    expect(sent).toHaveLength(1);
+    expect(sent[0].node).toBe('n2');
+    expect(sent[0].cmd.control.policy[0]).toMatchObject({ version: 1 });
+    expect(sent[0].cmd.control.decisions.map((d: any) => [d.id, d.revision])).toEqual([['d-1-1', 2]]);
+    expect(appended.filter((a) => a.policy)).toHaveLength(1); // SetPolicy went to the own log too
   });
 });
 
