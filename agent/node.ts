@@ -25,7 +25,11 @@ import { AppOpsCollector } from './collectors/appops';
 import { CgroupCollector } from './collectors/cgroup';
 import { HostCollector } from './collectors/host';
 import { PcpCollector } from './collectors/pcp';
-import type { Settings } from './config';
+import { webListen, type Settings } from './config';
+import { startWeb } from './metrics/http';
+import { NodeMetrics } from './metrics/node-metrics';
+import { registerClusterMetrics } from '../coordinator/cluster-metrics';
+import { pageRoutes } from '../coordinator/web/routes';
 import { DockerTracker } from './docker';
 import { DrainState } from './drain';
 import { migrationFaultsFromEnv } from './migration/faults';
@@ -66,6 +70,9 @@ export interface RunningNode {
   uplink: Uplink;
   transport: Transport;
   revocations: RevocationStore;
+  /** Port of the HTTPS /metrics server (0: off), and of the plain one. */
+  webPort: number;
+  plainMetricsPort: number;
   stop(): Promise<void>;
 }
 
@@ -114,6 +121,8 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
     const pcp = new PcpCollector({ nodeId: settings.nodeId, url: settings.pmproxyUrl, metrics: settings.pcpMetrics, pollIntervalMs: settings.intervals.pcpMs });
     collectors.push([pcp, settings.intervals.pcpMs]);
   }
+  const metrics = new NodeMetrics({ nodeId: settings.nodeId, containers: () => tracker.containers().map((c) => ({ herdId: c.herdId, name: c.name })) });
+  sampleLog.onAppend((samples) => metrics.observeSamples(samples));
   const scheduler = new Scheduler(sampleLog);
   const drain = new DrainState(env, settings.labels);
 
@@ -127,9 +136,9 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
     targetId: () => leadership.current().leaderId,
     onCommand: (cmd) => {
       if (cmd?.kind === 'migrate' || cmd?.migrate) void runner.start(cmd.migrate, Number(cmd.term)).catch((err) => log.error('migration failed to start', { error: err }));
-      if (cmd?.kind === '../common/revocations' || cmd?.revocations) void revocations.merge(cmd.revocations?.entries ?? []).catch((err) => log.error('storing revocations failed', { error: err }));
+      if (cmd?.kind === 'revocations' || cmd?.revocations) void revocations.merge(cmd.revocations?.entries ?? []).catch((err) => log.error('storing revocations failed', { error: err }));
       // The controller's records, kept here too: they survive the coordinator's node.
-      if (cmd?.kind === 'control' || cmd?.control) void sampleLog.append([], [], [], { decisions: cmd.control?.decisions ?? [], policy: cmd.control?.policy ?? [] }).catch((err) => log.error('storing controller records failed', { error: err }));
+      if (cmd?.kind === 'control' || cmd?.control) appendControl({ decisions: cmd.control?.decisions ?? [], policy: cmd.control?.policy ?? [] });
       if (cmd?.kind === 'drain' || cmd?.drain) {
         const want = Boolean(cmd.drain?.draining);
         void drain.set(want, String(cmd.drain?.by ?? '')).then(
@@ -185,7 +194,7 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
       leadership: () => leadership.current(),
     },
     migrations,
-    { revocations, audit, control },
+    { revocations, audit, control, connected: (node) => controller.catchUp(node) },
   );
   const admin = adminHandlers({
     store,
@@ -227,17 +236,8 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
     revokedAt: (id) => revocations.list().find((r) => r.kind === 'IDENTITY_KIND_NODE' && r.name === id)?.revoked_at_ms,
   });
   server.addService(herd.Join.service, joining.join);
-  const controller = controlModule({
-    nodeId: settings.nodeId,
-    records: control,
-    store,
-    registry,
-    migrations,
-    ingest,
-    transport,
-    term: () => leadership.current().term,
-    appendToLog: (records) => void sampleLog.append([], [], [], records).catch((err) => log.error('storing controller records failed', { error: err })),
-  });
+  const appendControl = (records: { decisions?: unknown[]; policy?: unknown[] }) => void sampleLog.append([], [], [], records).catch((err) => log.error('storing controller records failed', { error: err }));
+  const controller = controlModule({ nodeId: settings.nodeId, records: control, store, registry, migrations, ingest, transport, term: () => leadership.current().term, appendToLog: appendControl });
   const drainAdmin = drainHandlers({ registry, store, command: (node, cmd) => ingest.command(node, cmd), term: () => leadership.current().term });
   server.addService(herd.Admin.service, leaderOnly({ ...admin, ...migrationAdmin, ...securityAdmin, ...drainAdmin, ...controller.handlers, ...joining.admin }, leadership, ['GetLeader', 'GetCluster', 'CreateJoinToken']));
 
@@ -251,7 +251,7 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
     ...renewalHandlers({ nodeId: settings.nodeId, dataDir: settings.dataDir, transport, ttlSeconds: settings.tls.nodeCertTtlSeconds }),
     ...peerRunHandlers({ nodeId: settings.nodeId, fence, runtime }),
   });
-  server.addService(herd.Transfer.service, transferService(artifacts, { faults: faultsFromEnv(process.env.HERD_FAULTS) }));
+  server.addService(herd.Transfer.service, transferService(artifacts, { faults: faultsFromEnv(process.env.HERD_FAULTS), onBytes: (n) => metrics.transferBytes.inc(n) }));
   const health = new HealthImplementation({ '': 'SERVING', 'herd.v1.Mesh': 'SERVING', 'herd.v1.Admin': 'SERVING' });
   health.addToServer(server);
   addReflection(server, new DescriptorIndex(descriptorSet), reflection, ['herd.v1.Admin', 'herd.v1.Join', 'herd.v1.Mesh', 'herd.v1.Peer', 'herd.v1.Transfer', 'grpc.health.v1.Health', 'grpc.reflection.v1.ServerReflection', 'grpc.reflection.v1alpha.ServerReflection']);
@@ -277,12 +277,19 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
       const c = tracker.containers().find((x) => x.herdId === herdId && x.state === 'running');
       return c && { dockerId: c.dockerId, name: c.name };
     },
-    publish: (record) => sampleLog.append([], [record]),
+    publish: (record) => {
+      metrics.observeMigration(record);
+      return sampleLog.append([], [record]);
+    },
   });
 
   // Agents follow the coordinator; a node that stops being it ends every agent stream.
   let lastTarget = leadership.current().leaderAddress;
+  let lastLeader = leadership.current().leaderId;
+  metrics.observeLeadership(leadership.current(), false);
   leadership.onChange((v) => {
+    metrics.observeLeadership(v, v.leaderId !== lastLeader);
+    lastLeader = v.leaderId;
     fence.observe(v.term);
     if (v.isLeader) controller.driver.lead();
     else controller.driver.follow();
@@ -320,11 +327,29 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
   }, 60_000);
   pruneTimer.unref();
 
+  metrics.gaugeOf('herd_samplelog_committed_seq', 'Highest batch of this node\'s sample log that is on disk.', () => sampleLog.committedSeq());
+  metrics.gaugeOf('herd_uplink_acked_seq', 'Highest batch the coordinator acknowledged (0 while disconnected).', () => uplink.ackedSeq());
+  metrics.gaugeOf('herd_uplink_connected', '1 while this node streams to a coordinator.', () => (uplink.connected() ? 1 : 0));
+  metrics.counterOf('herd_uplink_acknowledged_batches_total', 'Batches the coordinator acknowledged since this process started.', () => uplink.acknowledgedBatches);
+  metrics.counterOf('herd_uplink_replayed_batches_total', 'Batches resent on (re)connection because the coordinator lacked them.', () => uplink.replayedBatches);
+  metrics.gaugeOf('herd_samplelog_bytes', 'Size of the local sample log in bytes.', () => sampleLog.bytes());
+  registerClusterMetrics(metrics.registry, { isLeader: () => leadership.current().isLeader, registry, store, migrations: () => migrations.list('', 1000) });
+  const page = pageRoutes({
+    nodeId: settings.nodeId,
+    registry,
+    store,
+    migrations: () => migrations.list('', 50),
+    leader: () => leadership.current(),
+    lead: () => leadership.current(),
+  });
+  const web = await startWeb({ listen: webListen(settings), plainMetrics: settings.web.plainMetrics, transport, metrics, routes: page });
+
   const lead = leadership.current();
   log.info('herd node started', {
     node: settings.nodeId,
     listen: settings.listen,
     port,
+    web: web.port || 'off',
     advertise: address,
     data_dir: settings.dataDir,
     coordinator: lead.isLeader ? 'this node' : `${lead.leaderId} at ${lead.leaderAddress}`,
@@ -344,6 +369,8 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
     uplink,
     transport,
     revocations,
+    webPort: web.port,
+    plainMetricsPort: web.plainPort,
     stop: () =>
       (stopping ??= (async () => {
         // A coordinator that stops on purpose hands its role over first: the others then
@@ -358,6 +385,7 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
         target.close();
         leadership.stop();
         await scheduler.stop(collectors.map(([c]) => c));
+        await web.close();
         ingest.closeAll('the coordinator is shutting down');
         await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
         server.forceShutdown();

@@ -45,10 +45,17 @@ export function peerRunHandlers(deps: RunDeps): grpc.UntypedServiceImplementatio
     RunContainer: (call: grpc.ServerUnaryCall<any, any>, cb: grpc.sendUnaryData<any>) => {
       run(deps, call.request, peerIdentity(call)).then(
         (r) => cb(null, r),
-        (e) => cb(e instanceof RpcError ? { code: e.code, details: e.message } : { code: e instanceof RuntimeError && e.code === 'NOT_FOUND' ? grpc.status.FAILED_PRECONDITION : grpc.status.INTERNAL, details: `node ${deps.nodeId}: ${(e as Error).message}` }),
+        (e) => cb(e instanceof RpcError ? { code: e.code, details: e.message } : { code: runtimeStatus(e), details: `node ${deps.nodeId}: ${(e as Error).message}` }),
       );
     },
   };
+}
+
+/** A runtime failure as a status: the engine's "no such image/network" is the caller's to fix. */
+function runtimeStatus(e: unknown): grpc.status {
+  if (!(e instanceof RuntimeError)) return grpc.status.INTERNAL;
+  const map: Record<string, grpc.status> = { INVALID_ARGUMENT: grpc.status.INVALID_ARGUMENT, NOT_FOUND: grpc.status.FAILED_PRECONDITION, ALREADY_EXISTS: grpc.status.ALREADY_EXISTS, FAILED_PRECONDITION: grpc.status.FAILED_PRECONDITION, UNAVAILABLE: grpc.status.UNAVAILABLE };
+  return map[e.code] ?? grpc.status.INTERNAL;
 }
 
 async function run(deps: RunDeps, req: any, caller: ReturnType<typeof peerIdentity>): Promise<{ docker_id: string }> {

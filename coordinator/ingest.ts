@@ -51,7 +51,7 @@ export class Ingest {
     private readonly registry: Registry,
     private readonly opts: IngestOptions,
     private readonly migrations?: Migrations,
-    private readonly security: { revocations?: RevocationStore; audit?: AuditTrail; control?: Pick<ControlRecords, 'recordBatch'> } = {},
+    private readonly security: { revocations?: RevocationStore; audit?: AuditTrail; control?: Pick<ControlRecords, 'recordBatch'>; connected?: (nodeId: string) => void } = {},
   ) {
     // A revocation learnt from anywhere goes to every agent, and a removed node's stream ends.
     security.revocations?.onAdded((added) => this.spread(added));
@@ -154,6 +154,7 @@ export class Ingest {
           issued = state.ackedSeq;
           call.write({ welcome: { coordinator_id: this.opts.coordinatorId, term: this.opts.term(), acked_seq: state.ackedSeq, max_in_flight: this.opts.maxInFlight } });
           log.info('agent connected', { node: nodeId, address: h.address, acked_seq: state.ackedSeq });
+          this.security.connected?.(nodeId);
           const revocations = this.security.revocations;
           if (revocations) {
             const node = nodeId;

@@ -96,6 +96,9 @@ export function loadsOf(snapshot: Snapshot): Map<string, NodeLoad> {
   return nodes;
 }
 
+/** Hosts that can send or take containers: connected, with samples (the filters judge freshness). */
+export const liveHosts = (loads: Map<string, NodeLoad>): NodeLoad[] => [...loads.values()].filter((n) => n.view.connected && n.view.lastSampleMs > 0);
+
 /**
  * Cores a container wants. On a host below saturation it gets what it wants, so its use is
  * its demand; on a saturated host it may want more: up to its threads (each runnable thread

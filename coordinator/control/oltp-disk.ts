@@ -11,7 +11,7 @@
  * (CPU greedy for multi-threaded containers by default). Hosts are those the filters judge;
  * the target is the least-ops host the filters allow for this candidate.
  */
-import { EPS, fmt, loadsOf, missingFraction, type NodeLoad, pct } from './load';
+import { EPS, fmt, liveHosts, loadsOf, missingFraction, type NodeLoad, pct } from './load';
 import { overButWaiting } from './cpu-greedy';
 import type { Move, Policy, PolicyInput } from './policy';
 import { OltpDiskSchema, type OltpDiskSettings, validatorFor } from './settings';
@@ -29,8 +29,6 @@ interface HostFigures {
   activeGap: number;
 }
 
-/** Hosts that could send or take containers (connected, with samples). */
-const live = (loads: Map<string, NodeLoad>) => [...loads.values()].filter((n) => n.view.connected && n.view.lastSampleMs > 0);
 
 function hostFigures(hosts: NodeLoad[]): HostFigures | null {
   if (hosts.length < 2) return null;
@@ -56,7 +54,7 @@ function clusterFails(f: HostFigures, s: OltpDiskSettings): string | null {
 }
 
 function over(loads: Map<string, NodeLoad>, s: OltpDiskSettings): Set<string> {
-  const hosts = live(loads);
+  const hosts = liveHosts(loads);
   const f = hostFigures(hosts);
   const out = new Set<string>();
   if (!f || clusterFails(f, s)) return out;
@@ -72,7 +70,7 @@ export const oltpDisk: Policy<OltpDiskSettings> = {
   overThreshold: (snapshot: Snapshot, s) => over(loadsOf(snapshot), s),
   propose({ snapshot, settings: s, allowed, movable, relievable, note }: PolicyInput<OltpDiskSettings>): Move[] {
     const loads = loadsOf(snapshot);
-    const hosts = live(loads);
+    const hosts = liveHosts(loads);
     const f = hostFigures(hosts);
     if (!f) {
       note?.('oltp-disk: fewer than two connected hosts with samples');

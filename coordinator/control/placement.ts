@@ -4,8 +4,8 @@
  * in the manner of Koordinator's LoadAwareScheduling: for CPU and memory (weights 1 and 1),
  * the fraction of the node still free after the placement, averaged. What the node is
  * expected to carry is its measured use, plus the new container's expected use (its limits,
- * or the settings' defaults), plus what was placed on it since its newest samples (they do
- * not show yet: without this term a burst of runs all lands on the node that looked idle).
+ * or the settings' defaults), plus what was placed on it within its current window (not yet
+ * fully in its samples: without this term a burst of runs all lands on the node that looked idle).
  * `--node` forces a node, still refused when it is disconnected, draining or has no room.
  */
 import { makeFilters } from './filters';
@@ -55,11 +55,13 @@ export function place(snapshot: Snapshot, settings: ControlSettings, req: Placem
   for (const n of [...loads.values()].sort((a, b) => (a.view.id < b.view.id ? -1 : 1))) {
     const id = n.view.id;
     if (forced && id !== forced) continue;
-    // Placed since its newest samples: not in its figures yet.
+    // Placed within its current window: not (fully) in its figures yet. A container shows in
+    // the node's means only once a whole window of samples taken after it has come in.
+    const windowMs = snapshot.stepMs * n.view.cpu.length;
     let pCpu = 0;
     let pMem = 0;
     let pCount = 0;
-    for (const r of recent) if (r.node === id && r.atMs >= n.view.lastSampleMs) (pCpu += r.cpus), (pMem += r.memoryBytes), pCount++;
+    for (const r of recent) if (r.node === id && r.atMs >= n.view.lastSampleMs - windowMs) (pCpu += r.cpus), (pMem += r.memoryBytes), pCount++;
     const problem = filters.nodeProblem(id);
     const staleOnly = problem !== null && forced === id && n.view.connected; // a person forcing a node may use stale figures
     if (problem && !staleOnly) {
@@ -76,7 +78,7 @@ export function place(snapshot: Snapshot, settings: ControlSettings, req: Placem
     }
     const freeMem = n.view.memoryBytes - n.memUsed - pMem;
     if (mem > freeMem) {
-      refused.push({ node: id, reason: `it needs ${mib(mem)}, ${id} has ${mib(Math.max(0, freeMem))} free of ${mib(n.view.memoryBytes)}${pMem ? ` (${mib(pMem)} placed since its last samples)` : ''}` });
+      refused.push({ node: id, reason: `it needs ${mib(mem)}, ${id} has ${mib(Math.max(0, freeMem))} free of ${mib(n.view.memoryBytes)}${pMem ? ` (${mib(pMem)} placed within its window)` : ''}` });
       continue;
     }
     const cores = Math.max(n.view.cores, 1e-9);
@@ -86,7 +88,7 @@ export function place(snapshot: Snapshot, settings: ControlSettings, req: Placem
     ranked.push({
       node: id,
       score,
-      reason: `${id}: CPU ${pct(n.cpu)} of ${fmt(n.view.cores)} cores measured${pCount ? ` + ${fmt(pCpu)} cores for ${pCount} container(s) placed since its last samples` : ''} + ${fmt(cpus)} expected = ${pct(cpuAfter)}; memory ${pct(memAfter)} after; score ${fmt(score)}`,
+      reason: `${id}: CPU ${pct(n.cpu)} of ${fmt(n.view.cores)} cores measured${pCount ? ` + ${fmt(pCpu)} cores for ${pCount} container(s) placed within its window` : ''} + ${fmt(cpus)} expected = ${pct(cpuAfter)}; memory ${pct(memAfter)} after; score ${fmt(score)}`,
     });
   }
   ranked.sort((a, b) => b.score - a.score || (a.node < b.node ? -1 : 1));

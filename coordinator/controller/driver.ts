@@ -31,6 +31,10 @@ export const STEPS_PER_WINDOW = 5;
  * after it is taken, and a grid whose last step ends "now" would find that step empty.
  */
 export const DELIVERY_ALLOWANCE_MS = 1000;
+/** Recent decisions checked for moves whose end was not recorded (a coordinator change). */
+const RECONCILE_DECISIONS = 50;
+/** Decisions the coordinator keeps (the nodes' logs keep them for their retention). */
+export const MAX_DECISIONS_KEPT = 10_000;
 
 export const gridStep = (s: ControlSettings) => Math.max(1, Math.floor(s.schedule.windowMs / STEPS_PER_WINDOW));
 
@@ -136,6 +140,7 @@ export class ControllerDriver {
   }
 
   private evaluateNow(trigger: string, modeOverride?: ControlMode): DecisionRecord {
+    this.reconcile();
     const settings = this.settings();
     const mode = modeOverride ?? settings.mode;
     const now = this.clock() - DELIVERY_ALLOWANCE_MS;
@@ -147,6 +152,7 @@ export class ControllerDriver {
     const decision: DecisionRecord = { ...out.decision, evalMs: Math.round((performance.now() - t0) * 100) / 100 };
     if (mode === 'auto') for (const a of decision.actions) if (a.status === 'recommended' || a.status === 'started') this.carryOut(decision, a);
     this.keep(decision, 0);
+    this.deps.records.trim(MAX_DECISIONS_KEPT);
     log.info('evaluation', { id, trigger, mode, proposals: decision.proposals.length, refusals: decision.refusals.length, actions: decision.actions.map((a) => `${a.herdId}:${a.from}->${a.to}:${a.status}`).join(' ') || '-', note: decision.note });
     return decision;
   }
@@ -204,6 +210,20 @@ export class ControllerDriver {
     a.migrationId = started.record.migration_id;
     a.status = started.sent ? 'started' : 'ROLLED_BACK';
     a.detail = started.sent ? '' : `the source node ${a.from} is not connected`;
+  }
+
+  /**
+   * Moves a former coordinator started and did not see end (it was deposed first): their
+   * migration records, replayed here, say how they ended; the decisions get a revision.
+   */
+  private reconcile(): void {
+    for (const { record } of this.deps.records.decisions(RECONCILE_DECISIONS)) {
+      for (const a of record.actions) {
+        if (a.status !== 'started' || !a.migrationId) continue;
+        const m = this.deps.migrate.migrations.get(a.migrationId);
+        if (m && FINAL_STATES.has(m.state)) this.actionEnded(record.id, m.migration_id, m.state, m.reason);
+      }
+    }
   }
 
   /** A migration a decision started ended: the decision gets a new revision saying how. */

@@ -16,8 +16,11 @@ import { controlHandlers } from './admin';
 import { ControllerDriver, DELIVERY_ALLOWANCE_MS } from './driver';
 import { ControlRecords, type SettingsVersion } from './records';
 import { runContainerHandlers } from './run';
-import type { WireDecision } from './wire';
+import { decisionToWire, type WireDecision } from './wire';
 
+/** Decisions an agent gets again when it (re)connects: those of the last 10 minutes, at most 100. */
+const CATCH_UP_MS = 10 * 60_000;
+const CATCH_UP_DECISIONS = 100;
 /** How long a node may take to create and start a placed container. */
 const RUN_DEADLINE_MS = 60_000;
 
@@ -45,10 +48,23 @@ export interface ControlModuleDeps {
   appendToLog: (control: { decisions?: WireDecision[]; policy?: SettingsVersion[] }) => void;
 }
 
-export function controlModule(deps: ControlModuleDeps): { driver: ControllerDriver; handlers: grpc.UntypedServiceImplementation } {
+export function controlModule(deps: ControlModuleDeps): { driver: ControllerDriver; catchUp: (nodeId: string) => void; handlers: grpc.UntypedServiceImplementation } {
   const persist = (control: { decisions?: WireDecision[]; policy?: SettingsVersion[] }) => {
     deps.appendToLog(control);
     deps.ingest.commandAll({ term: deps.term(), command_id: `control-${Date.now()}`, control }, deps.nodeId);
+  };
+  /**
+   * An agent that (re)connects gets the settings and the recent decisions again: one made
+   * while its stream was down (an election, a restart) would otherwise be on fewer nodes.
+   * Its log may then hold a record twice; the highest version or revision wins anyway.
+   */
+  const catchUp = (nodeId: string) => {
+    if (nodeId === deps.nodeId) return;
+    const cutoff = Date.now() - CATCH_UP_MS;
+    const decisions = deps.records.decisions(CATCH_UP_DECISIONS).filter((d) => d.record.atMs >= cutoff).map((d) => decisionToWire(d.record, d.revision));
+    const policy = deps.records.settings();
+    if (!decisions.length && !policy) return;
+    deps.ingest.command(nodeId, { term: deps.term(), command_id: `control-catch-up-${Date.now()}`, control: { decisions, policy: policy ? [policy] : [] } });
   };
   const migrate = { registry: deps.registry, migrations: deps.migrations, ingest: deps.ingest, term: deps.term };
   const driver = new ControllerDriver({ registry: deps.registry, store: deps.store, migrations: deps.migrations, records: deps.records, migrate, term: deps.term, persist });
@@ -67,7 +83,8 @@ export function controlModule(deps: ControlModuleDeps): { driver: ControllerDriv
     snapshot: () => driver.snapshot(driver.settings(), Date.now() - DELIVERY_ALLOWANCE_MS),
     settings: () => driver.settings(),
     term: deps.term,
+    dockerReachable: (id) => Boolean(deps.registry.get(id)?.docker_reachable),
     runOn,
   });
-  return { driver, handlers: { ...controlHandlers({ driver, records: deps.records }), ...run } };
+  return { driver, catchUp, handlers: { ...controlHandlers({ driver, records: deps.records }), ...run } };
 }

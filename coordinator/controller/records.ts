@@ -95,6 +95,18 @@ export class ControlRecords {
       .map(([, d]) => d);
   }
 
+  /** Keeps the newest `keep` decisions (at the thesis's 150 s period, 10,000 is 17 days). */
+  trim(keep: number): number {
+    let n = 0;
+    let removed = 0;
+    for (const key of this.decisionsDb.getKeys({ reverse: true })) {
+      if (++n <= keep) continue;
+      void this.decisionsDb.remove(key);
+      removed++;
+    }
+    return removed;
+  }
+
   /** What a batch carries (SampleBatch.decisions, .policy); anything malformed is skipped. */
   recordBatch(decisions: unknown, policy: unknown): void {
     if (Array.isArray(decisions)) {

@@ -1,10 +1,10 @@
 /**
  * Admin.RunContainer (`herd run`): checks the request, picks the node - the forced one, or
- * the best by the controller's filters and the load-aware placement score
- * (placement.ts) - and asks that node to create and start the
- * container (Peer.RunContainer). Placements made since a node's last samples count in its
- * score (Koordinator's estimate), so a burst of runs spreads instead of piling onto the
- * node that looked idle.
+ * the best by the controller's filters and the load-aware score of
+ * coordinator/control/placement.ts - and asks that node to create and start the container
+ * (Peer.RunContainer). It keeps what it placed lately: placement.ts counts what a node's
+ * samples do not show yet (Koordinator's estimate), so a burst of runs spreads instead of
+ * piling onto the node that looked idle.
  */
 import * as grpc from '@grpc/grpc-js';
 import { randomBytes } from 'node:crypto';
@@ -13,7 +13,7 @@ import { checkDockerName, checkId, failedPrecondition, invalid, RpcError, unary 
 import { checkLabels } from '../ingest';
 import type { Snapshot } from '../control/snapshot';
 import type { ControlSettings } from '../control/settings';
-import { rankNodes, type PendingPlacement, type PlacementRequest } from './placement';
+import { place, type RecentPlacement } from '../control/placement';
 
 const log = logger('admin');
 
@@ -24,13 +24,15 @@ const MAX_ARG_CHARS = 4096;
 export const MIN_MEMORY_BYTES = 6 * 1024 * 1024;
 const IMAGE_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._\/:@-]{0,254}$/;
 const ENV_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*=/;
-/** A placement counts at most this long, even if its node sends no samples. */
-const PENDING_MAX_MS = 5 * 60_000;
+/** Placements older than this are forgotten (placement.ts counts the ones its node's samples do not show yet). */
+const RECENT_MAX_MS = 5 * 60_000;
 
 export interface RunDeps {
   snapshot: () => Snapshot;
   settings: () => ControlSettings;
   term: () => number;
+  /** Can the node's agent reach its Docker engine (its inventory says so)? */
+  dockerReachable: (nodeId: string) => boolean;
   /** Asks a node to create and start the container (Peer.RunContainer). */
   runOn: (nodeId: string, req: Record<string, unknown>) => Promise<{ docker_id: string }>;
   clock?: () => number;
@@ -67,7 +69,7 @@ export function checkRun(req: any): string | undefined {
 
 export function runContainerHandlers(deps: RunDeps): grpc.UntypedServiceImplementation {
   const clock = deps.clock ?? Date.now;
-  let pending: PendingPlacement[] = [];
+  let recent: RecentPlacement[] = [];
   return {
     RunContainer: unary<any, any>('RunContainer', async (req) => {
       const bad = checkRun(req);
@@ -75,43 +77,42 @@ export function runContainerHandlers(deps: RunDeps): grpc.UntypedServiceImplemen
       const snapshot = deps.snapshot();
       const settings = deps.settings();
       const now = clock();
-      // A placement counts until its node has a full window of samples taken after it.
-      const windowMs = settings.schedule.windowMs;
-      pending = pending.filter((p) => now - p.atMs < PENDING_MAX_MS && (snapshot.nodes.find((n) => n.id === p.node)?.lastSampleMs ?? 0) <= p.atMs + windowMs);
-      const want: PlacementRequest = { cpus: Number(req.cpus) || 0, memoryBytes: Number(req.memory_bytes) || 0 };
+      recent = recent.filter((p) => now - p.atMs < RECENT_MAX_MS);
       if (req.node_id && !snapshot.nodes.some((n) => n.id === req.node_id)) {
         throw invalid(`node_id: no node "${req.node_id}" has ever connected (known: ${snapshot.nodes.map((n) => n.id).join(', ') || 'none'})`);
       }
-      const ranked = rankNodes(snapshot, want, pending, settings, req.node_id ?? '');
-      const ok = ranked.filter((r) => !r.refused);
-      let chosen = req.node_id ? ranked.find((r) => r.nodeId === req.node_id)! : ok[0];
-      if (!chosen || chosen.refused) {
-        const why = ranked.map((r) => `${r.nodeId}: ${r.reason}`).join('; ') || 'no node has connected';
-        if (!chosen) throw failedPrecondition(`no node can take this container (cpus ${want.cpus}, memory_bytes ${want.memoryBytes}): ${why}`);
-        throw failedPrecondition(`node_id: node ${chosen.nodeId} cannot take this container: ${chosen.reason}`);
-      }
+      const want = { cpus: Number(req.cpus) || 0, memoryBytes: Number(req.memory_bytes) || 0, node: req.node_id ?? '' };
+      const placed = place(snapshot, settings, want, recent);
+      if (!placed.ok) throw placed.code === 'unknown-node' ? invalid(placed.error) : failedPrecondition(placed.error);
+      // A node whose agent cannot reach Docker cannot start it: the next best can.
+      const refused = [...placed.refused];
+      const usable = placed.ranked.filter((r) => deps.dockerReachable(r.node) || (refused.push({ node: r.node, reason: `${r.node} cannot reach its Docker engine (herd doctor on it says why)` }), false));
+      if (usable.length === 0) throw failedPrecondition(`no node can take it: ${refused.map((r) => `${r.node}: ${r.reason}`).join('; ')}`);
+      const chosen = usable[0];
+      const reason = chosen.node === placed.node ? placed.reason : `${chosen.reason} (${placed.node}, better placed, cannot reach Docker)`;
       const herdId = randomBytes(6).toString('hex');
       const name = req.name || `herd-${herdId}`;
       const peerReq = { term: deps.term(), herd_id: herdId, name, image: req.image, command: req.command ?? [], env: req.env ?? [], labels: req.labels ?? [], cpus: want.cpus, memory_bytes: want.memoryBytes, network: req.network ?? '' };
-      const placed: PendingPlacement = { node: chosen.nodeId, atMs: now, cpus: want.cpus, memoryBytes: want.memoryBytes };
-      pending.push(placed); // before the await: a concurrent run already sees it
+      // What it is expected to use counts on its node until the node's samples show it;
+      // recorded before the await so that a concurrent run already sees it.
+      const mine: RecentPlacement = { node: chosen.node, atMs: now, cpus: want.cpus || settings.placement.defaultCpus, memoryBytes: want.memoryBytes || settings.placement.defaultMemoryBytes };
+      recent.push(mine);
       let res: { docker_id: string };
       try {
-        res = await deps.runOn(chosen.nodeId, peerReq);
+        res = await deps.runOn(chosen.node, peerReq);
       } catch (err) {
-        pending = pending.filter((p) => p !== placed);
+        recent = recent.filter((p) => p !== mine);
         const e = err as grpc.ServiceError;
-        throw new RpcError(e.code ?? grpc.status.INTERNAL, `node ${chosen.nodeId} could not start the container: ${e.details ?? e.message}`);
+        throw new RpcError(e.code ?? grpc.status.INTERNAL, `node ${chosen.node} could not start the container: ${e.details ?? e.message}`);
       }
-      const reason = req.node_id ? `node ${chosen.nodeId} was asked for (--node); ${chosen.reason}` : `node ${chosen.nodeId} scored best: ${chosen.reason}`;
-      log.info('container placed', { herd_id: herdId, node: chosen.nodeId, image: req.image, reason });
+      log.info('container placed', { herd_id: herdId, node: chosen.node, image: req.image, reason });
       return {
         herd_id: herdId,
-        node_id: chosen.nodeId,
+        node_id: chosen.node,
         docker_id: res.docker_id,
         name,
         reason,
-        scores: ranked.map((r) => ({ node_id: r.nodeId, score: r.refused ? 0 : r.score, reason: r.reason, refused: r.refused })),
+        scores: [...usable.map((r) => ({ node_id: r.node, score: r.score, reason: r.reason, refused: false })), ...refused.map((r) => ({ node_id: r.node, score: 0, reason: r.reason, refused: true }))],
       };
     }, (name, err) => log.error(`${name} failed`, { error: err })),
   };

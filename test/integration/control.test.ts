@@ -8,11 +8,13 @@
  *      while its back-off lasts, and the decisions say so;
  *   3. auto mode: a new container overloads n1 again and the controller relieves it alone;
  *   4. kill -9 of the coordinator: the next one has the settings and the decision history;
- *   5. four `herd run`s at once spread by capacity.
+ *   5. four `herd run`s at once spread by capacity;
+ *   6. each other policy (cpu-greedy-mt, balance, low-node-utilization) relieves n1 alone.
  * Every node is labelled herd.cores=0.5 (a slice of this shared machine: its load is its
- * containers' CPU over half a core), and busy containers are capped at 0.15-0.2 cores, so the
- * loads the policy sees are the ones the test sets up; the thresholds are low (5% busy, a
- * 2% gain) because on a crowded machine a capped container gets less than its cap.
+ * containers' CPU over half a core), so the loads the policy sees are the ones the test sets
+ * up; "busy" containers spin in short bursts (a CPU-quota-throttled spinner can make the
+ * freeze before a checkpoint fail), and the thresholds are low (5% busy, a 2% gain) because
+ * on a crowded machine they get what they get.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BUSYBOX_IMAGE, startBed, type Bed } from '../bed/bed';
@@ -26,7 +28,7 @@ let bed: Bed;
 const nodes = new Map<string, HerdNode>();
 const SLICE = ['--label', 'herd.cores=0.5'];
 const PHASE_MS = 240_000; // a crowded 2-core machine can be slow
-const BUSY = 'while :; do :; done';
+const BUSY = 'while :; do i=0; while [ $i -lt 3000 ]; do i=$((i+1)); done; sleep 0.05; done';
 
 const tls = () => {
   const p = testPki();
@@ -37,28 +39,36 @@ let server = ''; // any live node: the CLI finds the coordinator from it
 async function herd(...args: string[]) {
   // connection flags go before a container command's `--` (herd run), else at the end
   const cut = args.includes('--') ? args.indexOf('--') : args.length;
-  return runCmd(process.execPath, [HERD, ...args.slice(0, cut), '-s', server, ...tls(), ...args.slice(cut)], 90_000);
+  for (let attempt = 1; ; attempt++) {
+    const r = await runCmd(process.execPath, [HERD, ...args.slice(0, cut), '-s', server, ...tls(), ...args.slice(cut)], 90_000);
+    // On a crowded machine an election may be under way: that answer means "not done, ask again".
+    if (attempt === 10 || !/UNAVAILABLE: (no coordinator is elected yet|this node is not the coordinator)/.test(r.stderr)) return r;
+    await new Promise((res) => setTimeout(res, 1000));
+  }
 }
 async function herdOk(...args: string[]): Promise<string> {
   const r = await herd(...args);
   expect(r.code, `herd ${args.join(' ')}: ${r.stderr}${r.stdout}`).toBe(0);
   return r.stdout;
 }
+const dead = new Set<string>();
+const alive = () => [...nodes.values()].filter((n) => !dead.has(n.id));
 async function coordinator(): Promise<string> {
-  return (await agreedLeader([...nodes.values()].map((n) => n.address), 30_000)).address;
+  return (await agreedLeader(alive().map((n) => n.address), 30_000)).address;
 }
-async function decisions(): Promise<any[]> {
-  return (await call(adminClient(await coordinator()), 'ListDecisions', { limit: 1000 })).decisions;
+async function decisions(limit = 200): Promise<any[]> {
+  return (await call(adminClient(await coordinator()), 'ListDecisions', { limit })).decisions;
 }
-async function whereIs(herdId: string): Promise<string | undefined> {
+async function running(herdId: string): Promise<any> {
   const r = await call(adminClient(await coordinator()), 'ListContainers', {});
-  return r.containers.find((c: any) => c.herd_id === herdId && c.state === 'running')?.node_id;
+  return r.containers.find((c: any) => c.herd_id === herdId && c.state === 'running');
 }
+const whereIs = async (herdId: string): Promise<string | undefined> => (await running(herdId))?.node_id;
 /** herd run through the CLI; returns the RunContainer answer. */
 async function run(...args: string[]): Promise<any> {
   return JSON.parse(await herdOk('run', '--json', ...args));
 }
-const busy = (node: string, cpus: string, ...extra: string[]) => run('--node', node, '--cpus', cpus, ...extra, BUSYBOX_IMAGE, '--', 'sh', '-c', BUSY);
+const busy = (node: string, ...extra: string[]) => run('--node', node, ...extra, BUSYBOX_IMAGE, '--', 'sh', '-c', BUSY);
 
 beforeAll(async () => {
   bed = await startBed({ nodes: 3, docker: true, name: 'ctlb', subnet: 102 });
@@ -77,6 +87,7 @@ describe('herd control', () => {
   let a = ''; // busy on n1, the one to move
   let p = ''; // busy on n1, pinned
   let approvedId = '';
+  let c = ''; // busy on n1, moved by the controller in auto mode
 
   it('refuses bad settings naming the field and range, and changes nothing', async () => {
     const before = await herdOk('policy', 'show', '--json');
@@ -97,14 +108,14 @@ describe('herd control', () => {
 
   it('recommend mode: the move is recommended, with its reason, and nothing moves; pinned never proposed, draining refused', async () => {
     await herdOk('node', 'drain', 'n2');
-    a = (await busy('n1', '0.15')).herd_id;
-    p = (await busy('n1', '0.2', '--label', 'herd.pin=true')).herd_id; // the busiest: judged (and refused) first
+    a = (await busy('n1')).herd_id;
+    p = (await busy('n1', '--label', 'herd.pin=true')).herd_id;
     const set = await herdOk('policy', 'set', 'mode=recommend', 'policies=cpu-greedy', 'hysteresisRounds=1', 'schedule.windowMs=5000', 'schedule.periodMs=3000', 'schedule.firstAfterMs=0', 'thresholds.cpu-greedy.hostActiveThreshold=0.05', 'thresholds.cpu-greedy.rewardThreshold=0.02');
     expect(set).toMatch(/mode: recommend\s+policies: cpu-greedy/);
     const recommended = await waitFor('two decisions recommending a -> n3', async () => {
       const ds = (await decisions()).filter((d) => d.actions.some((x: any) => x.herd_id === a && x.status === 'recommended'));
       return ds.length >= 2 ? ds : undefined;
-    }, 150_000, 500);
+    }, 150_000, 1000);
     for (const d of recommended) expect(d.actions[0]).toMatchObject({ herd_id: a, from_node_id: 'n1', to_node_id: 'n3', policy: 'cpu-greedy' });
     expect(await whereIs(a)).toBe('n1'); // recommended twice, moved never
     const all = await decisions();
@@ -122,7 +133,7 @@ describe('herd control', () => {
     const ended = await waitFor('the approved move ended', async () => {
       const d = (await decisions()).find((x) => x.id === approvedId);
       return d && ['ROLLED_BACK', 'FAILED', 'SUCCEEDED'].includes(d.actions[0].status) ? d : undefined;
-    }, 150_000, 500);
+    }, 150_000, 1000);
     expect(ended.actions[0].status, ended.actions[0].detail).toBe('ROLLED_BACK'); // n3's first restore fails
     const endedMs = Date.now();
     await waitFor(`${a} running on n1 again`, async () => (await whereIs(a)) === 'n1', 30_000, 500);
@@ -140,14 +151,18 @@ describe('herd control', () => {
   }, PHASE_MS);
 
   it('auto mode: an overloaded node is relieved by a migration the controller decided alone', async () => {
-    const c = (await busy('n1', '0.15')).herd_id;
-    await herdOk('policy', 'set', 'mode=auto');
-    const moved = await waitFor(`${c} moved by a scheduled decision`, async () => {
-      const d = (await decisions()).find((x) => x.trigger === 'schedule' && x.mode === 'auto' && x.actions.some((y: any) => y.herd_id === c && y.status === 'SUCCEEDED'));
+    c = (await busy('n1')).herd_id;
+    // a short back-off from here: a real migration may fail (a freeze timing out on a crowded
+    // machine), and the point is a relief decided alone, not a first try that must succeed
+    await herdOk('policy', 'set', 'mode=auto', 'filters.backoffMs=5000', 'filters.backoffMaxMs=20000');
+    const moved = await waitFor('a container moved off n1 by a scheduled decision', async () => {
+      const d = (await decisions()).find((x) => x.trigger === 'schedule' && x.mode === 'auto' && x.actions.some((y: any) => y.status === 'SUCCEEDED'));
       return d;
-    }, 150_000, 500);
-    expect(moved.actions[0]).toMatchObject({ from_node_id: 'n1', to_node_id: 'n3' });
-    expect(await whereIs(c)).toBe('n3');
+    }, 150_000, 1000);
+    const action = moved.actions.find((y: any) => y.status === 'SUCCEEDED');
+    expect(action).toMatchObject({ from_node_id: 'n1', to_node_id: 'n3', policy: 'cpu-greedy' });
+    expect([a, c]).toContain(action.herd_id);
+    expect(await whereIs(action.herd_id)).toBe('n3');
     expect(await whereIs(p)).toBe('n1');
     const json = JSON.parse(await herdOk('decisions', '--json'));
     expect(json.find((d: any) => d.id === moved.id).proposals[0].reason).toMatch(/busiest movable container/);
@@ -157,31 +172,35 @@ describe('herd control', () => {
     await herdOk('policy', 'set', 'mode=recommend', 'schedule.periodMs=4000');
     const policy = await call(adminClient(await coordinator()), 'GetPolicy', {});
     await new Promise((r) => setTimeout(r, 1000)); // the records reach every agent's log
-    const history = await decisions();
-    const old = await agreedLeader([...nodes.values()].map((n) => n.address), 10_000);
+    const history = await decisions(1000);
+    const old = await agreedLeader(alive().map((n) => n.address), 10_000);
     await kill9(nodes.get(old.id)!);
-    const alive = [...nodes.values()].filter((n) => n.id !== old.id);
-    server = alive[0].address;
-    const next = await agreedLeader(alive.map((n) => n.address), 30_000);
+    dead.add(old.id);
+    server = alive()[0].address;
+    const next = await agreedLeader(alive().map((n) => n.address), 30_000);
     expect(next.id).not.toBe(old.id);
-    const admin = adminClient(next.address);
+    // asked of whoever coordinates at each try (a crowded machine may hold a second election)
     const got = await waitFor('settings on the new coordinator', async () => {
-      const r = await call(admin, 'GetPolicy', {});
+      const r = await call(adminClient(await coordinator()), 'GetPolicy', {});
       return Number(r.settings.version) === Number(policy.settings.version) ? r : undefined;
-    }, 30_000, 300);
+    }, 150_000, 1000);
     expect(JSON.parse(got.settings.settings_json)).toEqual(JSON.parse(policy.settings.settings_json));
     const kept = await waitFor('decision history on the new coordinator', async () => {
-      const ds = (await call(admin, 'ListDecisions', { limit: 1000 })).decisions;
+      const ds = await decisions(1000);
       return history.every((h) => ds.some((d: any) => d.id === h.id && Number(d.revision) >= Number(h.revision))) ? ds : undefined;
-    }, 30_000, 300);
+    }, 150_000, 1000);
     expect(kept.find((d: any) => d.id === approvedId).actions[0].status).toBe('ROLLED_BACK');
     // the killed node comes back (its containers kept running under its dockerd)
     nodes.set(old.id, startHerdOn(bed, old.id, SLICE));
-    await waitFor('3 agents streaming again', async () => (await connectedNodes(next.address)).length === 3, 30_000, 200);
+    dead.delete(old.id);
+    await waitFor('3 agents streaming again', async () => (await connectedNodes(await coordinator())).length === 3, 60_000, 200);
   }, PHASE_MS);
 
   it('herd run x4 in a burst spreads by capacity', async () => {
     await herdOk('node', 'undrain', 'n2');
+    // a new coordinator judges nothing until the agents' replays reach the present: an
+    // evaluation now (recommend: it moves nothing) says when all three nodes are judged
+    await waitFor('all nodes judged again', async () => Number((await call(adminClient(await coordinator()), 'EvaluateNow', {})).summary.judged_nodes) === 3, 150_000, 2000);
     const sleeper = ['--cpus', '0.2', BUSYBOX_IMAGE, '--', 'sleep', '3600'];
     const placed = await Promise.all([0, 1, 2, 3].map(() => run(...sleeper)));
     const per = new Map<string, number>();
@@ -190,11 +209,34 @@ describe('herd control', () => {
     expect(Math.max(...per.values())).toBeLessThanOrEqual(2); // ...but not the whole burst
     expect(per.size).toBeGreaterThanOrEqual(2);
     for (const r of placed) {
-      expect(r.reason).toMatch(/scored best: measured .* cores busy/);
+      expect(r.reason).toMatch(/best of \d node\(s\) by measured plus expected load/);
     }
     const bad = await herd('run', '--node', 'n9', BUSYBOX_IMAGE);
     expect(bad.stderr).toMatch(/INVALID_ARGUMENT: node_id: no node "n9"/);
     const huge = await herd('run', '--memory', '900000g', BUSYBOX_IMAGE);
-    expect(huge.stderr).toMatch(/FAILED_PRECONDITION: no node can take this container/);
+    expect(huge.stderr).toMatch(/FAILED_PRECONDITION: no node can take it/);
   }, PHASE_MS);
+
+  it('each other policy relieves an overloaded node alone (cpu-greedy-mt, balance, low-node-utilization)', async () => {
+    const rm = async (herdId: string) => {
+      const at = await running(herdId);
+      if (at) await bed.docker(at.node_id, 'rm', '-f', at.name);
+    };
+    for (const id of [a, p, c]) await rm(id);
+    await herdOk('policy', 'set', 'mode=auto', 'schedule.periodMs=3000',
+      'thresholds.cpu-greedy-mt.hostActiveThreshold=0.05', 'thresholds.cpu-greedy-mt.rewardThreshold=0.02', 'thresholds.cpu-greedy-mt.saturation=0.1',
+      'thresholds.balance.band=0.05', 'thresholds.balance.saturation=0.1',
+      'thresholds.low-node-utilization.highCpu=0.1', 'thresholds.low-node-utilization.lowMemory=1', 'thresholds.low-node-utilization.lowDiskActive=1');
+    for (const policy of ['cpu-greedy-mt', 'balance', 'low-node-utilization']) {
+      await herdOk('policy', 'set', `policies=${policy}`);
+      const pair = [await busy('n1'), await busy('n1')];
+      const moved = await waitFor(`${policy} moves one of the pair off n1`, async () =>
+        (await decisions()).find((d) => d.trigger === 'schedule' && d.actions.some((x: any) => x.policy === policy && pair.some((r) => r.herd_id === x.herd_id) && x.status === 'SUCCEEDED')),
+      100_000, 1000);
+      const action = moved.actions.find((x: any) => x.policy === policy);
+      expect(action.from_node_id, policy).toBe('n1');
+      expect(await whereIs(action.herd_id)).toBe(action.to_node_id);
+      for (const r of pair) await rm(r.herd_id);
+    }
+  }, 2 * PHASE_MS);
 });

@@ -15,7 +15,8 @@ import { runSpec } from '../../agent/run';
 import { SampleStore } from '../../coordinator/samplestore';
 import { Registry, type ContainerRecord } from '../../coordinator/registry';
 import { Migrations } from '../../coordinator/migrations';
-import { controlRecords } from '../../coordinator/controller/module';
+import { controlModule, controlRecords } from '../../coordinator/controller/module';
+import { Insecure } from '../../common/transport';
 import { ControllerDriver } from '../../coordinator/controller/driver';
 import { buildSnapshot, resample } from '../../coordinator/controller/snapshot-builder';
 import { decisionFromWire, decisionToWire } from '../../coordinator/controller/wire';
@@ -184,6 +185,16 @@ describe('decision records', () => {
     expect(JSON.parse(next.settings()!.settings_json).mode).toBe('auto');
   });
 
+  it('keeps the newest decisions only', async () => {
+    const e = env();
+    const r = controlRecords(e);
+    for (let i = 0; i < 5; i++) r.putDecision({ ...decisionRecord(`d-${NOW + i}-1`, []), atMs: NOW + i }, 0);
+    await e.committed;
+    expect(r.trim(3)).toBe(2);
+    await e.committed;
+    expect(r.decisions(10).map((d) => d.record.id)).toEqual([`d-${NOW + 4}-1`, `d-${NOW + 3}-1`, `d-${NOW + 2}-1`]);
+  });
+
   it('skips malformed records', () => {
     const r = controlRecords(env());
     r.recordBatch([{ id: '../x', at_ms: 1 }, { id: 'd-2', at_ms: 0 }, null, 'x'], [{ version: -1, settings_json: '{}' }, { version: 1, settings_json: 'not json' }]);
@@ -269,6 +280,16 @@ describe('controller driver', () => {
     expect(t.driver.nextEvaluationMs()).toBe(0);
   });
 
+  it('a move a former coordinator started and did not see end is recorded from its replayed migration record', async () => {
+    const t = await driverSetup([{ id: 'n1', cpu: 0.2, containers: [['a', 0.1]] }, { id: 'n2', cpu: 0.2, containers: [] }]);
+    t.records.putDecision(decisionRecord('d-8-1', [{ herdId: 'a', from: 'n1', to: 'n2', policy: 'cpu-greedy', reason: 'r', status: 'started', migrationId: 'm-old', detail: '' }]), 1);
+    t.migrations.update({ migration_id: 'm-old', herd_id: 'a', source_node_id: 'n1', target_node_id: 'n2', fs_mode: 'FS_MODE_DIFF', step: 'DONE', state: 'SUCCEEDED', bytes_done: 1, bytes_total: 1, timings: [], reason: '', started_ms: NOW - 9000, ended_ms: NOW - 8000, downtime_ms: 50, target_docker_id: 'x', term: 3, version: 9 });
+    await t.env.committed;
+    await t.driver.evaluate('evaluate-now', 'recommend');
+    await new Promise((r) => setImmediate(r));
+    expect(t.records.decision('d-8-1')).toMatchObject({ revision: 2, record: { actions: [{ status: 'SUCCEEDED' }] } });
+  });
+
   it('an approval is judged by the filters again: a move to a draining node is skipped, not started', async () => {
     const t = await driverSetup([{ id: 'n1', cpu: 0.9, containers: [['a', 1], ['b', 1]] }, { id: 'n2', cpu: 0.1, labels: [{ key: 'herd.draining', value: 'true' }], containers: [] }]);
     t.records.putDecision(decisionRecord('d-9-2', [{ herdId: 'a', from: 'n1', to: 'n2', policy: 'cpu-greedy', reason: 'r', status: 'recommended', migrationId: '', detail: '' }]), 0);
@@ -276,6 +297,29 @@ describe('controller driver', () => {
     expect(d.actions[0].status).toBe('skipped');
     expect(d.actions[0].detail).toMatch(/draining/);
     expect(t.commands).toEqual([]);
+  });
+});
+
+describe('records reach every node', () => {
+  it('an agent that (re)connects gets the settings and the recent decisions again; the coordinator\'s own agent does not', async () => {
+    const e = env();
+    const c = await cluster(e, [{ id: 'n1', cpu: 0.2, containers: [] }]);
+    const records = controlRecords(e);
+    const sent: Array<{ node: string; cmd: any }> = [];
+    const appended: any[] = [];
+    const m = controlModule({ nodeId: 'n1', records, ...c, ingest: { command: (node, cmd) => (sent.push({ node, cmd }), true), commandAll: () => [] }, transport: new Insecure(), term: () => 3, appendToLog: (r) => appended.push(r) });
+    m.catchUp('n2');
+    expect(sent).toEqual([]); // nothing to hand over yet
+    m.driver.setSettings({ mode: 'recommend' }, false, 'operator:a');
+    records.putDecision({ ...decisionRecord('d-1-1', []), atMs: Date.now() }, 2);
+    records.putDecision({ ...decisionRecord('d-0-1', []), atMs: Date.now() - 3_600_000 }, 0); // too old to hand over again
+    m.catchUp('n1');
+    m.catchUp('n2');
+    expect(sent).toHaveLength(1);
+    expect(sent[0].node).toBe('n2');
+    expect(sent[0].cmd.control.policy[0]).toMatchObject({ version: 1 });
+    expect(sent[0].cmd.control.decisions.map((d: any) => [d.id, d.revision])).toEqual([['d-1-1', 2]]);
+    expect(appended.filter((a) => a.policy)).toHaveLength(1); // SetPolicy went to the own log too
   });
 });
 
@@ -329,6 +373,7 @@ describe('RunContainer', () => {
       snapshot: () => t.driver.snapshot(t.driver.settings(), NOW),
       settings: () => t.driver.settings(),
       term: () => 4,
+      dockerReachable: () => true,
       runOn: async (node) => (started.push(node), { docker_id: `d-${started.length}` }),
       clock: () => NOW,
     });
@@ -336,7 +381,7 @@ describe('RunContainer', () => {
     const placed = [];
     for (let i = 0; i < 3; i++) placed.push((await call({ image: 'alpine', cpus: 2 })).node_id);
     expect(new Set(placed).size).toBe(3); // not all on the idlest node
-    await expect(call({ image: 'alpine', node_id: 'n9' })).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: expect.stringMatching(/node_id/) });
+    await expect(call({ image: 'alpine', node_id: 'n9' })).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: expect.stringMatching(/node_id: no node "n9"/) });
     await expect(call({ image: 'alpine', memory_bytes: 2 ** 50 })).rejects.toMatchObject({ code: grpc.status.FAILED_PRECONDITION });
     await expect(call({ image: '' })).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT });
     expect(started).toHaveLength(3);

@@ -98,6 +98,8 @@ describe('DockerTracker with a fake engine', () => {
         pid: 4242,
         labels: { 'herd.id': 'h-bench', 'herd.ops.regex': 'x' },
         createdMs: Date.parse('2026-11-24T16:45:01.123Z'),
+        cpuLimit: 0, // no HostConfig limits: none
+        memoryLimitBytes: 0,
       },
       expect.objectContaining({ herdId: 'bb95c91f4614', state: 'exited', pid: 0 }),
     ]);
