@@ -173,8 +173,8 @@ async function oneRun(c: Cluster, scenario: ScenarioName, run: string, placement
   // (the containers of the last phase must have reported up to its end, and nothing new came in the last poll)
   const last = phases[phases.length - 1].map((i) => herdIds.get(names[i])).filter((x): x is string => x !== undefined);
   const complete = () => last.every((id) => (seen.series(id).at(-1)?.[0] ?? 0) >= t1 - 5000);
-  for (let i = 0, before = -1; i < 30 && (seen.count() !== before || !complete()); i++) {
-    before = seen.count();
+  for (let i = 0, before = -1; i < 30 && (seen.count(t1) !== before || !complete()); i++) {
+    before = seen.count(t1);
     await sleep(2000);
     await seen.poll(c, [...herdIds.values()], t0);
   }
@@ -220,9 +220,10 @@ class Harvest {
     }
   }
 
-  count(): number {
+  /** What was gathered from before untilMs (the containers keep reporting until they are removed). */
+  count(untilMs: number): number {
     let n = this.migrations.size;
-    for (const m of this.points.values()) n += m.size;
+    for (const m of this.points.values()) for (const ts of m.keys()) if (ts < untilMs) n++;
     return n;
   }
 
