@@ -94,7 +94,7 @@ async function rawBaseline(dir: string): Promise<number> {
 async function startDaemon(dataDir: string, port: number, tlsTemplate: string | undefined): Promise<ChildProcess> {
   mkdirSync(dataDir, { recursive: true });
   if (tlsTemplate) cpSync(tlsTemplate, join(dataDir, 'tls'), { recursive: true });
-  const flags = ['agent', '--node-id', 'coord', '--data-dir', dataDir, '--listen', `127.0.0.1:${port}`, '--pmproxy-url', '', '--log-level', 'warn'];
+  const flags = ['agent', '--node-id', 'coord', '--data-dir', dataDir, '--listen', `127.0.0.1:${port}`, '--pmproxy-url', '', '--log-level', 'error'];
   const child = spawn(process.execPath, [HERD, ...flags, ...(tlsTemplate ? [] : ['--insecure'])], { stdio: ['ignore', 'ignore', 'inherit'] });
   const { herd } = loadProtos();
   const creds = tlsTemplate ? testPki().credentials() : { credentials: grpc.credentials.createInsecure(), options: {} };

@@ -19,7 +19,9 @@ export function spread(xs: number[], higherIsBetter = false): Spread {
   const s = [...xs].sort((a, b) => a - b);
   const min = s[0];
   const max = s[s.length - 1];
-  return { median: s[Math.floor(s.length / 2)], worst: higherIsBetter ? min : max, min, max, n: s.length };
+  const mid = s.length >> 1;
+  const median = s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+  return { median, worst: higherIsBetter ? min : max, min, max, n: s.length };
 }
 
 export interface Figure {
