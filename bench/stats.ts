@@ -32,6 +32,8 @@ export interface Figure {
   higherIsBetter?: boolean;
   herd: number[];
   baselineName?: string;
+  /** A higher herd/baseline ratio is the better one (default: as higherIsBetter). */
+  ratioHigherIsBetter?: boolean;
   /** Runs of the baseline, the i-th taken next to the i-th of `herd`. */
   baseline?: number[];
   target?: string;
@@ -59,7 +61,7 @@ export function summarise(f: Figure): FigureLine {
     line.baselineName = f.baselineName;
     line.baseline = spread(f.baseline, up);
     // A worse ratio is a higher one for times, a lower one for rates.
-    line.ratio = spread(ratios, up);
+    line.ratio = spread(ratios, f.ratioHigherIsBetter ?? up);
   }
   return line;
 }

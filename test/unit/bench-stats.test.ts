@@ -31,3 +31,12 @@ describe('bench figures: median, worst, spread and run-by-run ratios', () => {
     expect(summarise({ name: 'failover', unit: 'ms', herd: [600, 900] }).ratio).toBeUndefined();
   });
 });
+
+describe('bench figures: a ratio whose better side differs from its runs', () => {
+  it('keeps the slowest time as the worst run while the lowest ratio is the worst ratio', () => {
+    // whole filesystem over diff layer: times (lower is better), the ratio higher is better
+    const l = summarise({ name: 'whole/diff', unit: 'ms', ratioHigherIsBetter: true, herd: [4000, 9000], baseline: [500, 500] });
+    expect(l.herd.worst).toBe(9000);
+    expect(l.ratio!.worst).toBe(8);
+  });
+});
