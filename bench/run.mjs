@@ -56,7 +56,7 @@ function table(figures) {
 
 const [name, ...args] = process.argv.slice(2);
 if (!name) {
-  console.error('usage: node bench/run.mjs <all|ingest|collect-cost|failover|migration|package|idle-rss|transfer> [args]');
+  console.error('usage: node bench/run.mjs <all|ingest|collect-cost|failover|migration|package|idle-rss|transfer|control-eval|...> [args]');
   process.exit(2);
 }
 const bundled = spawnSync(process.execPath, [`${root}build/bundle.mjs`], { stdio: 'inherit' });
