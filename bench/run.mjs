@@ -21,6 +21,8 @@ const QUICK = [
   ['failover', '5', '3', 'kill,partition,sigterm'],
   ['migration', '5', 'small'],
   ['package', '3', '5', 'x64'],
+  ['metrics', '200', '100'],
+  ['control-eval', '--rounds', '8'],
 ];
 
 async function runOne(name, args, capture) {
