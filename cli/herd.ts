@@ -9,7 +9,7 @@ import { registerMigrate } from './migrate';
 import { registerPki } from './pki';
 import { registerJoin } from './join';
 import { registerNodes } from './nodes';
-import { mergeFlags } from './flags';
+import { mergeFlags, TLS_SAN_HELP } from './flags';
 import { setLogLevel, logger } from '../common/log';
 import { VERSION } from '../common/version';
 
@@ -45,6 +45,7 @@ program
   .option('--retention-bytes <n>', 'cap on the local sample log size, bytes (default: 2 GiB)', num)
   .option('--max-in-flight <n>', 'most unacknowledged batches in flight to the coordinator (default: 64)', num)
   .option('--label <key=value>', 'a label of this node; repeat for each', collect)
+  .option('--tls-san <name>', TLS_SAN_HELP, collect)
   .option('--insecure', 'serve and dial plain text instead of mutual TLS: anyone who reaches the port owns the node (lab use only; logged as a warning)')
   .addOption(new Option('--log-level <level>', 'log verbosity (default: info; env HERD_LOG_LEVEL)').choices(['debug', 'info', 'warn', 'error']))
   .action(async (opts) => {
