@@ -19,6 +19,7 @@ import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { closeSync, existsSync, fchmodSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { SKEW_MS, caHolderOf, identityOf, peerIdentity } from '../../common/identity';
+import { cleanDetails } from '../../common/grpc-text';
 import { logger } from '../../common/log';
 import { loadProtos } from '../../common/proto';
 import { ClusterTls, type Transport } from '../../common/transport';
@@ -394,7 +395,7 @@ export class CertificateRenewer {
     return new Promise<string>((resolve, reject) => {
       client.RenewCertificate({ csr_pem: csr, address: selfAddress }, { deadline: Date.now() + RENEW_DEADLINE_MS }, (err: grpc.ServiceError | null, res: any) => {
         client.close();
-        if (err) return reject(new RenewalError(`node "${holder}" at ${address} answered ${grpc.status[err.code] ?? err.code}: ${err.details || err.message}`));
+        if (err) return reject(new RenewalError(`node "${holder}" at ${address} answered ${grpc.status[err.code] ?? err.code}: ${cleanDetails(err.details || err.message)}`));
         if (typeof res?.node_cert_pem !== 'string' || !res.node_cert_pem) return reject(new RenewalError(`node "${holder}" at ${address} sent no certificate`));
         resolve(res.node_cert_pem);
       });
