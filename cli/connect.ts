@@ -46,6 +46,13 @@ export function adminChannel(flags: ConnectFlags): Channel {
     cert: flags.cert ?? join(tls, 'admins', 'local.crt'),
     key: flags.key ?? join(tls, 'admins', 'local.key'),
   };
+  const defaults = !flags.cacert && !flags.cert && !flags.key;
+  if (defaults && !Object.values(files).some(existsSync)) {
+    // A node's first start makes these (herd init too): on a machine where no agent ever ran, say so.
+    throw new ConnectError(
+      `no certificates in ${tls} yet: is herd agent running? Start it with \`herd agent\` (on its first start a lone node makes the cluster CA and the operator certificate admins/local.* that these commands use), or give --cacert/--cert/--key from \`herd admin-cert create NAME\` (--insecure for a cluster that runs with --insecure)`,
+    );
+  }
   for (const [flag, path] of Object.entries(files)) {
     if (!existsSync(path)) {
       throw new ConnectError(`--${flag} ${path}: no such file. Use the files from \`herd admin-cert create NAME\` (--cacert ca.crt --cert NAME.crt --key NAME.key), or --insecure for a cluster that runs with --insecure`);

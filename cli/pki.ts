@@ -9,7 +9,7 @@ import { Command, Option } from 'commander';
 import { networkInterfaces } from 'node:os';
 import { ConfigError, defaultDataDir, parseSettings } from '../agent/config';
 import { loadProtos } from '../common/proto';
-import { LOOPBACK_NAMES, localSans } from '../common/sans';
+import { checkSan, LOOPBACK_NAMES, localSans } from '../common/sans';
 import { addConnectOptions, adminChannel, ConnectError, rpcErrorText } from './connect';
 import { TLS_SAN_HELP } from './flags';
 
@@ -69,6 +69,10 @@ export function registerPki(program: Command): void {
         const { createNodeCertFiles } = await import('../common/pki');
         const ttl = opts.ttlSeconds;
         if (ttl !== undefined && (!Number.isInteger(ttl) || ttl < 60)) throw new ConfigError('--ttl-seconds must be an integer of at least 60');
+        for (const n of opts.tlsSan ?? []) {
+          const bad = checkSan(n);
+          if (bad) throw new ConfigError(`--tls-san ${bad}`);
+        }
         const names = [...LOOPBACK_NAMES, ...(opts.tlsSan ?? [])];
         const r = await createNodeCertFiles(opts.dataDir ?? defaultDataDir(), nodeId, opts.address, opts.out, { names, ...(ttl ? { notAfter: new Date(Date.now() + ttl * 1000) } : {}) });
         process.stdout.write([`certificate of node "${nodeId}" (${opts.address}):`, ...r.files.map((f) => `  ${f}`), `CA fingerprint (SHA-256): ${r.caFingerprint}`, ''].join('\n'));

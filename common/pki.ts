@@ -307,6 +307,7 @@ export const LOCAL_ADMIN = 'local';
  * join token (images, tests). `herd join` is the online way.
  */
 export async function createNodeCertFiles(caDataDir: string, nodeId: string, address: string, outDir: string, opts: NodeCertOptions = {}): Promise<{ files: string[]; caFingerprint: string }> {
+  assertSans(opts.names ?? [], (m) => new PkiError(m)); // before anything is read or written
   const ca = loadCa(caDataDir);
   const node = await issueNodeCert(ca, nodeId, address, opts);
   mkdirSync(outDir, { recursive: true, mode: 0o700 });

@@ -5,6 +5,7 @@
  */
 import type * as grpc from '@grpc/grpc-js';
 import { logger } from '../../common/log';
+import { canonicalSan } from '../../common/sans';
 import { failedPrecondition, unary, unavailable } from '../../common/validate';
 import type { CertificateRenewer } from './renewal';
 
@@ -17,12 +18,12 @@ export interface RenewNowDeps {
   renewer: () => CertificateRenewer | undefined;
 }
 
-/** The subject alternative names other than URIs ("DNS:a, IP Address:1.2.3.4, URI:herd://...") as plain names. */
+/** The subject alternative names other than URIs ("DNS:a, IP Address:0:0:0:0:0:0:0:1, URI:herd://...") as plain names ("a", "::1"). */
 export function namesOf(subjectAltName: string | undefined): string[] {
   return (subjectAltName ?? '')
     .split(', ')
     .filter((s) => s.startsWith('DNS:') || s.startsWith('IP Address:'))
-    .map((s) => s.slice(s.indexOf(':') + 1).toLowerCase());
+    .map((s) => canonicalSan(s.slice(s.indexOf(':') + 1)));
 }
 
 export function renewNowHandlers(deps: RenewNowDeps): grpc.UntypedServiceImplementation {
