@@ -3,7 +3,9 @@
  *   - `npx herd ...` prints nothing but herd's own output (no npm config warnings);
  *   - a fresh install keeps onnxruntime-node's postinstall from running (it downloads CUDA
  *     providers from api.nuget.org, outside the registries) through package.json's
- *     `allowScripts` deny entry alone: no .npmrc key, no ONNXRUNTIME_NODE_INSTALL.
+ *     `allowScripts` deny entry alone: no .npmrc key, no ONNXRUNTIME_NODE_INSTALL; the
+ *     scripts herd needs (esbuild, lmdb, ...) are approved there by name, so npm lists no
+ *     unreviewed ones.
  * The child npm processes get an environment without npm_* and ONNXRUNTIME_* variables, as a
  * user's shell has (vitest started by npm would otherwise pass its own down).
  */
@@ -39,9 +41,16 @@ describe('npm', () => {
     }
   });
 
+  it('every dependency install script is reviewed in package.json (allowed, or denied as onnxruntime-node\'s)', async () => {
+    const r = await npm('npm', ['approve-scripts', '--allow-scripts-pending'], ROOT);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.trim()).toBe('No packages with unreviewed install scripts.');
+    expect(r.stderr).toBe('');
+  });
+
   it('a fresh install of onnxruntime-node with herd\'s allowScripts does not run its download', async () => {
     const herdPkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'));
-    expect(herdPkg.allowScripts).toEqual({ 'onnxruntime-node': false });
+    expect(herdPkg.allowScripts['onnxruntime-node']).toBe(false);
     const spec = herdPkg.dependencies['onnxruntime-node'];
     writeFileSync(join(tmp.dir, 'package.json'), JSON.stringify({ name: 'ort-probe', version: '1.0.0', private: true, allowScripts: herdPkg.allowScripts }));
     const r = await npm('npm', ['install', `onnxruntime-node@${spec}`, '--prefer-offline', '--foreground-scripts', '--no-audit', '--no-fund'], tmp.dir);
