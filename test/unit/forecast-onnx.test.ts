@@ -1,0 +1,93 @@
+import { describe, expect, it } from 'vitest';
+import { onnx } from 'onnx-proto';
+import { predict, train, type Dataset } from '../../coordinator/forecast/booster';
+import { boosterToOnnx, FEATURES_KEY } from '../../coordinator/forecast/onnx-export';
+import { bindModel, ModelError } from '../../coordinator/forecast/onnx-binding';
+import { checkParams } from '../../coordinator/forecast/params';
+import { loadRegressor } from '../../coordinator/forecast/regressor';
+
+// Deterministic data (mulberry32), with values that are not float32-exact and missing values.
+function dataset(rows: number, seed = 7): Dataset {
+  let s = seed >>> 0;
+  const rnd = () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const F = 4;
+  const x = new Float32Array(rows * F);
+  const y = new Float64Array(rows);
+  for (let r = 0; r < rows; r++) {
+    const a = rnd() * 1e3 + 0.1, b = rnd() - 0.5, c = Math.floor(rnd() * 5), d = rnd() * 1e-3;
+    x.set([a, b, c, d], r * F);
+    y[r] = 0.01 * a + 10 * Math.sin(6 * b) + (c === 3 ? 5 : 0) + 2000 * d + rnd();
+    if (rnd() < 0.1) x[r * F + 1] = NaN; // missing: the learned default way must travel to ONNX
+    if (rnd() < 0.05) x[r * F + 0] = NaN;
+  }
+  return { x, y, rows, features: F };
+}
+
+const NAMES = ['cpu', 'mem', 'threads', 'io'];
+
+describe('ONNX export run by onnxruntime', () => {
+  it('predicts what the trainer predicts, on training rows, NaNs and values at every threshold', async () => {
+    const d = dataset(5000);
+    const model = train(d, checkParams({ rounds: 40, maxDepth: 5 }));
+    const bytes = boosterToOnnx(model, { featureNames: NAMES, target: 'ops' });
+    // add rows sitting exactly on each threshold and just below it (float32), the routing edge
+    const edge: number[] = [];
+    for (const t of model.trees.slice(0, 10)) {
+      for (let i = 0; i < t.feature.length; i++) {
+        if (t.feature[i] < 0) continue;
+        for (const v of [t.threshold[i], nextDown32(t.threshold[i])]) {
+          const row = [1, 0, 2, 0.0005];
+          row[t.feature[i]] = v;
+          edge.push(...row);
+        }
+      }
+    }
+    const x = new Float32Array([...d.x, ...edge]);
+    const rows = x.length / 4;
+    const ours = predict(model, x, rows);
+    const reg = await loadRegressor(bytes, ['ops', ...NAMES]);
+    try {
+      expect(reg.binding).toMatchObject({ layout: 'matrix', features: NAMES });
+      const theirs = await reg.predict(x, rows);
+      let maxAbs = 0;
+      for (let r = 0; r < rows; r++) maxAbs = Math.max(maxAbs, Math.abs(ours[r] - theirs[r]));
+      // onnxruntime sums float32 leaf values; a routing difference would be a whole leaf (>> 1e-3)
+      console.log(`onnxruntime vs trainer over ${rows} rows: max abs diff ${maxAbs.toExponential(2)} (labels span ~${spread(d.y).toFixed(0)})`);
+      expect(maxAbs).toBeLessThan(1e-3);
+    } finally {
+      await reg.close();
+    }
+  });
+
+  it('refuses bytes that are not ONNX, a model naming a column the dataset lacks, and an unnamed matrix', () => {
+    expect(() => bindModel(Buffer.from('hello, I am a CSV\n1,2,3\n'), ['a'], 'm.onnx')).toThrow(/m.onnx is not an ONNX model/);
+    const d = dataset(200);
+    const bytes = boosterToOnnx(train(d, checkParams({ rounds: 2 })), { featureNames: NAMES, target: 'ops' });
+    expect(() => bindModel(bytes, ['cpu', 'mem', 'io'], 'm.onnx')).toThrow(/reads feature "threads", which the dataset lacks/);
+    const m = onnx.ModelProto.decode(bytes);
+    m.metadataProps = m.metadataProps.filter((p) => p.key !== FEATURES_KEY);
+    expect(() => bindModel(onnx.ModelProto.encode(m).finish(), NAMES)).toThrow(ModelError);
+    expect(() => bindModel(onnx.ModelProto.encode(m).finish(), NAMES)).toThrow(/takes 4 features but does not name them/);
+    m.graph!.input[0].type!.tensorType!.shape!.dim = [{ dimParam: 'N' }, { dimValue: 4 }, { dimValue: 2 }];
+    expect(() => bindModel(onnx.ModelProto.encode(m).finish(), NAMES)).toThrow(/has shape \[N, 4, 2\]/);
+  });
+});
+
+function nextDown32(v: number): number {
+  const f = new Float32Array([v]);
+  const i = new Int32Array(f.buffer);
+  i[0] += v > 0 ? -1 : 1;
+  return f[0];
+}
+
+function spread(y: Float64Array) {
+  let lo = Infinity, hi = -Infinity;
+  for (const v of y) [lo, hi] = [Math.min(lo, v), Math.max(hi, v)];
+  return hi - lo;
+}
