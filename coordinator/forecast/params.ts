@@ -31,7 +31,15 @@ export const DEFAULT_PARAMS: Readonly<TrainParams> = {
   earlyStoppingRounds: 0,
 };
 
-export class ParamError extends Error {}
+export class ParamError extends Error {
+  constructor(
+    message: string,
+    /** The hyperparameter at fault. */
+    readonly field: string,
+  ) {
+    super(message);
+  }
+}
 
 interface Range {
   min: number;
@@ -60,12 +68,12 @@ export function checkParams(given: Partial<Record<keyof TrainParams, unknown>> =
   const out = { ...DEFAULT_PARAMS };
   for (const [key, value] of Object.entries(given)) {
     const r = RANGES[key as keyof TrainParams];
-    if (!r) throw new ParamError(`unknown hyperparameter "${key}"; known: ${PARAM_NAMES.join(', ')}`);
+    if (!r) throw new ParamError(`unknown hyperparameter "${key}"; known: ${PARAM_NAMES.join(', ')}`, key);
     if (value === undefined) continue;
     const v = typeof value === 'string' && value.trim() !== '' ? Number(value) : value;
     const bounds = `${r.openMin ? '>' : '>='} ${r.min} and <= ${r.max}`;
     if (typeof v !== 'number' || !Number.isFinite(v) || v < r.min || v > r.max || (r.openMin && v === r.min) || (r.integer && !Number.isInteger(v))) {
-      throw new ParamError(`hyperparameter ${key} = ${JSON.stringify(value)} is out of range: ${r.help} must be ${r.integer ? 'an integer ' : 'a number '}${bounds}`);
+      throw new ParamError(`hyperparameter ${key} = ${JSON.stringify(value)} is out of range: ${r.help} must be ${r.integer ? 'an integer ' : 'a number '}${bounds}`, key);
     }
     out[key as keyof TrainParams] = v;
   }

@@ -74,7 +74,7 @@ describe('ONNX export run by onnxruntime', () => {
     m.metadataProps = m.metadataProps.filter((p) => p.key !== FEATURES_KEY);
     expect(() => bindModel(onnx.ModelProto.encode(m).finish(), NAMES)).toThrow(ModelError);
     expect(() => bindModel(onnx.ModelProto.encode(m).finish(), NAMES)).toThrow(/takes 4 features but does not name them/);
-    m.graph!.input[0].type!.tensorType!.shape!.dim = [{ dimParam: 'N' }, { dimValue: 4 }, { dimValue: 2 }];
+    (m.graph as any).input[0].type.tensorType.shape.dim = [{ dimParam: 'N' }, { dimValue: 4 }, { dimValue: 2 }];
     expect(() => bindModel(onnx.ModelProto.encode(m).finish(), NAMES)).toThrow(/has shape \[N, 4, 2\]/);
   });
 });
