@@ -13,10 +13,10 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { predict, rmse, type Dataset } from '../coordinator/forecast/booster';
+import { predict, rmse, type Dataset } from '../coordinator/forecast/trainer/booster';
 import { trainInWorker } from '../coordinator/forecast/driver';
 import { boosterToOnnx } from '../coordinator/forecast/onnx-export';
-import { checkParams } from '../coordinator/forecast/params';
+import { checkParams } from '../coordinator/forecast/trainer/params';
 import { loadRegressor } from '../coordinator/forecast/regressor';
 
 const rows = Number(process.argv[2] ?? 1_000_000);

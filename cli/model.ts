@@ -6,12 +6,12 @@
  */
 import * as fs from 'node:fs';
 import type { Command } from 'commander';
-import { predict } from '../coordinator/forecast/booster';
+import { predict } from '../coordinator/forecast/trainer/booster';
 import { splitByTime } from '../coordinator/forecast/dataset';
 import { trainInWorker } from '../coordinator/forecast/driver';
 import { boosterToOnnx } from '../coordinator/forecast/onnx-export';
 import { ModelError } from '../coordinator/forecast/onnx-binding';
-import { checkParams, DEFAULT_PARAMS, ParamError, type TrainParams } from '../coordinator/forecast/params';
+import { checkParams, DEFAULT_PARAMS, ParamError, type TrainParams } from '../coordinator/forecast/trainer/params';
 import { loadRegressor } from '../coordinator/forecast/regressor';
 import { checkTrainable, column, matrixOf, parseCsv, TableError, toCsv } from '../coordinator/forecast/table';
 import { table } from './nodes';

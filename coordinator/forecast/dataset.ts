@@ -3,7 +3,7 @@
  * the latest ones (a model is judged on a later period than it learned from, the lesson
  * of Resource Central and Autopilot). Without a time column, file order is time order.
  */
-import type { Dataset } from './booster';
+import type { Dataset } from './trainer/booster';
 import { column, matrixOf, type Table, TableError } from './table';
 
 export interface SplitOptions {

@@ -4,8 +4,8 @@
  */
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import type { Booster, Dataset } from './booster';
-import type { TrainParams } from './params';
+import type { Booster, Dataset } from './trainer/booster';
+import type { TrainParams } from './trainer/params';
 
 declare const HERD_FORECAST_WORKER: string | undefined;
 

@@ -7,7 +7,7 @@
  * The feature columns' names travel in metadata_props, so a loader can check them.
  */
 import { onnx } from 'onnx-proto';
-import type { Booster } from './booster';
+import type { Booster } from './trainer/booster';
 
 export const INPUT_NAME = 'features';
 export const OUTPUT_NAME = 'prediction';

@@ -4,7 +4,7 @@
  * single executable, which has no files to start a worker from, can start it too.
  */
 import { parentPort } from 'node:worker_threads';
-import { train } from './booster';
+import { train } from './trainer/booster';
 import type { TrainRequest, WorkerMessage } from './driver';
 
 const port = parentPort!;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { train } from '../../coordinator/forecast/booster';
+import { train } from '../../coordinator/forecast/trainer/booster';
 import { trainInWorker } from '../../coordinator/forecast/driver';
-import { checkParams } from '../../coordinator/forecast/params';
+import { checkParams } from '../../coordinator/forecast/trainer/params';
 
 describe('training in a worker thread', () => {
   it('gives the model the trainer gives in-process, reports every round, and leaves the event loop free', async () => {

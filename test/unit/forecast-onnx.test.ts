@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { onnx } from 'onnx-proto';
-import { predict, train, type Dataset } from '../../coordinator/forecast/booster';
+import { predict, train, type Dataset } from '../../coordinator/forecast/trainer/booster';
 import { boosterToOnnx, FEATURES_KEY } from '../../coordinator/forecast/onnx-export';
 import { bindModel, ModelError } from '../../coordinator/forecast/onnx-binding';
-import { checkParams } from '../../coordinator/forecast/params';
+import { checkParams } from '../../coordinator/forecast/trainer/params';
 import { loadRegressor } from '../../coordinator/forecast/regressor';
 
 // Deterministic data (mulberry32), with values that are not float32-exact and missing values.

@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { binMatrix, binOf, featureCuts, layoutOf, missingSlot } from '../../coordinator/forecast/cuts';
-import { buildHistogram, subtractHistogram } from '../../coordinator/forecast/histogram';
-import { partitionRows } from '../../coordinator/forecast/partition';
-import { bestSplit } from '../../coordinator/forecast/split';
-import { mean, predict, rmse, train, type Dataset } from '../../coordinator/forecast/booster';
-import { checkParams, ParamError } from '../../coordinator/forecast/params';
+import { binMatrix, binOf, featureCuts, layoutOf, missingSlot } from '../../coordinator/forecast/trainer/cuts';
+import { buildHistogram, subtractHistogram } from '../../coordinator/forecast/trainer/histogram';
+import { partitionRows } from '../../coordinator/forecast/trainer/partition';
+import { bestSplit } from '../../coordinator/forecast/trainer/split';
+import { mean, predict, rmse, train, type Dataset } from '../../coordinator/forecast/trainer/booster';
+import { checkParams, ParamError } from '../../coordinator/forecast/trainer/params';
 
 const f32 = (a: number[]) => Float32Array.from(a);
 const P = { lambda: 1, gamma: 0, minChildWeight: 1 };
