@@ -65,6 +65,26 @@ describe('ONNX export run by onnxruntime', () => {
     }
   });
 
+  it('routes every row to the trainer\'s leaf: one tree, where a wrong turn changes the output by a whole leaf', async () => {
+    const d = dataset(5000, 11);
+    const model = train(d, checkParams({ rounds: 1, maxDepth: 6, eta: 1 }));
+    const t = model.trees[0];
+    const leaves = [...t.value].filter((_, i) => t.feature[i] < 0).sort((a, b) => a - b);
+    let minGap = Infinity;
+    for (let i = 1; i < leaves.length; i++) minGap = Math.min(minGap, leaves[i] - leaves[i - 1]);
+    const reg = await loadRegressor(boosterToOnnx(model, { featureNames: NAMES, target: 'ops' }), NAMES);
+    try {
+      const got = await reg.predict(d.x, d.rows);
+      const want = predict(model, d.x, d.rows);
+      let maxAbs = 0;
+      for (let r = 0; r < d.rows; r++) maxAbs = Math.max(maxAbs, Math.abs(got[r] - want[r]));
+      expect(minGap).toBeGreaterThan(1e-3);
+      expect(maxAbs).toBeLessThan(minGap / 100);
+    } finally {
+      await reg.close();
+    }
+  });
+
   it('refuses bytes that are not ONNX, a model naming a column the dataset lacks, and an unnamed matrix', () => {
     expect(() => bindModel(Buffer.from('hello, I am a CSV\n1,2,3\n'), ['a'], 'm.onnx')).toThrow(/m.onnx is not an ONNX model/);
     const d = dataset(200);
@@ -76,6 +96,33 @@ describe('ONNX export run by onnxruntime', () => {
     expect(() => bindModel(onnx.ModelProto.encode(m).finish(), NAMES)).toThrow(/takes 4 features but does not name them/);
     (m.graph as any).input[0].type.tensorType.shape.dim = [{ dimParam: 'N' }, { dimValue: 4 }, { dimValue: 2 }];
     expect(() => bindModel(onnx.ModelProto.encode(m).finish(), NAMES)).toThrow(/has shape \[N, 4, 2\]/);
+  });
+});
+
+describe('a compatible regressor with one input per column', () => {
+  it('is bound by its input names and run by onnxruntime, the columns fed in its order', async () => {
+    // what onnxmltools writes for a model given one initial type per column: [N,1] inputs
+    // concatenated, then the ensemble. Built here from herd's own export, re-plumbed.
+    const d = dataset(500);
+    const model = train(d, checkParams({ rounds: 5, maxDepth: 3 }));
+    const m = onnx.ModelProto.decode(boosterToOnnx(model, { featureNames: NAMES, target: 'ops' }));
+    const g = m.graph!;
+    const A = onnx.AttributeProto.AttributeType;
+    g.node.unshift(onnx.NodeProto.create({ opType: 'Concat', input: NAMES, output: ['features'], attribute: [{ name: 'axis', type: A.INT, i: 1 }] }));
+    g.input = NAMES.map((name) => onnx.ValueInfoProto.create({ name, type: { tensorType: { elemType: 1, shape: { dim: [{ dimParam: 'N' }, { dimValue: 1 }] } } } }));
+    m.metadataProps = [];
+    const bytes = onnx.ModelProto.encode(m).finish();
+    // the dataset's columns in another order, with extras: bound by name
+    const reg = await loadRegressor(bytes, ['io', 'ops', 'threads', 'cpu', 'mem']);
+    try {
+      expect(reg.binding).toMatchObject({ layout: 'columns', features: NAMES });
+      const got = await reg.predict(d.x, d.rows);
+      const want = predict(model, d.x, d.rows);
+      for (let r = 0; r < d.rows; r++) expect(Math.abs(got[r] - want[r])).toBeLessThan(1e-4);
+    } finally {
+      await reg.close();
+    }
+    expect(() => bindModel(bytes, ['cpu', 'mem', 'threads'])).toThrow(/reads feature "io", which the dataset lacks/);
   });
 });
 
