@@ -1,5 +1,6 @@
 // `herd model train|predict` as a user types them: the real program (dist/herd.cjs), its
 // worker thread, onnx-proto and onnxruntime; bad input refused with the line/column/flag.
+import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -15,6 +16,11 @@ const write = (name: string, text: string) => {
   return p;
 };
 const herd = (...args: string[]) => runCmd(process.execPath, [HERD, ...args], 60_000);
+/** A command line as README.md shows it, run in the test's directory. */
+const typed = (line: string) =>
+  new Promise<{ code: number; stdout: string; stderr: string }>((resolve) =>
+    execFile(process.execPath, [HERD, ...line.replace(/^herd /, '').split(' ')], { cwd: dir, maxBuffer: 64 << 20 }, (err, stdout, stderr) =>
+      resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr })));
 
 // ops/s of a container: grows with its CPU share, shrinks with its host's load; mem missing at times
 function csv(rows: number): string {
@@ -32,14 +38,14 @@ describe('herd model train / predict', () => {
   const data = write('data.csv', csv(2000));
   const model = path.join(dir, 'model.onnx');
 
-  it('trains from a CSV, writes an ONNX model, and predicts with it', async () => {
-    const t = await herd('model', 'train', '--csv', data, '--target', 'ops', '--time', 'time', '--out', model);
+  it('trains from a CSV, writes an ONNX model, and predicts with it (README commands verbatim)', async () => {
+    const t = await typed('herd model train --csv data.csv --target ops --time time --out model.onnx');
     expect(t.stderr).toBe('');
     expect(t.code).toBe(0);
     expect(t.stdout).toMatch(/trained on 1600 rows \(3 features\), validated on 400 later rows/);
     expect(t.stdout).toMatch(/onnxruntime agrees with the trainer to \d/);
     expect(t.stdout).toMatch(/cpu\s+\d/);
-    const p = await herd('model', 'predict', '--model', model, '--csv', data);
+    const p = await typed('herd model predict --model model.onnx --csv data.csv');
     expect(p.code).toBe(0);
     const lines = p.stdout.trim().split('\n');
     expect(lines[0]).toBe('time,cpu,mem,host_load,ops,prediction');

@@ -108,7 +108,7 @@ describe('a compatible regressor with one input per column', () => {
     const m = onnx.ModelProto.decode(boosterToOnnx(model, { featureNames: NAMES, target: 'ops' }));
     const g = m.graph!;
     const A = onnx.AttributeProto.AttributeType;
-    g.node.unshift(onnx.NodeProto.create({ opType: 'Concat', input: NAMES, output: ['features'], attribute: [{ name: 'axis', type: A.INT, i: 1 }] }));
+    g.node!.unshift(onnx.NodeProto.create({ opType: 'Concat', input: NAMES, output: ['features'], attribute: [{ name: 'axis', type: A.INT, i: 1 }] }));
     g.input = NAMES.map((name) => onnx.ValueInfoProto.create({ name, type: { tensorType: { elemType: 1, shape: { dim: [{ dimParam: 'N' }, { dimValue: 1 }] } } } }));
     m.metadataProps = [];
     const bytes = onnx.ModelProto.encode(m).finish();
