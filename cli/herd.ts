@@ -9,6 +9,7 @@ import { registerMigrate } from './migrate';
 import { registerPki } from './pki';
 import { registerJoin } from './join';
 import { registerNodes } from './nodes';
+import { registerModel } from './model';
 import { mergeFlags, TLS_SAN_HELP } from './flags';
 import { setLogLevel, logger } from '../common/log';
 import { VERSION } from '../common/version';
@@ -96,6 +97,7 @@ registerMigrate(program);
 registerPki(program);
 registerJoin(program);
 registerNodes(program); // after registerPki: adds `admin-cert revoke` to its admin-cert
+registerModel(program);
 
 program.parseAsync(process.argv).catch((err) => {
   process.stderr.write(`herd: ${err instanceof Error ? err.message : String(err)}\n`);
