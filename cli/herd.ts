@@ -9,6 +9,7 @@ import { registerMigrate } from './migrate';
 import { registerPki } from './pki';
 import { registerJoin } from './join';
 import { registerNodes } from './nodes';
+import { registerSim } from './sim';
 import { mergeFlags } from './flags';
 import { setLogLevel, logger } from '../common/log';
 import { VERSION } from '../common/version';
@@ -92,6 +93,7 @@ registerStatus(program);
 registerMigrate(program);
 registerPki(program);
 registerJoin(program);
+registerSim(program);
 registerNodes(program); // after registerPki: adds `admin-cert revoke` to its admin-cert
 
 program.parseAsync(process.argv).catch((err) => {

@@ -106,3 +106,10 @@ export function opsFromCpu(model: { kind: 'per-core'; opsPerCore: number } | { k
   }
   return p[p.length - 1][1];
 }
+
+/** Ops of a container that got `got` CPU units and `iopsGot` disk ops/s: CPU-bound, or disk-bound when its disk share falls short. */
+export function containerOps(model: Parameters<typeof opsFromCpu>[0], got: number, want: number, iopsGot: number, iopsWant: number): number {
+  const fromCpu = opsFromCpu(model, Math.min(got, want));
+  if (iopsWant <= 0) return fromCpu;
+  return Math.min(fromCpu, opsFromCpu(model, want) * Math.min(1, iopsGot / iopsWant));
+}

@@ -12,16 +12,21 @@
  */
 import type { Move } from '../control/policy';
 import type { ContainerView, MigrationView, NodeView, Snapshot } from '../control/snapshot';
-import { cloudSimShare, fairShare, opsFromCpu, type CloudSimVm } from './contention';
+import { cloudSimShare, containerOps, fairShare, opsFromCpu, type CloudSimVm } from './contention';
 import { EventQueue } from './heap';
-import { idealOpsRate, type IdealItem } from './ideal';
+import { exactIdealOps, idealOpsRate, type IdealItem } from './ideal';
 import { initialPlacement } from './initial-placement';
 import { Accounting, type RunMetrics } from './metrics';
 import { seriesAt, type SimContainer, type SimSpec } from './model';
-import { seededRandom } from './random';
+import { seededRandom } from '../control/decide';
 
 export interface Controller {
   readonly name: string;
+  /** Window the controller judges on (ms); default: the scenario's windowSteps. */
+  readonly windowMs?: number;
+  /** The controller's own schedule (Herd's settings carry one); default: the scenario's. */
+  readonly periodMs?: number;
+  readonly firstAfterMs?: number;
   /** Moves to make now, in order; the engine skips one whose container is already moving or is not on `from`. */
   evaluate(snapshot: Snapshot): readonly Move[];
 }
@@ -90,7 +95,11 @@ interface NState {
 type Ev = { kind: 'freeze' | 'end'; m: Mig };
 
 export function simulate(spec: SimSpec, controller: Controller, clock: () => number = () => 0): SimResult {
-  const W = spec.windowSteps;
+  const shown = controller.windowMs ? Math.max(1, Math.round(controller.windowMs / spec.sampleMs)) : spec.windowSteps;
+  const W = Math.max(spec.windowSteps, shown);
+  const onGrid = (ms: number) => Math.max(spec.sampleMs, Math.round(ms / spec.sampleMs) * spec.sampleMs);
+  const periodMs = controller.periodMs ? onGrid(controller.periodMs) : spec.periodMs;
+  const firstEvalMs = controller.firstAfterMs !== undefined ? onGrid(controller.firstAfterMs) : spec.firstEvalMs;
   const rnd = seededRandom(spec.seed);
   const cloudsim = spec.contention === 'cloudsim';
   const acc = new Accounting();
@@ -130,6 +139,11 @@ export function simulate(spec: SimSpec, controller: Controller, clock: () => num
       items.push({ want: c.want, opsAtWant, opsPerUnit: s.ops.kind === 'per-core' ? s.ops.opsPerCore / 1000 : NaN, iopsWant: c.iopsWant });
     }
     idealRate = idealOpsRate(items, cpuCapacity, diskCapacity);
+    if (!cloudsim) {
+      const active = live.filter((i) => cs[i].want > 0 || cs[i].iopsWant > 0).map((i) => ({ ops: cs[i].spec.ops, threads: cs[i].spec.threads, want: cs[i].want, iopsWant: cs[i].iopsWant }));
+      const exact = exactIdealOps(active, spec.nodes);
+      if (exact !== undefined) idealRate = Math.min(idealRate, exact);
+    }
     nodes.forEach((_, n) => share(n));
   };
 
@@ -186,11 +200,7 @@ export function simulate(spec: SimSpec, controller: Controller, clock: () => num
     node.diskOps = diskOps;
   };
 
-  const opsOf = (c: CState): number => {
-    const fromCpu = opsFromCpu(c.spec.ops, Math.min(c.got, c.want));
-    if (c.iopsWant <= 0) return fromCpu;
-    return Math.min(fromCpu, opsFromCpu(c.spec.ops, c.want) * Math.min(1, c.iopsGot / c.iopsWant));
-  };
+  const opsOf = (c: CState): number => containerOps(c.spec.ops, c.got, c.want, c.iopsGot, c.iopsWant);
 
   /** Account a segment of dt ms in the current state. */
   const account = (dt: number) => {
@@ -227,7 +237,7 @@ export function simulate(spec: SimSpec, controller: Controller, clock: () => num
       utils[n] = node.util;
     });
     for (const i of live) ops += cs[i].ops;
-    acc.spread(utils);
+    acc.spread(utils, cloudsim);
     series.tMs.push(t);
     series.nodeUtil.push(utils);
     series.ops.push(ops);
@@ -235,9 +245,9 @@ export function simulate(spec: SimSpec, controller: Controller, clock: () => num
   };
 
   const window = (w: Float64Array): number[] => {
-    const out = new Array<number>(W);
-    for (let k = 0; k < W; k++) {
-      const age = W - 1 - k;
+    const out = new Array<number>(shown);
+    for (let k = 0; k < shown; k++) {
+      const age = shown - 1 - k;
       out[k] = age < samples ? w[(samples - 1 - age) % W] : NaN;
     }
     return out;
@@ -254,7 +264,7 @@ export function simulate(spec: SimSpec, controller: Controller, clock: () => num
       for (const i of node.list) {
         const c = cs[i];
         if (c.mig && c.mig.to === n) continue;
-        const threads = new Array<number>(W).fill(c.spec.threads);
+        const threads = new Array<number>(shown).fill(c.spec.threads);
         containers.push({
           herdId: c.spec.id, name: c.spec.name, node: spec.nodes[n].id, labels: c.spec.labels,
           limits: { cpus: c.spec.limitUnits / 1000, memoryBytes: 0 }, memoryBytes: c.spec.memoryBytes, upperDirBytes: c.spec.upperDirBytes,
@@ -358,7 +368,7 @@ export function simulate(spec: SimSpec, controller: Controller, clock: () => num
     t = tn;
     if (tn === nextTick && tn < spec.durationMs) {
       record(tn);
-      if (tn >= spec.firstEvalMs && (tn - spec.firstEvalMs) % spec.periodMs === 0) {
+      if (tn >= firstEvalMs && (tn - firstEvalMs) % periodMs === 0) {
         const horizon = tn - Math.max(spec.pingPongMs, 3_600_000);
         while (recent.length && recent[0].endedMs !== 0 && recent[0].endedMs < horizon) recent.shift();
         const snap = snapshot(tn);

@@ -13,7 +13,14 @@
  * exact by filling the highest ops per unit first. Disk is bounded the same way on its own;
  * the smaller of the two bounds holds (each drops one constraint). A container with its
  * own ops curve counts at its full-demand ops (a bound for any non-decreasing curve).
+ *
+ * At small scale (nodes^containers <= EXACT_LIMIT) the ideal is exact instead: every
+ * placement of the running containers is tried with the contention model, the best taken,
+ * at every instant (so it knows the next interval perfectly and moves for free).
  */
+export const EXACT_LIMIT = 20_000;
+import { containerOps, fairShare, type opsFromCpu } from './contention';
+
 export interface IdealItem {
   /** CPU it could use (units) and the ops it makes with all of it. */
   want: number;
@@ -70,4 +77,42 @@ function diskBound(items: readonly IdealItem[], capacity: number): number {
     left -= y;
   }
   return total;
+}
+
+export interface ExactItem {
+  ops: Parameters<typeof opsFromCpu>[0];
+  threads: number;
+  want: number;
+  iopsWant: number;
+}
+
+/** The best ops over every placement (fair sharing on each node), or undefined past EXACT_LIMIT. */
+export function exactIdealOps(items: readonly ExactItem[], nodes: readonly { pes: number; peUnits: number; diskIops: number }[]): number | undefined {
+  const n = nodes.length;
+  const k = items.length;
+  if (k === 0) return 0;
+  if (n ** k > EXACT_LIMIT) return undefined;
+  const place = new Array<number>(k).fill(0);
+  let best = 0;
+  const cpu = new Float64Array(k);
+  const io = new Float64Array(k);
+  for (;;) {
+    let total = 0;
+    for (let j = 0; j < n; j++) {
+      const on: number[] = [];
+      for (let i = 0; i < k; i++) if (place[i] === j) on.push(i);
+      if (!on.length) continue;
+      const node = nodes[j];
+      const wants = on.map((i) => Math.min(items[i].want, items[i].threads * node.peUnits, node.pes * node.peUnits));
+      fairShare(wants, node.pes * node.peUnits, cpu);
+      const iw = on.map((i) => items[i].iopsWant);
+      if (node.diskIops > 0) fairShare(iw, node.diskIops, io);
+      else iw.forEach((w, x) => (io[x] = w));
+      on.forEach((i, x) => (total += containerOps(items[i].ops, cpu[x], items[i].want, io[x], items[i].iopsWant)));
+    }
+    if (total > best) best = total;
+    let d = 0;
+    while (d < k && ++place[d] === n) place[d++] = 0;
+    if (d === k) return best;
+  }
 }

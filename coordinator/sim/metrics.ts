@@ -85,15 +85,16 @@ export class Accounting {
     this.energyJ += (a + (b - a) / 2) * (dtMs / 1000);
   }
 
-  /** Spread of utilization over the hosts in use at one sample. */
-  spread(utils: ArrayLike<number>): void {
+  /** Spread of utilization at one sample: over every node, or (a power-off world) over the hosts in use. */
+  spread(utils: ArrayLike<number>, inUseOnly: boolean): void {
     let n = 0;
     let sum = 0;
-    for (let i = 0; i < utils.length; i++) if (utils[i] > 0) (n++, (sum += utils[i]));
+    const counted = (u: number) => !inUseOnly || u > 0;
+    for (let i = 0; i < utils.length; i++) if (counted(utils[i])) (n++, (sum += utils[i]));
     if (n === 0) return;
     const mean = sum / n;
     let sq = 0;
-    for (let i = 0; i < utils.length; i++) if (utils[i] > 0) sq += (utils[i] - mean) ** 2;
+    for (let i = 0; i < utils.length; i++) if (counted(utils[i])) sq += (utils[i] - mean) ** 2;
     const sd = Math.sqrt(sq / n);
     this.sdSum += sd;
     this.cvSum += mean > 0 ? sd / mean : 0;
