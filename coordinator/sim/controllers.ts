@@ -8,9 +8,9 @@
 import { decide, initialState, seededRandom } from '../control/decide';
 import type { Policy } from '../control/policy';
 import { validateSettings, type ControlSettings } from '../control/settings';
-import type { Controller } from './engine';
+import { noMoves, type Controller } from './engine';
 
-export const noMigration: Controller = { name: 'none', evaluate: () => [] };
+export const noMigration: Controller = noMoves;
 
 /** Runs one policy's proposals as they come (no filters, hysteresis or pacing). */
 export function policyController<S>(policy: Policy<S>, settings: S = policy.defaults, seed = 1): Controller {

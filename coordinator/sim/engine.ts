@@ -245,14 +245,15 @@ export function simulate(spec: SimSpec, controller: Controller, clock: () => num
   };
 
   const window = (w: Float64Array): number[] => {
-    const out = new Array<number>(shown);
+    const out: number[] = [];
     for (let k = 0; k < shown; k++) {
       const age = shown - 1 - k;
-      out[k] = age < samples ? w[(samples - 1 - age) % W] : NaN;
+      out.push(age < samples ? w[(samples - 1 - age) % W] : NaN);
     }
     return out;
   };
 
+  const threadWindows = new Map<number, number[]>();
   const snapshot = (t: number): Snapshot => {
     const nodeViews: NodeView[] = spec.nodes.map((n, i) => ({
       id: n.id, arch: n.arch, cores: nodes[i].cap / 1000, memoryBytes: n.memoryBytes, diskIops: n.diskIops,
@@ -264,7 +265,8 @@ export function simulate(spec: SimSpec, controller: Controller, clock: () => num
       for (const i of node.list) {
         const c = cs[i];
         if (c.mig && c.mig.to === n) continue;
-        const threads = new Array<number>(shown).fill(c.spec.threads);
+        let threads = threadWindows.get(c.spec.threads);
+        if (!threads) threadWindows.set(c.spec.threads, (threads = Array.from({ length: shown }, () => c.spec.threads)));
         containers.push({
           herdId: c.spec.id, name: c.spec.name, node: spec.nodes[n].id, labels: c.spec.labels,
           limits: { cpus: c.spec.limitUnits / 1000, memoryBytes: 0 }, memoryBytes: c.spec.memoryBytes, upperDirBytes: c.spec.upperDirBytes,
@@ -371,7 +373,7 @@ export function simulate(spec: SimSpec, controller: Controller, clock: () => num
       if (tn >= firstEvalMs && (tn - firstEvalMs) % periodMs === 0) {
         const horizon = tn - Math.max(spec.pingPongMs, 3_600_000);
         while (recent.length && recent[0].endedMs !== 0 && recent[0].endedMs < horizon) recent.shift();
-        const snap = snapshot(tn);
+        const snap = controller === noMoves ? EMPTY : snapshot(tn);
         const t0 = clock();
         const moves = controller.evaluate(snap);
         acc.decisionMs.push(clock() - t0);
@@ -389,6 +391,10 @@ export function simulate(spec: SimSpec, controller: Controller, clock: () => num
   }
   return { metrics: acc.finish(controller.name, spec.nodes.length, cs.length, rejected, spec.durationMs), series, migrations, nodeIds: spec.nodes.map((n) => n.id) };
 }
+
+/** The no-migration control: it looks at nothing, so the engine builds it no snapshot. */
+export const noMoves: Controller = { name: 'none', evaluate: () => [] };
+const EMPTY: Snapshot = { nowMs: 0, stepMs: 0, nodes: [], containers: [], migrations: [] };
 
 function nanWin(w: number): Float64Array {
   return new Float64Array(w).fill(NaN);

@@ -9,6 +9,7 @@ import { z } from 'zod';
 import { BED_MIGRATION, CORE, type MigrationModel, type OpsModel, type Series, type SimContainer, type SimNode, type SimSpec } from './model';
 import { POWER_MODELS } from './power';
 import { seededRandom } from '../control/decide';
+import { knownController } from './runner';
 
 const MB = 1024 * 1024;
 const pos = (what: string) => z.number({ error: `must be a number (${what})` }).positive(`must be above 0 (${what})`);
@@ -123,6 +124,10 @@ export function parseScenario(text: string, source: string): Scenario {
       const node = findNodeAtLocation(tree, ['containers', i, 'node']);
       throw new ScenarioError(`${source} line ${lineOf(node?.offset ?? 0)}, containers.${i}.node: no node "${c.node}" (nodes: ${[...nodeIds].slice(0, 8).join(', ')}${nodeIds.size > 8 ? ', ...' : ''})`);
     }
+  });
+  s.policies.forEach((p, i) => {
+    const bad = knownController(p);
+    if (bad) throw new ScenarioError(`${source} line ${lineOf(findNodeAtLocation(tree, ['policies', i])?.offset ?? 0)}, policies.${i}: ${bad}`);
   });
   if (s.placement === 'given') {
     const i = s.containers.findIndex((c) => !c.node);

@@ -1,7 +1,7 @@
 /**
  * MAD-MMT (Beloglazov & Buyya): a host is overloaded when its utilization exceeds
  * 1 - s x MAD of its history (s = 2.5; the median absolute deviation of up to 30 samples,
- * once at least 12 are non-zero; before that a static 0.7 threshold). VMs leave by minimum
+ * once it holds at least 12; before that a static 0.7 threshold). VMs leave by minimum
  * migration time. CloudSim's PowerVmAllocationPolicyMigrationMedianAbsoluteDeviation.
  */
 import { consolidationPolicy, hostHistory, staticOverload, type Host } from './consolidation';
@@ -26,10 +26,9 @@ export function mad(xs: readonly number[]): number {
 }
 
 export function madOverloaded(h: Host, requested: number, s: MadSettings): boolean {
+  // CloudSim's countNonZeroBeginning on a history with its zero tail trimmed is its length.
   const hist = hostHistory(h);
-  let nonZero = 0;
-  while (nonZero < hist.length && hist[nonZero] !== 0) nonZero++;
-  if (nonZero < 12) return staticOverload(h, requested, s.fallbackThreshold);
+  if (hist.length < 12) return staticOverload(h, requested, s.fallbackThreshold);
   return requested / h.cap > 1 - s.safety * mad(hist);
 }
 
