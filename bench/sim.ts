@@ -15,6 +15,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
+import { cpus, loadavg } from 'node:os';
 import { cloudSimHosts, cloudSimSetup, fixedClusterSetup, parsePlanetLab, planetLabContainers } from '../coordinator/sim/planetlab';
 import { formatTable, makeController } from '../coordinator/sim/runner';
 import { simulate, type SimResult } from '../coordinator/sim/engine';
@@ -32,21 +33,23 @@ export const PLANETLAB_SETTINGS = {
   pacing: { maxMovesPerRound: 20, maxPerNode: 2, maxClusterWide: 40 },
 };
 
-function run(spec: SimSpec, name: string, settings: Record<string, unknown> = PLANETLAB_SETTINGS): { r: SimResult; wallMs: number } {
+function run(spec: SimSpec, name: string, settings: Record<string, unknown> = PLANETLAB_SETTINGS): { r: SimResult; wallMs: number; cpuMs: number } {
   const t0 = performance.now();
+  const c0 = process.cpuUsage();
   const r = simulate(spec, makeController(name, settings, spec.seed), () => performance.now());
-  return { r, wallMs: performance.now() - t0 };
+  const c = process.cpuUsage(c0);
+  return { r, wallMs: performance.now() - t0, cpuMs: (c.user + c.system) / 1000 };
 }
 
 function scale(policies: string[]) {
   const rows = DAYS.flatMap(rowsOf);
   const spec: SimSpec = { ...cloudSimSetup(rows), nodes: cloudSimHosts(500, 65536), containers: DAYS.flatMap((d, k) => planetLabContainers(rowsOf(d), `d${k}-`)), placement: 'spread' };
-  console.log(`scale: ${spec.nodes.length} hosts, ${spec.containers.length} containers, 24 h at 5 min (${process.version})`);
-  console.log('policy                 run s   rounds  round ms mean  round ms max  migrations  ops/ideal');
+  console.log(`scale: ${spec.nodes.length} hosts, ${spec.containers.length} containers, 24 h at 5 min (${process.version}, load average ${loadavg()[0].toFixed(1)} on ${cpus().length} cores)`);
+  console.log('policy                 run s   CPU s   rounds  round ms mean  round ms max  migrations  ops/ideal  SLATAH%');
   for (const p of policies) {
-    const { r, wallMs } = run(spec, p);
+    const { r, wallMs, cpuMs } = run(spec, p);
     const m = r.metrics;
-    console.log(`${p.padEnd(20)} ${(wallMs / 1000).toFixed(1).padStart(7)} ${String(m.rounds).padStart(8)} ${m.decisionMsMean.toFixed(1).padStart(14)} ${m.decisionMsMax.toFixed(1).padStart(13)} ${String(m.migrations).padStart(11)} ${m.opsVsIdeal.toFixed(4).padStart(10)}`);
+    console.log(`${p.padEnd(20)} ${(wallMs / 1000).toFixed(1).padStart(7)} ${(cpuMs / 1000).toFixed(1).padStart(7)} ${String(m.rounds).padStart(8)} ${m.decisionMsMean.toFixed(1).padStart(14)} ${m.decisionMsMax.toFixed(1).padStart(13)} ${String(m.migrations).padStart(11)} ${m.opsVsIdeal.toFixed(4).padStart(10)} ${m.slatahPct.toFixed(3).padStart(8)}`);
   }
 }
 

@@ -37,7 +37,7 @@ describe('scenario files', () => {
     const spec = scenarioSpec(s);
     expect(spec.nodes.map((n) => n.id)).toEqual(['n-1', 'n-2', 'n-3']);
     expect(spec.containers).toHaveLength(4);
-    expect(spec.containers[0].cpu.values.slice(0, 3)).toEqual([500, 1000, 1000]);
+    expect(Array.from(spec.containers[0].cpu.values).slice(0, 3)).toEqual([500, 1000, 1000]);
   });
   it('names the line and field of a bad value', () => {
     expect(() => parseScenario(scenario({ nodes: [{ id: 'n1', cores: 0 }] }), 's.json')).toThrow(/s\.json line 6, nodes\.0\.cores: must be above 0/);
