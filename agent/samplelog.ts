@@ -48,6 +48,7 @@ export class SampleLog {
   private lastCommitted = 0;
   private lastSeqTs = 0;
   private readonly listeners = new Set<(seq: number) => void>();
+  private readonly appendListeners = new Set<(samples: readonly Sample[]) => void>();
 
   constructor(
     env: Env,
@@ -84,6 +85,12 @@ export class SampleLog {
     return this.lastCommitted;
   }
 
+  /** Told the samples of every batch once it is on disk (the node's /metrics keeps the newest). */
+  onAppend(fn: (samples: readonly Sample[]) => void): () => void {
+    this.appendListeners.add(fn);
+    return () => this.appendListeners.delete(fn);
+  }
+
   onCommit(fn: (seq: number) => void): () => void {
     this.listeners.add(fn);
     return () => this.listeners.delete(fn);
@@ -110,6 +117,7 @@ export class SampleLog {
     // Commits resolve in order, so every lower seq is durable too.
     if (seq > this.lastCommitted) this.lastCommitted = seq;
     for (const fn of this.listeners) fn(seq);
+    for (const fn of this.appendListeners) fn(samples);
     return seq;
   }
 

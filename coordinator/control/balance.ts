@@ -15,7 +15,7 @@
 import { recoveredCores } from './cpu-greedy-mt';
 import { overButWaiting } from './cpu-greedy';
 import { fitCost, moveCost } from './cost';
-import { cpuDemand, diskActiveShare, fmt, hostCpuDemand, loadsOf, type NodeLoad, pct, served } from './load';
+import { cpuDemand, diskActiveShare, fmt, hostCpuDemand, liveHosts, loadsOf, type NodeLoad, pct, served } from './load';
 import type { Move, Policy, PolicyInput } from './policy';
 import { BalanceSchema, type BalanceSettings, validatorFor } from './settings';
 import type { Snapshot } from './snapshot';
@@ -43,7 +43,6 @@ function weighted(sum: Sums, s: BalanceSettings): number {
   return w > 0 ? (s.cpuWeight * sdOf(sum.n, sum.sx, sum.sxx) + s.diskWeight * sdOf(sum.n, sum.sy, sum.syy)) / w : 0;
 }
 
-const live = (loads: Map<string, NodeLoad>) => [...loads.values()].filter((n) => n.view.connected && n.view.lastSampleMs > 0);
 const loadOf = (n: NodeLoad, s: BalanceSettings) => {
   const w = s.cpuWeight + s.diskWeight;
   return w > 0 ? (s.cpuWeight * n.cpu + s.diskWeight * n.diskActive) / w : 0;
@@ -75,9 +74,9 @@ export const balance: Policy<BalancePolicySettings> = {
     if (typeof periodMs !== 'number' || !(periodMs > 0) || !Number.isFinite(periodMs)) return 'periodMs: must be a number of milliseconds above 0';
     return validateBalance(rest);
   },
-  overThreshold: (snapshot: Snapshot, s) => over(live(loadsOf(snapshot)), s),
+  overThreshold: (snapshot: Snapshot, s) => over(liveHosts(loadsOf(snapshot)), s),
   propose({ snapshot, settings: s, allowed, movable, relievable, note }: PolicyInput<BalancePolicySettings>): Move[] {
-    const hosts = live(loadsOf(snapshot));
+    const hosts = liveHosts(loadsOf(snapshot));
     if (hosts.length < 2) {
       note?.('balance: fewer than two connected hosts with samples');
       return [];

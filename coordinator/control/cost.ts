@@ -9,7 +9,7 @@
  * intercept not negative); with 1-2 of them, the prior's slope scaled to their mean; else the prior.
  * Bytes: memory x (the median of bytes moved per byte of memory in history, prior 1) + upper dir.
  */
-import { fmt, mib } from './load';
+import { finite, fmt, mib } from './load';
 import type { ContainerView, MigrationView } from './snapshot';
 
 /** Prior downtime: a fixed part (freeze, dump, restore, network switch) and a part per byte of memory. */
@@ -74,7 +74,7 @@ export function moveCost(model: CostModel, c: ContainerView, cores: number): Mov
   const upper = Math.max(0, Number.isFinite(c.upperDirBytes) ? c.upperDirBytes : 0);
   const downtimeMs = model.baseMs + model.msPerByte * mem;
   const bytes = mem * model.bytesPerMemoryByte + upper;
-  const coreSeconds = (downtimeMs / 1000) * Math.max(0, cores) + bytes / COPY_BYTES_PER_CORE_SECOND;
+  const coreSeconds = (downtimeMs / 1000) * Math.max(0, finite(cores)) + bytes / COPY_BYTES_PER_CORE_SECOND;
   const from = model.basis === 'history' ? `fitted on ${model.samples} migration(s) of this cluster` : model.basis === 'scaled' ? `prior scaled to ${model.samples} migration(s) of this cluster` : 'prior, no migration measured yet';
   const reason = `expected downtime ${fmt(downtimeMs)} ms and ${mib(bytes)} moved (${mib(mem)} memory, ${mib(upper)} upper dir; ${from}), ${fmt(coreSeconds)} core-s`;
   return { downtimeMs, bytes, coreSeconds, reason };

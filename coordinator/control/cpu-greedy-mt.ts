@@ -7,7 +7,7 @@
  * Values ours (the thesis published none for this policy).
  */
 import { byLoadDesc, coolest, overButWaiting } from './cpu-greedy';
-import { cpuDemand, fmt, hostCpuDemand, loadsOf, type NodeLoad, pct, served } from './load';
+import { cpuDemand, EPS, fmt, hostCpuDemand, loadsOf, type NodeLoad, pct, served } from './load';
 import type { Move, Policy, PolicyInput } from './policy';
 import { CpuGreedyMtSchema, type CpuGreedyMtSettings, validatorFor } from './settings';
 import type { Snapshot } from './snapshot';
@@ -70,7 +70,7 @@ export const cpuGreedyMt: Policy<CpuGreedyMtSettings> = {
         const d = wants(c);
         const gain = recoveredCores(src.view.cores, demandOf(src), dst.view.cores, demandOf(dst), d);
         const ratio = gain / Math.max(src.view.cores, 1e-9);
-        if (ratio < s.rewardThreshold) {
+        if (ratio + EPS < s.rewardThreshold) {
           if (!nearMiss || ratio > nearMiss.ratio) nearMiss = { ratio, text: `${c.view.name} (wants ${fmt(d)} cores, ${fmt(c.threads)} threads) from ${src.view.id} to ${dst.view.id} (${fmt(Math.max(0, free(dst)))} cores free)` };
           continue;
         }

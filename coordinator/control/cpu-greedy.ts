@@ -5,7 +5,7 @@
  * and reward thresholds, as the thesis lists; the values are ours (it published none).
  * Next candidates: the next busiest container when one may not move, the next hottest host.
  */
-import { fmt, loadsOf, type NodeLoad, pct } from './load';
+import { EPS, fmt, loadsOf, type NodeLoad, pct } from './load';
 import type { Move, Policy, PolicyInput } from './policy';
 import { CpuGreedySchema, type CpuGreedySettings, validatorFor } from './settings';
 import type { Snapshot } from './snapshot';
@@ -32,7 +32,7 @@ export function overButWaiting(policy: string, nodes: string[]): string {
 function over(loads: Map<string, NodeLoad>, s: CpuGreedySettings): Set<string> {
   const min = coolest(loads.values());
   const out = new Set<string>();
-  for (const n of loads.values()) if (n.cpu >= s.hostActiveThreshold && n.cpu - min >= s.rewardThreshold && n.containers.length >= s.minContainersOnSource) out.add(n.view.id);
+  for (const n of loads.values()) if (n.cpu + EPS >= s.hostActiveThreshold && n.cpu - min + EPS >= s.rewardThreshold && n.containers.length >= s.minContainersOnSource) out.add(n.view.id);
   return out;
 }
 
@@ -63,7 +63,7 @@ export const cpuGreedy: Policy<CpuGreedySettings> = {
         const srcAfter = src.cpu - c.cpu / Math.max(src.view.cores, 1e-9);
         const dstAfter = dst.cpu + c.cpu / Math.max(dst.view.cores, 1e-9);
         const gain = src.cpu - Math.max(srcAfter, dstAfter);
-        if (gain < s.rewardThreshold) {
+        if (gain + EPS < s.rewardThreshold) {
           if (!nearMiss || gain > nearMiss.gain) nearMiss = { gain, text: `${c.view.name} (${fmt(c.cpu)} cores) from ${src.view.id} to ${dst.view.id}` };
           continue;
         }

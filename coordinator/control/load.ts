@@ -9,6 +9,9 @@
  */
 import type { ContainerView, NodeView, Snapshot, Window } from './snapshot';
 
+/** Slack for threshold comparisons: a gain of 5% computed as 0.04999999 still clears a 5% threshold. */
+export const EPS = 1e-9;
+
 /** x when it is a finite number, else d: no NaN leaves a policy. */
 export const finite = (x: number, d = 0): number => (Number.isFinite(x) ? x : d);
 
@@ -92,6 +95,9 @@ export function loadsOf(snapshot: Snapshot): Map<string, NodeLoad> {
   loadCache.set(snapshot, nodes);
   return nodes;
 }
+
+/** Hosts that can send or take containers: connected, with samples (the filters judge freshness). */
+export const liveHosts = (loads: Map<string, NodeLoad>): NodeLoad[] => [...loads.values()].filter((n) => n.view.connected && n.view.lastSampleMs > 0);
 
 /**
  * Cores a container wants. On a host below saturation it gets what it wants, so its use is

@@ -7,14 +7,13 @@
  * have), for the underutilized node with the most CPU headroom, as long as the move keeps
  * that node under every `high` threshold. Nothing moves when no node is underutilized.
  */
-import { fmt, loadsOf, type NodeLoad, pct } from './load';
+import { fmt, liveHosts, loadsOf, type NodeLoad, pct } from './load';
 import { overButWaiting } from './cpu-greedy';
 import type { Move, Policy, PolicyInput } from './policy';
 import { LowNodeUtilizationSchema, type LowNodeUtilizationSettings, validatorFor } from './settings';
 import type { Snapshot } from './snapshot';
 
 const memFraction = (n: NodeLoad) => (n.view.memoryBytes > 0 ? n.memUsed / n.view.memoryBytes : 0);
-const live = (loads: Map<string, NodeLoad>) => [...loads.values()].filter((n) => n.view.connected && n.view.lastSampleMs > 0);
 const isOver = (n: NodeLoad, s: LowNodeUtilizationSettings) => n.cpu > s.highCpu || n.diskActive > s.highDiskActive || memFraction(n) > s.highMemory;
 const isUnder = (n: NodeLoad, s: LowNodeUtilizationSettings) => n.cpu < s.lowCpu && n.diskActive < s.lowDiskActive && memFraction(n) < s.lowMemory;
 const describe = (n: NodeLoad) => `${n.view.id} (CPU ${pct(n.cpu)}, disk ${pct(n.diskActive)}, memory ${pct(memFraction(n))})`;
@@ -28,9 +27,9 @@ export const lowNodeUtilization: Policy<LowNodeUtilizationSettings> = {
   summary: "Baseline: descheduler's LowNodeUtilization on measured use: containers leave nodes over the high thresholds for nodes under all low thresholds.",
   defaults: LowNodeUtilizationSchema.parse({}),
   validate: validatorFor(LowNodeUtilizationSchema),
-  overThreshold: (snapshot: Snapshot, s) => over(live(loadsOf(snapshot)), s),
+  overThreshold: (snapshot: Snapshot, s) => over(liveHosts(loadsOf(snapshot)), s),
   propose({ snapshot, settings: s, allowed, relievable, note }: PolicyInput<LowNodeUtilizationSettings>): Move[] {
-    const hosts = live(loadsOf(snapshot));
+    const hosts = liveHosts(loadsOf(snapshot));
     const under = hosts.filter((n) => isUnder(n, s) && !n.view.draining).sort((a, b) => (1 - b.cpu) * b.view.cores - (1 - a.cpu) * a.view.cores || (a.view.id < b.view.id ? -1 : 1));
     const overIds = over(hosts, s);
     const hot = hosts.filter((n) => overIds.has(n.view.id)).sort((a, b) => b.cpu - a.cpu || (a.view.id < b.view.id ? -1 : 1));

@@ -11,7 +11,7 @@
  * (CPU greedy for multi-threaded containers by default). Hosts are those the filters judge;
  * the target is the least-ops host the filters allow for this candidate.
  */
-import { fmt, loadsOf, missingFraction, type NodeLoad, pct } from './load';
+import { EPS, fmt, liveHosts, loadsOf, missingFraction, type NodeLoad, pct } from './load';
 import { overButWaiting } from './cpu-greedy';
 import type { Move, Policy, PolicyInput } from './policy';
 import { OltpDiskSchema, type OltpDiskSettings, validatorFor } from './settings';
@@ -29,8 +29,6 @@ interface HostFigures {
   activeGap: number;
 }
 
-/** Hosts that could send or take containers (connected, with samples). */
-const live = (loads: Map<string, NodeLoad>) => [...loads.values()].filter((n) => n.view.connected && n.view.lastSampleMs > 0);
 
 function hostFigures(hosts: NodeLoad[]): HostFigures | null {
   if (hosts.length < 2) return null;
@@ -47,20 +45,20 @@ function hostFigures(hosts: NodeLoad[]): HostFigures | null {
 
 /** Conditions 2-4 (they hold for the cluster, whichever the candidate), or the failed one as a sentence. */
 function clusterFails(f: HostFigures, s: OltpDiskSettings): string | null {
-  if (f.opsGap < s.opsRewardThreshold)
+  if (f.opsGap + EPS < s.opsRewardThreshold)
     return `disk ops gap (${fmt(f.maxOps.diskOps)} on ${f.maxOps.view.id} vs ${fmt(f.minOps.diskOps)} on ${f.minOps.view.id}) is ${pct(f.opsGap)}, under the disk ops reward threshold ${pct(s.opsRewardThreshold)}`;
-  if (f.maxActive.diskActive < s.activeThreshold) return `the busiest disk (${f.maxActive.view.id}) is active ${pct(f.maxActive.diskActive)}, under the disk active threshold ${pct(s.activeThreshold)}`;
-  if (f.activeGap < s.activeRewardThreshold)
+  if (f.maxActive.diskActive + EPS < s.activeThreshold) return `the busiest disk (${f.maxActive.view.id}) is active ${pct(f.maxActive.diskActive)}, under the disk active threshold ${pct(s.activeThreshold)}`;
+  if (f.activeGap + EPS < s.activeRewardThreshold)
     return `disk activity gap (${pct(f.maxActive.diskActive)} on ${f.maxActive.view.id} vs ${pct(f.minActive.diskActive)} on ${f.minActive.view.id}) is ${pct(f.activeGap)}, under the disk active reward threshold ${pct(s.activeRewardThreshold)}`;
   return null;
 }
 
 function over(loads: Map<string, NodeLoad>, s: OltpDiskSettings): Set<string> {
-  const hosts = live(loads);
+  const hosts = liveHosts(loads);
   const f = hostFigures(hosts);
   const out = new Set<string>();
   if (!f || clusterFails(f, s)) return out;
-  for (const n of hosts) if (n.diskOps > 0 && (n.diskOps - f.minOps.diskOps) / n.diskOps >= s.opsRewardThreshold && n.diskActive >= s.activeThreshold) out.add(n.view.id);
+  for (const n of hosts) if (n.diskOps > 0 && (n.diskOps - f.minOps.diskOps) / n.diskOps + EPS >= s.opsRewardThreshold && n.diskActive + EPS >= s.activeThreshold) out.add(n.view.id);
   return out;
 }
 
@@ -72,7 +70,7 @@ export const oltpDisk: Policy<OltpDiskSettings> = {
   overThreshold: (snapshot: Snapshot, s) => over(loadsOf(snapshot), s),
   propose({ snapshot, settings: s, allowed, movable, relievable, note }: PolicyInput<OltpDiskSettings>): Move[] {
     const loads = loadsOf(snapshot);
-    const hosts = live(loads);
+    const hosts = liveHosts(loads);
     const f = hostFigures(hosts);
     if (!f) {
       note?.('oltp-disk: fewer than two connected hosts with samples');
@@ -94,7 +92,7 @@ export const oltpDisk: Policy<OltpDiskSettings> = {
         failures.push(`${c.view.name}: misses ${pct(miss)} of its disk samples (most ${pct(s.missingSamples)})`);
         continue;
       }
-      if (c.diskOps < floor) {
+      if (c.diskOps + EPS < floor) {
         // Candidates are sorted: no later one reaches the baseline either.
         failures.push(`${c.view.name}: ${fmt(c.diskOps)} disk ops/s, under the baseline ${fmt(s.baselineOps)} x ${fmt(s.baselineThreshold)} = ${fmt(floor)}`);
         break;
@@ -114,7 +112,7 @@ export const oltpDisk: Policy<OltpDiskSettings> = {
         continue;
       }
       const gap = host.diskOps > 0 ? (host.diskOps - dst.diskOps) / host.diskOps : 0;
-      if (gap < s.opsRewardThreshold) {
+      if (gap + EPS < s.opsRewardThreshold) {
         failures.push(`${c.view.name}: its host ${host.view.id} (${fmt(host.diskOps)} ops/s) vs ${dst.view.id} (${fmt(dst.diskOps)}) is a ${pct(gap)} gap, under ${pct(s.opsRewardThreshold)}`);
         continue;
       }
