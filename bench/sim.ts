@@ -36,7 +36,12 @@ export const PLANETLAB_SETTINGS = {
 function run(spec: SimSpec, name: string, settings: Record<string, unknown> = PLANETLAB_SETTINGS): { r: SimResult; wallMs: number; cpuMs: number } {
   const t0 = performance.now();
   const c0 = process.cpuUsage();
-  const r = simulate(spec, makeController(name, settings, spec.seed), () => performance.now());
+  // Decision time in CPU ms of this process: the machine is shared, wall time measures the neighbours too.
+  const cpuClock = () => {
+    const u = process.cpuUsage();
+    return (u.user + u.system) / 1000;
+  };
+  const r = simulate(spec, makeController(name, settings, spec.seed), cpuClock);
   const c = process.cpuUsage(c0);
   return { r, wallMs: performance.now() - t0, cpuMs: (c.user + c.system) / 1000 };
 }
@@ -45,11 +50,11 @@ function scale(policies: string[]) {
   const rows = DAYS.flatMap(rowsOf);
   const spec: SimSpec = { ...cloudSimSetup(rows), nodes: cloudSimHosts(500, 65536), containers: DAYS.flatMap((d, k) => planetLabContainers(rowsOf(d), `d${k}-`)), placement: 'spread' };
   console.log(`scale: ${spec.nodes.length} hosts, ${spec.containers.length} containers, 24 h at 5 min (${process.version}, load average ${loadavg()[0].toFixed(1)} on ${cpus().length} cores)`);
-  console.log('policy                 run s   CPU s   rounds  round ms mean  round ms max  migrations  ops/ideal  SLATAH%');
+  console.log('policy                 run s   CPU s   rounds  round CPU ms mean  round CPU ms max  migrations  ops/ideal  SLATAH%');
   for (const p of policies) {
     const { r, wallMs, cpuMs } = run(spec, p);
     const m = r.metrics;
-    console.log(`${p.padEnd(20)} ${(wallMs / 1000).toFixed(1).padStart(7)} ${(cpuMs / 1000).toFixed(1).padStart(7)} ${String(m.rounds).padStart(8)} ${m.decisionMsMean.toFixed(1).padStart(14)} ${m.decisionMsMax.toFixed(1).padStart(13)} ${String(m.migrations).padStart(11)} ${m.opsVsIdeal.toFixed(4).padStart(10)} ${m.slatahPct.toFixed(3).padStart(8)}`);
+    console.log(`${p.padEnd(20)} ${(wallMs / 1000).toFixed(1).padStart(7)} ${(cpuMs / 1000).toFixed(1).padStart(7)} ${String(m.rounds).padStart(8)} ${m.decisionMsMean.toFixed(1).padStart(18)} ${m.decisionMsMax.toFixed(1).padStart(17)} ${String(m.migrations).padStart(11)} ${m.opsVsIdeal.toFixed(4).padStart(10)} ${m.slatahPct.toFixed(3).padStart(8)}`);
   }
 }
 
