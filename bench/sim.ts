@@ -16,7 +16,7 @@
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { cpus, loadavg } from 'node:os';
-import { cloudSimHosts, cloudSimSetup, fixedClusterSetup, parsePlanetLab, planetLabContainers } from '../coordinator/sim/planetlab';
+import { cloudSimHosts, cloudSimSetup, fixedClusterSetup, parsePlanetLab, planetLabContainers, PLANETLAB_SETTINGS } from '../coordinator/sim/planetlab';
 import { formatTable, makeController } from '../coordinator/sim/runner';
 import { simulate, type SimResult } from '../coordinator/sim/engine';
 import type { SimSpec } from '../coordinator/sim/model';
@@ -24,14 +24,6 @@ import type { SimSpec } from '../coordinator/sim/model';
 const DIR = process.env.PLANETLAB_DIR ?? '/work/shared/traces/planetlab';
 const DAYS = ['20110303', '20110306', '20110309', '20110322', '20110325'];
 const rowsOf = (day: string) => parsePlanetLab(readFileSync(`${DIR}/${day}.csv`, 'utf8'), `${day}.csv`);
-
-/** Herd's controller settings for 5-minute PlanetLab samples (chosen on the tuning days). */
-export const PLANETLAB_SETTINGS = {
-  schedule: { windowMs: 600_000, periodMs: 300_000, firstAfterMs: 300_000 },
-  filters: { staleAfterMs: 600_000, cooldownMs: 3_600_000, pingPongWindowMs: 7_200_000 },
-  hysteresisRounds: 1,
-  pacing: { maxMovesPerRound: 20, maxPerNode: 2, maxClusterWide: 40 },
-};
 
 function run(spec: SimSpec, name: string, settings: Record<string, unknown> = PLANETLAB_SETTINGS): { r: SimResult; wallMs: number; cpuMs: number } {
   const t0 = performance.now();

@@ -6,7 +6,7 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { parsePlanetLab, cloudSimSetup, fixedClusterSetup, TraceError, type TraceRow } from '../coordinator/sim/planetlab';
+import { parsePlanetLab, cloudSimSetup, fixedClusterSetup, PLANETLAB_SETTINGS, TraceError, type TraceRow } from '../coordinator/sim/planetlab';
 import { parseScenario, scenarioSpec, ScenarioError } from '../coordinator/sim/scenario';
 import { formatTable, knownController, runAll } from '../coordinator/sim/runner';
 import { plotRuns } from '../coordinator/sim/plot';
@@ -68,7 +68,7 @@ export function registerSim(program: Command): void {
           else if (opts.setup === 'fixed') {
             if (nodes === undefined) fail('--setup fixed needs --nodes N');
             spec = fixedClusterSetup(rows, nodes, undefined, seed);
-            settings = { schedule: { windowMs: 600_000, periodMs: 300_000, firstAfterMs: 300_000 }, filters: { staleAfterMs: 600_000 } };
+            settings = PLANETLAB_SETTINGS;
           } else fail(`--setup must be cloudsim or fixed (got "${opts.setup}")`);
           policies = ['none', 'lr-mmt', 'mad-mmt'];
           title = `PlanetLab ${(opts.trace as string[]).join(', ')}: ${rows.length} VMs on ${spec.nodes.length} hosts (${opts.setup})`;

@@ -113,3 +113,16 @@ export function fixedClusterSetup(rows: readonly TraceRow[], hosts: number, migr
 }
 
 export { BED_MIGRATION };
+
+/**
+ * Herd's controller settings for 5-minute PlanetLab samples (chosen on the tuning days
+ * 2011-03-03 and 03-06 only): a two-sample window, an evaluation per sample, no hysteresis
+ * beyond one round (a sample is already a 5-minute mean), up to 20 moves a round on a
+ * cluster of tens of hosts, a container left alone for an hour after it moved.
+ */
+export const PLANETLAB_SETTINGS = {
+  schedule: { windowMs: 600_000, periodMs: 300_000, firstAfterMs: 300_000 },
+  filters: { staleAfterMs: 600_000, cooldownMs: 3_600_000, pingPongWindowMs: 7_200_000 },
+  hysteresisRounds: 1,
+  pacing: { maxMovesPerRound: 20, maxPerNode: 2, maxClusterWide: 40 },
+};
