@@ -10,6 +10,7 @@ import { registerPki } from './pki';
 import { registerJoin } from './join';
 import { registerNodes } from './nodes';
 import { registerModel } from './model';
+import { registerSim } from './sim';
 import { mergeFlags, TLS_SAN_HELP } from './flags';
 import { setLogLevel, logger } from '../common/log';
 import { VERSION } from '../common/version';
@@ -96,6 +97,7 @@ registerStatus(program);
 registerMigrate(program);
 registerPki(program);
 registerJoin(program);
+registerSim(program);
 registerNodes(program); // after registerPki: adds `admin-cert revoke` to its admin-cert
 registerModel(program);
 
