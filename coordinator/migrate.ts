@@ -87,6 +87,7 @@ export function migrateHandlers(deps: MigrateDeps): grpc.UntypedServiceImplement
         source_node_id: container.node_id,
         target_node_id: target.node_id,
         fs_mode: fsMode,
+        tcp_established: Boolean(call.request.tcp_established),
         step: 'MIGRATION_STEP_UNSPECIFIED',
         state: 'PENDING',
         term: deps.term(),
@@ -105,7 +106,7 @@ export function migrateHandlers(deps: MigrateDeps): grpc.UntypedServiceImplement
       const sent = deps.ingest.command(container.node_id, {
         term: record.term,
         command_id: id,
-        migrate: { migration_id: id, herd_id: container.herd_id, target_node_id: target.node_id, target_address: target.address, fs_mode: fsMode },
+        migrate: { migration_id: id, herd_id: container.herd_id, target_node_id: target.node_id, target_address: target.address, fs_mode: fsMode, tcp_established: record.tcp_established },
       });
       if (!sent) {
         unwatch();

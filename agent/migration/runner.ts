@@ -32,7 +32,7 @@ const CHECKPOINT_NAME = 'cp';
 type Record_ = MigrationRecord;
 
 interface JournalEntry {
-  cmd: { migration_id: string; herd_id: string; target_node_id: string; target_address: string; fs_mode: string; term: number };
+  cmd: { migration_id: string; herd_id: string; target_node_id: string; target_address: string; fs_mode: string; term: number; tcp_established?: boolean };
   sourceDockerId: string;
   state: MigrationState;
   record: Record_;
@@ -40,6 +40,8 @@ interface JournalEntry {
   freezeMs?: number;
   /** The source container's overlay upper dir, from the inspect at prepare. */
   upperDir?: string;
+  /** Where the checkpoint's images are (on the image tmpfs on the fast path); the checkpoint tar goes beside it. */
+  checkpointDir?: string;
 }
 
 export interface RunnerDeps {
@@ -95,6 +97,7 @@ export class MigrationRunner {
       source_node_id: this.deps.nodeId,
       target_node_id: String(cmd.target_node_id),
       fs_mode: String(cmd.fs_mode || 'FS_MODE_DIFF'),
+      tcp_established: Boolean(cmd.tcp_established),
       step: 'PREPARE',
       state: 'RUNNING',
       term,
@@ -108,7 +111,7 @@ export class MigrationRunner {
     if (!c) return void refuse(`container ${record.herd_id} does not run on ${this.deps.nodeId}`);
     if ([...this.active.values()].some((e) => e.cmd.herd_id === record.herd_id)) return void refuse(`container ${record.herd_id} is already migrating`);
     const entry: JournalEntry = {
-      cmd: { migration_id: id, herd_id: record.herd_id, target_node_id: record.target_node_id, target_address: String(cmd.target_address), fs_mode: record.fs_mode, term },
+      cmd: { migration_id: id, herd_id: record.herd_id, target_node_id: record.target_node_id, target_address: String(cmd.target_address), fs_mode: record.fs_mode, term, tcp_established: record.tcp_established },
       sourceDockerId: c.dockerId,
       state: start().state,
       record,
@@ -162,14 +165,18 @@ export class MigrationRunner {
         case 'checkpoint': {
           await mkdir(outDir, { recursive: true });
           entry.freezeMs = Date.now();
-          await this.deps.runtime.checkpoint(entry.sourceDockerId, outDir, CHECKPOINT_NAME);
+          const cp = await this.deps.runtime.checkpoint(entry.sourceDockerId, outDir, CHECKPOINT_NAME, { tcpEstablished: entry.cmd.tcp_established });
+          entry.checkpointDir = cp.dir;
+          entry.record.checkpoint_method = cp.method;
+          entry.record.checkpoint_fallback_reason = cp.fallbackReason;
           this.timed(entry, 'CHECKPOINT', performance.now() - t0);
           return this.feed(entry, { type: 'checkpointed' });
         }
         case 'package': {
           // The checkpoint tar and the filesystem artifact are made side by side.
           const files = ['checkpoint.tar'];
-          const work: Array<Promise<unknown>> = [run('tar', ['-C', join(outDir, CHECKPOINT_NAME), '-cf', join(outDir, 'checkpoint.tar'), '.'])];
+          const cpDir = checkpointDirOf(entry, outDir);
+          const work: Array<Promise<unknown>> = [run('tar', ['-C', cpDir, '-cf', `${cpDir}.tar`, '.'])];
           if (entry.cmd.fs_mode !== 'FS_MODE_NONE') {
             files.push('fs.tar');
             if (entry.cmd.fs_mode === 'FS_MODE_FULL') work.push(this.deps.runtime.exportFull(entry.sourceDockerId, join(outDir, 'fs.tar')));
@@ -182,7 +189,9 @@ export class MigrationRunner {
           if (await logCopied) files.push('log.json');
           entry.artifacts = await Promise.all(
             files.map(async (name) => {
-              const art = await this.deps.artifacts.register({ migrationId: id, name, path: join(outDir, name), allowedNodeId: entry.cmd.target_node_id });
+              // the checkpoint tar sits beside its images (on the image tmpfs on the fast path: never on disk)
+              const file = name === 'checkpoint.tar' ? `${cpDir}.tar` : join(outDir, name);
+              const art = await this.deps.artifacts.register({ migrationId: id, name, path: file, allowedNodeId: entry.cmd.target_node_id });
               return { name, size: art.size, sha256: art.sha256 };
             }),
           );
@@ -192,7 +201,7 @@ export class MigrationRunner {
         }
         case 'complete': {
           if (this.deps.faults?.pauseBeforeCompleteMs) await new Promise((r) => setTimeout(r, this.deps.faults!.pauseBeforeCompleteMs));
-          const last = await this.peer(entry).stream('CompleteMigration', { migration_id: id, artifacts: entry.artifacts, checkpoint_name: CHECKPOINT_NAME }, (p: any) => {
+          const last = await this.peer(entry).stream('CompleteMigration', { migration_id: id, artifacts: entry.artifacts, checkpoint_name: CHECKPOINT_NAME, tcp_established: entry.cmd.tcp_established ?? false }, (p: any) => {
             entry.record.bytes_done = Number(p.bytes_done);
             entry.record.step = p.step;
             void this.publish(entry, true);
@@ -200,6 +209,7 @@ export class MigrationRunner {
           if (!last?.done) throw new Error('the target ended the stream without a result');
           for (const t of last.timings ?? []) entry.record.timings.push({ step: t.step, ms: Number(t.ms) });
           if (!last.ok) return this.feed(entry, { type: 'complete-failed', reason: last.reason || 'the target could not restore' });
+          entry.record.restore_method = String(last.restore_method ?? '');
           entry.record.downtime_ms = Date.now() - (entry.freezeMs ?? Date.now());
           return this.feed(entry, { type: 'completed' });
         }
@@ -218,7 +228,7 @@ export class MigrationRunner {
           const c = await this.deps.runtime.inspect(entry.sourceDockerId);
           if (c.state !== 'running') {
             if (this.deps.faults?.failSourceRestore) throw new Error('restore failed (fault injected: migration.fail_source_restore)');
-            await this.deps.runtime.restoreFromDir(entry.sourceDockerId, join(outDir, CHECKPOINT_NAME), CHECKPOINT_NAME, { keepSource: true });
+            await this.deps.runtime.restoreFromDir(entry.sourceDockerId, checkpointDirOf(entry, outDir), CHECKPOINT_NAME, { keepSource: true, tcpEstablished: entry.cmd.tcp_established });
             entry.record.downtime_ms = Date.now() - (entry.freezeMs ?? Date.now());
           }
           this.timed(entry, 'ROLLBACK', performance.now() - t0);
@@ -259,6 +269,8 @@ export class MigrationRunner {
     entry.record.ended_ms = Date.now();
     this.deps.artifacts.remove(id);
     await rm(join(this.deps.dataDir, 'migrations', 'out', id), { recursive: true, force: true });
+    // a fast-path checkpoint lives on the image tmpfs: memory, until removed
+    if (entry.checkpointDir) await Promise.all([entry.checkpointDir, `${entry.checkpointDir}.tar`].map((p) => rm(p, { recursive: true, force: true })));
     await this.journal.put(id, entry);
     await this.publish(entry);
     this.active.delete(id);
@@ -305,6 +317,11 @@ export class MigrationRunner {
         }),
     };
   }
+}
+
+/** The checkpoint's images: where the runtime put them (journaled), else the old place under the data dir. */
+function checkpointDirOf(entry: JournalEntry, outDir: string): string {
+  return entry.checkpointDir ?? join(outDir, CHECKPOINT_NAME);
 }
 
 async function copyIfExists(from: string, to: string): Promise<boolean> {

@@ -234,13 +234,13 @@ export class MigrationTarget {
     // The record's state is written asynchronously: this guards a second call arriving meanwhile.
     this.busy.add(req.migration_id);
     try {
-      await this.doComplete(req.migration_id, rec, artifacts, checkpointName, progress);
+      await this.doComplete(req.migration_id, rec, artifacts, checkpointName, Boolean(req.tcp_established), progress);
     } finally {
       this.busy.delete(req.migration_id);
     }
   }
 
-  private async doComplete(migrationId: string, rec: TargetRecord, artifacts: ArtifactSpec[], checkpointName: string, progress: (p: unknown) => void): Promise<void> {
+  private async doComplete(migrationId: string, rec: TargetRecord, artifacts: ArtifactSpec[], checkpointName: string, tcpEstablished: boolean, progress: (p: unknown) => void): Promise<void> {
     const req = { migration_id: migrationId };
     const total = artifacts.reduce((a, x) => a + x.size, 0);
     const timings: Timing[] = [];
@@ -248,7 +248,10 @@ export class MigrationTarget {
     let stepName = 'TRANSFER';
     const send = (extra: Record<string, unknown> = {}) => progress({ step: stepName, bytes_done: done, bytes_total: total, timings, ...extra });
     const dir = this.dir(req.migration_id);
+    // On a node with the image tmpfs the checkpoint goes there and stays there (restored through links).
+    let fast: string | undefined;
     try {
+      fast = await this.deps.runtime.stagingDir(req.migration_id);
       await this.db.put(req.migration_id, { ...rec, state: 'restoring' });
       await mkdir(dir, { recursive: true });
       let t0 = performance.now();
@@ -256,11 +259,12 @@ export class MigrationTarget {
       // All artifacts at once: their transfers overlap, and every byte is still verified.
       // No fsync: a crash of this node mid-migration aborts it anyway (the source undoes it).
       const got = new Map<string, number>();
+      const fetchPath = (name: string) => (name === 'checkpoint.tar' && fast ? `${fast}.tar` : pathInside(dir, name));
       const source = this.sourceClient(rec.sourceNodeId, rec.sourceAddress);
       this.inUse.set(source, (this.inUse.get(source) ?? 0) + 1);
       await Promise.all(
         artifacts.map((a) =>
-          fetchArtifact(source, { migration_id: req.migration_id, artifact: a.name, requester_node_id: this.deps.nodeId } as any, pathInside(dir, a.name), {
+          fetchArtifact(source, { migration_id: req.migration_id, artifact: a.name, requester_node_id: this.deps.nodeId } as any, fetchPath(a.name), {
             fsync: false,
             ...this.deps.fetchOptions,
             expectedSize: a.size,
@@ -286,7 +290,7 @@ export class MigrationTarget {
       const containerDir = pathInside(join(root, 'containers'), rec.dockerId);
       // Unpacked inside Docker's root dir, the restore can rename it into place instead of
       // copying it (dockerd bind-mounts its root onto itself: a rename from outside is EXDEV).
-      const staged = pathInside(containerDir, 'herd-incoming-checkpoint');
+      const staged = fast ?? pathInside(containerDir, 'herd-incoming-checkpoint');
       // The three are independent; all are awaited (none left writing) before a failure counts.
       await settleAll([
         (async () => {
@@ -299,7 +303,7 @@ export class MigrationTarget {
         // Docker's json-file driver appends to this file: the history comes first.
         artifacts.some((a) => a.name === 'log.json') ? copyFile(pathInside(dir, 'log.json'), pathInside(containerDir, `${rec.dockerId}-json.log`)) : undefined,
         // The checkpoint tar comes from a peer: extractCheckpoint checks every entry first.
-        rm(staged, { recursive: true, force: true }).then(() => extractCheckpoint(pathInside(dir, 'checkpoint.tar'), staged)),
+        rm(staged, { recursive: true, force: true }).then(() => extractCheckpoint(fetchPath('checkpoint.tar'), staged)),
       ]);
       timings.push({ step: 'APPLY_FS', ms: Math.round(performance.now() - t0) });
       stepName = 'RESTORE';
@@ -309,14 +313,16 @@ export class MigrationTarget {
         this.failRestoreLeft = false;
         throw new Error('restore failed (fault injected: migration.fail_restore)');
       }
-      await this.deps.runtime.restoreFromDir(rec.dockerId, staged, checkpointName);
+      const restored = await this.deps.runtime.restoreFromDir(rec.dockerId, staged, checkpointName, { tcpEstablished: Boolean(tcpEstablished) });
       timings.push({ step: 'RESTORE', ms: Math.round(performance.now() - t0) });
       await this.db.put(req.migration_id, { ...rec, state: 'running' });
-      send({ done: true, ok: true });
+      send({ done: true, ok: true, restore_method: restored.method });
       log.info('restored a migrated container', { migration: req.migration_id, herd_id: rec.herdId, timings });
       // After the answer: the container runs, the source is waiting on it to end its downtime.
       await rm(dir, { recursive: true, force: true }).catch((err) => log.warn('could not remove a migration\'s incoming files', { dir, reason: errorText(err) }));
+      if (fast) await rm(`${fast}.tar`, { force: true });
     } catch (err) {
+      if (fast) await Promise.all([fast, `${fast}.tar`].map((p) => rm(p, { recursive: true, force: true })));
       const reason = errorText(err);
       await this.db.put(req.migration_id, { ...rec, state: 'failed', reason });
       log.warn('could not take over a migrating container', { migration: req.migration_id, step: stepName, reason });
