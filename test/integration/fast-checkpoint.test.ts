@@ -1,56 +1,72 @@
 // The fast path for real (docs/runtime.md#fast-path): a checkpoint through the containerd that a
 // bed node's dockerd started, into the agent's image tmpfs; restores through links to it; the
 // fallback when that containerd cannot be reached. Bed "fc", subnet 131; nothing skips.
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { DockerRuntime } from '../../agent/runtime/docker-runtime';
 import { findContainerd } from '../../agent/runtime/containerd';
-import { isTmpfs } from '../../agent/runtime/fast-checkpoint';
+import { imageRootFor, isTmpfs } from '../../agent/runtime/fast-checkpoint';
 import { BUSYBOX_IMAGE, startBed, type Bed } from '../bed/bed';
-import { tempDir } from '../helpers/tmp';
+import { adminClient, agreedLeader, connectedNodes, startHerdOn, type HerdNode } from '../helpers/cluster';
+import { call } from '../helpers/coord';
+import { migrate } from '../helpers/migrate';
+import { tempDir, waitFor } from '../helpers/tmp';
 
 const COUNTER = 'i=0; while true; do i=$((i+1)); echo $i; sleep 0.1; done';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const INSPECT = '{{.State.Status}} {{.State.ExitCode}} {{.State.OOMKilled}} {{.State.Pid}} {{.RestartCount}} {{.HostConfig.RestartPolicy.Name}} [{{.State.Error}}]';
 
+let bed: Bed;
+let startError: unknown;
+let work: { dir: string; cleanup: () => void };
+
+const dk = async (node: string, ...args: string[]) => {
+  const r = await bed.docker(node, ...args);
+  if (r.code !== 0) throw new Error(`docker ${args.join(' ')} on ${node}: ${r.stderr}`);
+  return r.stdout.trim();
+};
+const last = async (node: string, name: string) => Number((await dk(node, 'logs', '--tail', '1', name)).split('\n').pop());
+const events = async (node: string, id: string, since: string) =>
+  (await dk(node, 'events', '--since', since, '--until', String(Math.ceil(Date.now() / 1000) + 1), '--filter', `container=${id}`, '--format', '{{.Action}}'))
+    .split('\n').filter(Boolean);
+
+beforeAll(async () => {
+  process.env.PATH = `/usr/local/sbin:${process.env.PATH ?? ''}`;
+  work = tempDir('herd-fc-');
+  try {
+    bed = await startBed({ nodes: 2, docker: true, name: 'fc', subnet: 131 });
+  } catch (e) {
+    startError = e;
+  }
+});
+
+// a bed that cannot start fails every test (vitest would only mark them skipped)
+beforeEach(() => {
+  if (startError) throw startError;
+});
+
+afterAll(async () => {
+  await bed?.stop();
+  work?.cleanup();
+  // the agents' image tmpfs outlive them (as on a real node); the bed's go with it
+  for (const n of bed?.nodes ?? []) {
+    const root = imageRootFor(n.dockerSock, '/tmp');
+    if (isTmpfs(root)) execFileSync('umount', [root]);
+    fs.rmSync(root, { recursive: true, force: true });
+  }
+});
+
 describe('checkpoint straight through containerd, restore through links (bed fc)', () => {
-  let bed: Bed;
-  let startError: unknown;
   let rt1: DockerRuntime;
   let rt2: DockerRuntime;
-  let work: { dir: string; cleanup: () => void };
 
-  const dk = async (node: string, ...args: string[]) => {
-    const r = await bed.docker(node, ...args);
-    if (r.code !== 0) throw new Error(`docker ${args.join(' ')} on ${node}: ${r.stderr}`);
-    return r.stdout.trim();
-  };
-  const last = async (node: string, name: string) => Number((await dk(node, 'logs', '--tail', '1', name)).split('\n').pop());
-  const events = async (node: string, id: string, since: string) =>
-    (await dk(node, 'events', '--since', since, '--until', String(Math.ceil(Date.now() / 1000) + 1), '--filter', `container=${id}`, '--format', '{{.Action}}'))
-      .split('\n').filter(Boolean);
-
-  beforeAll(async () => {
-    process.env.PATH = `/usr/local/sbin:${process.env.PATH ?? ''}`;
-    work = tempDir('herd-fc-');
-    try {
-      bed = await startBed({ nodes: 2, docker: true, name: 'fc', subnet: 131 });
-    } catch (e) {
-      startError = e;
-      return;
-    }
+  beforeAll(() => {
+    if (startError) return;
     rt1 = new DockerRuntime({ socketPath: bed.node('n1').dockerSock, keepLogsDir: path.join(work.dir, 'criu-logs') });
     rt2 = new DockerRuntime({ socketPath: bed.node('n2').dockerSock, keepLogsDir: path.join(work.dir, 'criu-logs') });
-  });
-
-  beforeEach(() => {
-    if (startError) throw startError;
-  });
-
-  afterAll(async () => {
-    await bed?.stop();
-    work?.cleanup();
   });
 
   it('finds the containerd each dockerd started, and mounts an image tmpfs in its tmp dir', async () => {
@@ -146,4 +162,100 @@ describe('checkpoint straight through containerd, restore through links (bed fc)
     }
     expect(await dk('n1', 'inspect', '-f', '{{.State.Status}}', id)).toBe('running');
   });
+});
+
+describe('migrations through herd agents (bed fc)', () => {
+  const nodes = new Map<string, HerdNode>();
+  let coordinator = '';
+  let proxy: net.Server | undefined;
+
+  async function restartWith(id: string, extra: string[]): Promise<void> {
+    await nodes.get(id)?.proc.stop();
+    nodes.set(id, startHerdOn(bed, id, extra));
+    coordinator = (await agreedLeader([...nodes.values()].map((n) => n.address), 20_000)).address;
+    await waitFor(`${id} with criu`, async () => {
+      coordinator = (await agreedLeader([...nodes.values()].map((n) => n.address), 20_000)).address;
+      return (await call(adminClient(coordinator), 'ListNodes', {})).nodes.find((n: any) => n.node_id === id && n.capabilities.includes('criu')) && (await connectedNodes(coordinator)).includes(id);
+    }, 60_000, 200);
+  }
+
+  async function runOn(node: string, name: string, args: string[], cmd = COUNTER): Promise<string> {
+    const herdId = (await dk(node, 'run', '-d', '--name', name, ...args, BUSYBOX_IMAGE, 'sh', '-c', cmd)).slice(0, 12);
+    await waitFor(`${name} listed`, async () => (await call(adminClient(coordinator), 'ListContainers', { node_id: node })).containers.some((c: any) => c.herd_id === herdId && c.state === 'running'), 15_000, 100);
+    return herdId;
+  }
+
+  /**
+   * Admin.Migrate's stream, and when it breaks (a coordinator change on a loaded machine ends it
+   * without the last record) the record as ListMigrations has it once final.
+   */
+  async function migrateTo(herdId: string, target: string, tcpEstablished = false): Promise<any> {
+    const r = await migrate(coordinator, herdId, target, 'FS_MODE_DIFF', 60_000, tcpEstablished);
+    if (r.last && ['SUCCEEDED', 'ROLLED_BACK', 'FAILED'].includes(r.last.state)) return r.last;
+    const id = r.records[0]?.migration_id;
+    return waitFor('the migration recorded as finished', async () => {
+      coordinator = (await agreedLeader([...nodes.values()].map((n) => n.address), 20_000)).address;
+      const m = (await call(adminClient(coordinator), 'ListMigrations', { herd_id: herdId })).migrations.find((x: any) => x.migration_id === id);
+      return m && ['SUCCEEDED', 'ROLLED_BACK', 'FAILED'].includes(m.state) ? m : undefined;
+    }, 60_000, 500);
+  }
+
+  const imageFiles = async (node: string) => {
+    const f = await new DockerRuntime({ socketPath: bed.node(node).dockerSock }).fastPath();
+    return f.ok ? fs.readdirSync(f.imageRoot) : ['(no image tmpfs)'];
+  };
+
+  beforeAll(async () => {
+    if (startError) return;
+    for (const n of bed.nodes) nodes.set(n.id, startHerdOn(bed, n.id));
+    coordinator = (await agreedLeader([...nodes.values()].map((n) => n.address), 20_000)).address;
+    await waitFor('both agents with criu', async () => {
+      coordinator = (await agreedLeader([...nodes.values()].map((n) => n.address), 20_000)).address; // it may change on a loaded machine
+      return (await call(adminClient(coordinator), 'ListNodes', {})).nodes.filter((n: any) => n.capabilities.includes('criu')).length === 2;
+    }, 60_000, 200);
+  });
+
+  afterAll(async () => {
+    for (const n of nodes.values()) await n.proc.stop().catch(() => {});
+    proxy?.close();
+  });
+
+  it('moves a container holding 64 MB of memory on the fast path: record says containerd + linked, no image left anywhere', async () => {
+    const herdId = await runOn('n1', 'mem', [], `x=$(head -c 64000000 /dev/zero | tr '\\0' a); ${COUNTER}`);
+    await waitFor('memory filled', async () => (await last('n1', 'mem')) > 0, 60_000, 200);
+    const before = await last('n1', 'mem');
+    const m = await migrateTo(herdId, 'n2');
+    expect(m.state, m.reason).toBe('SUCCEEDED');
+    expect(m).toMatchObject({ checkpoint_method: 'containerd', checkpoint_fallback_reason: '', restore_method: 'linked', tcp_established: false });
+    expect(Number(m.bytes_total)).toBeGreaterThan(64e6);
+    await sleep(400);
+    expect(await last('n2', 'mem')).toBeGreaterThan(before);
+    expect(Number(await dk('n2', 'inspect', '-f', '{{.State.Pid}}', 'mem'))).toBeGreaterThan(0);
+    // the images lived on the tmpfs only, and are gone from both once the source copy is removed
+    await waitFor('source copy removed', async () => (await bed.docker('n1', 'ps', '-aq', '--filter', 'name=^mem$')).stdout.trim() === '', 10_000, 100);
+    await waitFor('image tmpfs empty on both nodes', async () => (await imageFiles('n1')).length === 0 && (await imageFiles('n2')).length === 0, 10_000, 100);
+    expect(fs.readdirSync(path.join(nodes.get('n1')!.dataDir, 'migrations', 'out'))).toEqual([]);
+  }, 120_000);
+
+  it('falls back to Docker on a node whose containerd it cannot find (Docker through a proxy socket), and the record says why', async () => {
+    const viaProxy = path.join(work.dir, 'docker-proxy.sock');
+    proxy = net.createServer((c) => {
+      const up = net.connect(bed.node('n1').dockerSock);
+      c.pipe(up).pipe(c);
+      c.on('error', () => up.destroy());
+      up.on('error', () => c.destroy());
+    }).listen(viaProxy);
+    await restartWith('n1', ['--docker-socket', viaProxy]);
+    const herdId = await runOn('n1', 'fb', []);
+    await sleep(400);
+    const before = await last('n1', 'fb');
+    const m = await migrateTo(herdId, 'n2');
+    expect(m.state, m.reason).toBe('SUCCEEDED');
+    expect(m.checkpoint_method).toBe('docker');
+    expect(m.checkpoint_fallback_reason).toMatch(/no dockerd on this host serves .*docker-proxy\.sock/);
+    expect(m.restore_method).toBe('linked'); // the target still has its tmpfs
+    await sleep(400);
+    expect(await last('n2', 'fb')).toBeGreaterThan(before);
+    await restartWith('n1', []);
+  }, 120_000);
 });
