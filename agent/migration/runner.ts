@@ -17,6 +17,7 @@ import type { Env } from '../../common/db';
 import { logger } from '../../common/log';
 import { loadProtos } from '../../common/proto';
 import { checkId } from '../../common/validate';
+import { IMAGE_ARTIFACT, imageArtifact, splitCheckpoint } from '../runtime/fast-checkpoint';
 import type { ContainerRuntime } from '../runtime/runtime';
 import type { ArtifactRegistry } from '../transfer/artifacts';
 import type { MigrationFaults } from './faults';
@@ -176,7 +177,10 @@ export class MigrationRunner {
           // The checkpoint tar and the filesystem artifact are made side by side.
           const files = ['checkpoint.tar'];
           const cpDir = checkpointDirOf(entry, outDir);
-          const work: Array<Promise<unknown>> = [run('tar', ['-C', cpDir, '-cf', `${cpDir}.tar`, '.'])];
+          // the memory images travel as they are (one artifact each), the small rest as a tar
+          const parts = splitCheckpoint(cpDir);
+          files.push(...parts.big.map(imageArtifact));
+          const work: Array<Promise<unknown>> = [run('tar', ['-C', cpDir, '-cf', `${cpDir}.tar`, '--', ...parts.small])];
           if (entry.cmd.fs_mode !== 'FS_MODE_NONE') {
             files.push('fs.tar');
             if (entry.cmd.fs_mode === 'FS_MODE_FULL') work.push(this.deps.runtime.exportFull(entry.sourceDockerId, join(outDir, 'fs.tar')));
@@ -190,7 +194,8 @@ export class MigrationRunner {
           entry.artifacts = await Promise.all(
             files.map(async (name) => {
               // the checkpoint tar sits beside its images (on the image tmpfs on the fast path: never on disk)
-              const file = name === 'checkpoint.tar' ? `${cpDir}.tar` : join(outDir, name);
+              const image = IMAGE_ARTIFACT.exec(name)?.[1];
+              const file = name === 'checkpoint.tar' ? `${cpDir}.tar` : image ? join(cpDir, image) : join(outDir, name);
               const art = await this.deps.artifacts.register({ migrationId: id, name, path: file, allowedNodeId: entry.cmd.target_node_id });
               return { name, size: art.size, sha256: art.sha256 };
             }),

@@ -21,6 +21,7 @@ import { logger } from '../../common/log';
 import { checkDockerName, checkHostPort, checkId, invalid, notFound, pathInside, permissionDenied, RpcError, truncate } from '../../common/validate';
 import { TermFence } from '../../common/fencing';
 import { extractCheckpoint } from '../runtime/checkpoint-files';
+import { IMAGE_ARTIFACT } from '../runtime/fast-checkpoint';
 import type { ContainerRuntime, CreateSpec } from '../runtime/runtime';
 import { SHA256_HEX } from '../transfer/artifacts';
 import { FETCH_WINDOW_BYTES, fetchArtifact, type FetchOptions, type TransferClient } from '../transfer/client';
@@ -32,6 +33,8 @@ const log = logger('migration-target');
 
 /** The artifacts a target knows what to do with; a request naming any other is refused. */
 export const TARGET_ARTIFACTS = ['checkpoint.tar', 'fs.tar', 'log.json'] as const;
+/** Besides those, CRIU's big images, each as it is: `image.<file>` (IMAGE_ARTIFACT), at most this many. */
+export const MAX_IMAGE_ARTIFACTS = 1024;
 export const FS_MODES = ['FS_MODE_UNSPECIFIED', 'FS_MODE_DIFF', 'FS_MODE_FULL', 'FS_MODE_NONE'];
 /** create_json larger than this is refused (a real ContainerCreate body is a few KiB). */
 export const MAX_CREATE_JSON_BYTES = 1 << 20;
@@ -250,6 +253,7 @@ export class MigrationTarget {
     const dir = this.dir(req.migration_id);
     // On a node with the image tmpfs the checkpoint goes there and stays there (restored through links).
     let fast: string | undefined;
+    let staged: string | undefined;
     try {
       fast = await this.deps.runtime.stagingDir(req.migration_id);
       await this.db.put(req.migration_id, { ...rec, state: 'restoring' });
@@ -259,7 +263,21 @@ export class MigrationTarget {
       // All artifacts at once: their transfers overlap, and every byte is still verified.
       // No fsync: a crash of this node mid-migration aborts it anyway (the source undoes it).
       const got = new Map<string, number>();
-      const fetchPath = (name: string) => (name === 'checkpoint.tar' && fast ? `${fast}.tar` : pathInside(dir, name));
+      const root = await this.deps.runtime.dockerRootDir();
+      // The Docker id came from this node's own Docker; checked anyway, as it names paths.
+      const containerDir = pathInside(join(root, 'containers'), rec.dockerId);
+      // Unpacked inside Docker's root dir, the restore can rename it into place instead of
+      // copying it (dockerd bind-mounts its root onto itself: a rename from outside is EXDEV).
+      const into = fast ?? pathInside(containerDir, 'herd-incoming-checkpoint');
+      staged = into;
+      await rm(into, { recursive: true, force: true });
+      await mkdir(into, { recursive: true });
+      // CRIU's big images are fetched straight to where the restore reads them
+      const fetchPath = (name: string) => {
+        const image = IMAGE_ARTIFACT.exec(name)?.[1];
+        if (image) return pathInside(into, image);
+        return name === 'checkpoint.tar' && fast ? `${fast}.tar` : pathInside(dir, name);
+      };
       const source = this.sourceClient(rec.sourceNodeId, rec.sourceAddress);
       this.inUse.set(source, (this.inUse.get(source) ?? 0) + 1);
       await Promise.all(
@@ -285,12 +303,6 @@ export class MigrationTarget {
       stepName = 'APPLY_FS';
       send();
       t0 = performance.now();
-      const root = await this.deps.runtime.dockerRootDir();
-      // The Docker id came from this node's own Docker; checked anyway, as it names paths.
-      const containerDir = pathInside(join(root, 'containers'), rec.dockerId);
-      // Unpacked inside Docker's root dir, the restore can rename it into place instead of
-      // copying it (dockerd bind-mounts its root onto itself: a rename from outside is EXDEV).
-      const staged = fast ?? pathInside(containerDir, 'herd-incoming-checkpoint');
       // The three are independent; all are awaited (none left writing) before a failure counts.
       await settleAll([
         (async () => {
@@ -303,7 +315,7 @@ export class MigrationTarget {
         // Docker's json-file driver appends to this file: the history comes first.
         artifacts.some((a) => a.name === 'log.json') ? copyFile(pathInside(dir, 'log.json'), pathInside(containerDir, `${rec.dockerId}-json.log`)) : undefined,
         // The checkpoint tar comes from a peer: extractCheckpoint checks every entry first.
-        rm(staged, { recursive: true, force: true }).then(() => extractCheckpoint(fetchPath('checkpoint.tar'), staged)),
+        extractCheckpoint(fetchPath('checkpoint.tar'), into),
       ]);
       timings.push({ step: 'APPLY_FS', ms: Math.round(performance.now() - t0) });
       stepName = 'RESTORE';
@@ -313,7 +325,7 @@ export class MigrationTarget {
         this.failRestoreLeft = false;
         throw new Error('restore failed (fault injected: migration.fail_restore)');
       }
-      const restored = await this.deps.runtime.restoreFromDir(rec.dockerId, staged, checkpointName, { tcpEstablished: Boolean(tcpEstablished) });
+      const restored = await this.deps.runtime.restoreFromDir(rec.dockerId, into, checkpointName, { tcpEstablished: Boolean(tcpEstablished) });
       timings.push({ step: 'RESTORE', ms: Math.round(performance.now() - t0) });
       await this.db.put(req.migration_id, { ...rec, state: 'running' });
       send({ done: true, ok: true, restore_method: restored.method });
@@ -322,7 +334,8 @@ export class MigrationTarget {
       await rm(dir, { recursive: true, force: true }).catch((err) => log.warn('could not remove a migration\'s incoming files', { dir, reason: errorText(err) }));
       if (fast) await rm(`${fast}.tar`, { force: true });
     } catch (err) {
-      if (fast) await Promise.all([fast, `${fast}.tar`].map((p) => rm(p, { recursive: true, force: true })));
+      // what was staged for the restore goes too (a failed restore gives its input back)
+      await Promise.all([staged, fast && `${fast}.tar`].map((p) => p && rm(p, { recursive: true, force: true })));
       const reason = errorText(err);
       await this.db.put(req.migration_id, { ...rec, state: 'failed', reason });
       log.warn('could not take over a migrating container', { migration: req.migration_id, step: stepName, reason });
@@ -354,13 +367,15 @@ interface ArtifactSpec { name: string; size: number; sha256: string }
 /** CompleteMigration's artifact list: known names, each once, checkpoint.tar among them, sizes and digests well formed. */
 function checkArtifacts(raw: unknown): ArtifactSpec[] {
   if (!Array.isArray(raw) || raw.length === 0) throw invalid('artifacts is required: at least checkpoint.tar');
-  if (raw.length > TARGET_ARTIFACTS.length) throw invalid(`artifacts lists ${raw.length} artifacts; at most ${TARGET_ARTIFACTS.length} (${TARGET_ARTIFACTS.join(', ')})`);
+  const most = TARGET_ARTIFACTS.length + MAX_IMAGE_ARTIFACTS;
+  if (raw.length > most) throw invalid(`artifacts lists ${raw.length} artifacts; at most ${most} (${TARGET_ARTIFACTS.join(', ')} and ${MAX_IMAGE_ARTIFACTS} image.<file>)`);
   const seen = new Set<string>();
   const out: ArtifactSpec[] = [];
   for (const a of raw as Array<{ name?: unknown; size?: unknown; sha256?: unknown }>) {
     const name = a?.name;
-    if (typeof name !== 'string' || !(TARGET_ARTIFACTS as readonly string[]).includes(name)) {
-      throw invalid(`artifact ${JSON.stringify(truncate(String(name)))} is not one this node can apply: expected ${TARGET_ARTIFACTS.join(', ')}`);
+    const image = typeof name === 'string' && IMAGE_ARTIFACT.test(name) && !name.includes('..');
+    if (typeof name !== 'string' || (!(TARGET_ARTIFACTS as readonly string[]).includes(name) && !image)) {
+      throw invalid(`artifact ${JSON.stringify(truncate(String(name)))} is not one this node can apply: expected ${TARGET_ARTIFACTS.join(', ')} or image.<CRIU image file>`);
     }
     if (seen.has(name)) throw invalid(`artifact ${name} is listed twice`);
     seen.add(name);

@@ -48,6 +48,28 @@ export function isInside(root: string, p: string): boolean {
   return rel !== '' && !rel.startsWith('..') && !path.isAbsolute(rel);
 }
 
+/** CRIU's memory pages, or any image big enough to be worth moving and linking as it is (not packed). */
+export function isBigImage(name: string, size: number): boolean {
+  return /^pages-\d+\.img$/.test(name) || size > LINK_ABOVE_BYTES;
+}
+
+/**
+ * A checkpoint dir's files split for the transfer: the big images travel as they are, one
+ * artifact each (no tar copy of the memory on either side), the rest in one small tar.
+ */
+export function splitCheckpoint(dir: string): { small: string[]; big: string[] } {
+  const out = { small: [] as string[], big: [] as string[] };
+  for (const d of fs.readdirSync(dir, { withFileTypes: true })) {
+    if (!d.isFile()) continue;
+    (isBigImage(d.name, fs.statSync(path.join(dir, d.name)).size) ? out.big : out.small).push(d.name);
+  }
+  return out;
+}
+
+/** The artifact a big image travels as, and back (the target checks the name: IMAGE_ARTIFACT). */
+export const imageArtifact = (file: string): string => `image.${file}`;
+export const IMAGE_ARTIFACT = /^image\.([A-Za-z0-9][A-Za-z0-9._-]{0,200})$/;
+
 export interface LinkPlan { copy: string[]; link: Array<{ name: string; target: string }> }
 
 /**
@@ -58,7 +80,7 @@ export function planLinks(files: Array<{ name: string; size: number }>, srcDir: 
   const from = path.join(path.resolve(ctrdTmp), 'ctrd-checkpoint');
   const plan: LinkPlan = { copy: [], link: [] };
   for (const f of files) {
-    if (/^pages-\d+\.img$/.test(f.name) || f.size > LINK_ABOVE_BYTES) plan.link.push({ name: f.name, target: path.relative(from, path.join(path.resolve(srcDir), f.name)) });
+    if (isBigImage(f.name, f.size)) plan.link.push({ name: f.name, target: path.relative(from, path.join(path.resolve(srcDir), f.name)) });
     else plan.copy.push(f.name);
   }
   return plan;
