@@ -326,6 +326,10 @@ export class MigrationTarget {
         throw new Error('restore failed (fault injected: migration.fail_restore)');
       }
       await this.deps.runtime.restoreFromDir(rec.dockerId, staged, checkpointName);
+      if (this.deps.faults?.pauseAfterRestoreMs) {
+        log.warn('restored; pausing before recording and answering it (fault injected: migration.pause_after_restore_ms)', { migration: migrationId });
+        await new Promise((r) => setTimeout(r, this.deps.faults!.pauseAfterRestoreMs));
+      }
       timings.push({ step: 'RESTORE', ms: Math.round(performance.now() - t0) });
       await this.db.put(req.migration_id, { ...rec, state: 'running' });
       send({ done: true, ok: true });
