@@ -5,6 +5,7 @@
  * Anything malformed ends that stream with INVALID_ARGUMENT and a reason; it never
  * touches other streams or stored samples.
  */
+import { StorageFullError } from '../common/storage';
 import * as grpc from '@grpc/grpc-js';
 import { logger } from '../common/log';
 import { checkId, checkMetric, truncate } from '../common/validate';
@@ -187,7 +188,8 @@ export class Ingest {
                 this.storedSamples += points;
                 if (!closed) call.write({ ack: { seq } });
               })
-              .catch((err) => fail(grpc.status.INTERNAL, `storing batch ${seq} failed: ${err?.message ?? err}`));
+              // Not stored, not acknowledged: the agent keeps the batch and sends it again on its next stream.
+              .catch((err) => fail(err instanceof StorageFullError ? grpc.status.UNAVAILABLE : grpc.status.INTERNAL, `storing batch ${seq} failed: ${err?.message ?? err}`));
             return;
           }
           case 'inventory': {
