@@ -99,12 +99,34 @@ export const SettingsSchema = z
       })
       .strict()
       .default({ nodeCertTtlSeconds: 365 * 86400, renewBeforeFraction: 1 / 3, checkMs: 60_000 }),
+    /** The node's HTTP side (docs/observability.md): /metrics for Prometheus. */
+    web: z
+      .object({
+        /**
+         * HTTPS with mutual TLS (any certificate of the cluster may read); plain HTTP with
+         * insecure. Default: the gRPC listen address with the next port (7400 -> 7401; a
+         * port 0 stays 0, any free port). "" turns it off.
+         */
+        listen: z.union([z.literal(''), hostPort]).optional(),
+        /** Plain-text /metrics only, for a Prometheus that cannot present a certificate; "" = off. */
+        plainMetrics: z.union([z.literal(''), hostPort]).default(''),
+      })
+      .strict()
+      .default({ plainMetrics: '' }),
     /** debug, info, warn or error. */
     logLevel: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
   })
   .strict();
 
 export type Settings = z.output<typeof SettingsSchema>;
+
+/** The web listen address: as set, or the gRPC one with the next port (port 0 stays 0). */
+export function webListen(settings: Pick<Settings, 'listen' | 'web'>): string {
+  if (settings.web.listen !== undefined) return settings.web.listen;
+  const i = settings.listen.lastIndexOf(':');
+  const port = Number(settings.listen.slice(i + 1));
+  return `${settings.listen.slice(0, i)}:${port === 0 ? 0 : port + 1}`;
+}
 
 export class ConfigError extends Error {}
 

@@ -7,7 +7,7 @@
  */
 import type { Database } from 'lmdb';
 import type { Env } from '../common/db';
-import { DRAINING_LABEL } from '../coordinator/drain';
+import { DRAINING_LABEL } from '../common/labels';
 
 interface DrainMark {
   draining: boolean;

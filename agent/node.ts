@@ -19,14 +19,17 @@ import { adminHandlers } from '../coordinator/admin';
 import { DEFAULT_INGEST, Ingest } from '../coordinator/ingest';
 import type { Leadership } from '../coordinator/leadership';
 import { ElectionDriver } from '../coordinator/election/driver';
-import { TermFence } from '../coordinator/election/fencing';
+import { TermFence } from '../common/fencing';
 import { Registry } from '../coordinator/registry';
 import { SampleStore } from '../coordinator/samplestore';
 import { AppOpsCollector } from './collectors/appops';
 import { CgroupCollector } from './collectors/cgroup';
 import { HostCollector } from './collectors/host';
 import { PcpCollector } from './collectors/pcp';
-import type { Settings } from './config';
+import { webListen, type Settings } from './config';
+import { startWeb } from './metrics/http';
+import { NodeMetrics } from './metrics/node-metrics';
+import { registerClusterMetrics } from '../coordinator/cluster-metrics';
 import { DockerTracker } from './docker';
 import { DrainState } from './drain';
 import { migrationFaultsFromEnv } from './migration/faults';
@@ -46,7 +49,7 @@ import { DEFAULT_UPLINK, Uplink } from './uplink';
 import { authorizer } from './security/authorize';
 import { boundedStatus } from './security/bounded-status';
 import { ensureCertificates, nodeTransport } from './security/bootstrap';
-import { RevocationStore } from './security/revocations';
+import { RevocationStore } from '../common/revocations';
 import { joinHandlers } from './security/join';
 import { certificateRenewer, recoverRenewal, renewalHandlers } from './security/renewal';
 import { AuditTrail } from '../coordinator/audit';
@@ -65,6 +68,9 @@ export interface RunningNode {
   uplink: Uplink;
   transport: Transport;
   revocations: RevocationStore;
+  /** Port of the HTTPS /metrics server (0: off), and of the plain one. */
+  webPort: number;
+  plainMetricsPort: number;
   stop(): Promise<void>;
 }
 
@@ -114,6 +120,8 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
     const pcp = new PcpCollector({ nodeId: settings.nodeId, url: settings.pmproxyUrl, metrics: settings.pcpMetrics, pollIntervalMs: settings.intervals.pcpMs });
     collectors.push([pcp, settings.intervals.pcpMs]);
   }
+  const metrics = new NodeMetrics({ nodeId: settings.nodeId, containers: () => tracker.containers().map((c) => ({ herdId: c.herdId, name: c.name })) });
+  sampleLog.onAppend((samples) => metrics.observeSamples(samples));
   const scheduler = new Scheduler(sampleLog);
   const drain = new DrainState(env, settings.labels);
 
@@ -235,7 +243,7 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
     ...joining.peer,
     ...renewalHandlers({ nodeId: settings.nodeId, dataDir: settings.dataDir, transport, ttlSeconds: settings.tls.nodeCertTtlSeconds }),
   });
-  server.addService(herd.Transfer.service, transferService(artifacts, { faults: faultsFromEnv(process.env.HERD_FAULTS) }));
+  server.addService(herd.Transfer.service, transferService(artifacts, { faults: faultsFromEnv(process.env.HERD_FAULTS), onBytes: (n) => metrics.transferBytes.inc(n) }));
   const health = new HealthImplementation({ '': 'SERVING', 'herd.v1.Mesh': 'SERVING', 'herd.v1.Admin': 'SERVING', 'herd.storage': storage.status().ok ? 'SERVING' : 'NOT_SERVING' });
   // `herd.storage`: whether this node can store what it collects (docs/config.md, retention.minFreeBytes).
   storage.onChange((s) => health.setStatus('herd.storage', s.ok ? 'SERVING' : 'NOT_SERVING'));
@@ -263,12 +271,19 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
       const c = tracker.containers().find((x) => x.herdId === herdId && x.state === 'running');
       return c && { dockerId: c.dockerId, name: c.name };
     },
-    publish: (record) => sampleLog.append([], [record]),
+    publish: (record) => {
+      metrics.observeMigration(record);
+      return sampleLog.append([], [record]);
+    },
   });
 
   // Agents follow the coordinator; a node that stops being it ends every agent stream.
   let lastTarget = leadership.current().leaderAddress;
+  let lastLeader = leadership.current().leaderId;
+  metrics.observeLeadership(leadership.current(), false);
   leadership.onChange((v) => {
+    metrics.observeLeadership(v, v.leaderId !== lastLeader);
+    lastLeader = v.leaderId;
     fence.observe(v.term);
     if (!v.isLeader) ingest.closeAll(v.leaderId ? `this node is no longer the coordinator: ${v.leaderId} at ${v.leaderAddress} is` : 'this node is no longer the coordinator');
     if (v.leaderAddress !== lastTarget) {
@@ -303,11 +318,21 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
   }, 60_000);
   pruneTimer.unref();
 
+  metrics.gaugeOf('herd_samplelog_committed_seq', 'Highest batch of this node\'s sample log that is on disk.', () => sampleLog.committedSeq());
+  metrics.gaugeOf('herd_uplink_acked_seq', 'Highest batch the coordinator acknowledged (0 while disconnected).', () => uplink.ackedSeq());
+  metrics.gaugeOf('herd_uplink_connected', '1 while this node streams to a coordinator.', () => (uplink.connected() ? 1 : 0));
+  metrics.counterOf('herd_uplink_acknowledged_batches_total', 'Batches the coordinator acknowledged since this process started.', () => uplink.acknowledgedBatches);
+  metrics.counterOf('herd_uplink_replayed_batches_total', 'Batches resent on (re)connection because the coordinator lacked them.', () => uplink.replayedBatches);
+  metrics.gaugeOf('herd_samplelog_bytes', 'Size of the local sample log in bytes.', () => sampleLog.bytes());
+  registerClusterMetrics(metrics.registry, { isLeader: () => leadership.current().isLeader, registry, store, migrations: () => migrations.list('', 1000) });
+  const web = await startWeb({ listen: webListen(settings), plainMetrics: settings.web.plainMetrics, transport, metrics });
+
   const lead = leadership.current();
   log.info('herd node started', {
     node: settings.nodeId,
     listen: settings.listen,
     port,
+    web: web.port || 'off',
     advertise: address,
     data_dir: settings.dataDir,
     coordinator: lead.isLeader ? 'this node' : `${lead.leaderId} at ${lead.leaderAddress}`,
@@ -327,6 +352,8 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
     uplink,
     transport,
     revocations,
+    webPort: web.port,
+    plainMetricsPort: web.plainPort,
     stop: () =>
       (stopping ??= (async () => {
         // A coordinator that stops on purpose hands its role over first: the others then
@@ -340,6 +367,7 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
         target.close();
         leadership.stop();
         await scheduler.stop(collectors.map(([c]) => c));
+        await web.close();
         ingest.closeAll('the coordinator is shutting down');
         await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
         server.forceShutdown();

@@ -13,16 +13,10 @@ import { logger } from '../common/log';
 import { meshCodec } from '../common/proto';
 import type { Sample } from '../common/types';
 import type { StorageGuard } from '../common/storage';
+import type { SeriesPoints } from '../common/samples';
 
 const log = logger('samplelog');
 
-/** A series as the wire carries it: times are offsets from the batch's created_ms. */
-export interface SeriesPoints {
-  entity: string;
-  metric: string;
-  offsets_ms: number[];
-  values: number[];
-}
 
 /** A stored batch: its seq, when it was made, and the encoded herd.v1.AgentMessage that carries it. */
 export interface StoredBatch {
@@ -55,6 +49,7 @@ export class SampleLog {
   private lastCommitted = 0;
   private lastSeqTs = 0;
   private readonly listeners = new Set<(seq: number) => void>();
+  private readonly appendListeners = new Set<(samples: readonly Sample[]) => void>();
 
   constructor(
     env: Env,
@@ -93,6 +88,12 @@ export class SampleLog {
     return this.lastCommitted;
   }
 
+  /** Told the samples of every batch once it is on disk (the node's /metrics keeps the newest). */
+  onAppend(fn: (samples: readonly Sample[]) => void): () => void {
+    this.appendListeners.add(fn);
+    return () => this.appendListeners.delete(fn);
+  }
+
   onCommit(fn: (seq: number) => void): () => void {
     this.listeners.add(fn);
     return () => this.listeners.delete(fn);
@@ -128,6 +129,7 @@ export class SampleLog {
     // Commits resolve in order, so every lower seq is durable too.
     if (seq > this.lastCommitted) this.lastCommitted = seq;
     for (const fn of this.listeners) fn(seq);
+    for (const fn of this.appendListeners) fn(samples);
     return seq;
   }
 

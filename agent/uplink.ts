@@ -10,7 +10,7 @@ import { Insecure, type Transport } from '../common/transport';
 import { meshCodec } from '../common/proto';
 import { logger } from '../common/log';
 import type { SampleLog } from './samplelog';
-import { TermFence } from '../coordinator/election/fencing';
+import { TermFence } from '../common/fencing';
 
 const log = logger('uplink');
 
@@ -58,6 +58,10 @@ export class Uplink {
   /** Coordinator id from the last welcome. */
   coordinatorId?: string;
   coordinatorTerm = 0;
+  /** Batches resent after a (re)connection because the coordinator lacked them (for /metrics). */
+  replayedBatches = 0;
+  /** Batches a coordinator acknowledged over this process's life (for /metrics). */
+  acknowledgedBatches = 0;
 
   constructor(private readonly opts: UplinkOptions) {
     this.maxInFlight = opts.maxInFlight;
@@ -173,14 +177,20 @@ export class Uplink {
         this.coordinatorTerm = Number(w.term);
         this.welcomed = true;
         this.backoffMs = 100;
-        log.info('streaming to coordinator', { coordinator: w.coordinator_id, target: this.clientTarget, acked_seq: this.acked, replay: this.opts.log.committedSeq() - this.sent });
+        const replay = Math.max(0, this.opts.log.committedSeq() - this.sent);
+        this.replayedBatches += replay;
+        log.info('streaming to coordinator', { coordinator: w.coordinator_id, target: this.clientTarget, acked_seq: this.acked, replay });
         this.sendInventory();
         this.pump();
         return;
       }
       case 'ack': {
         const seq = Number(msg.ack.seq);
-        if (seq > this.acked) this.acked = Math.min(seq, this.sent);
+        if (seq > this.acked) {
+          const now = Math.min(seq, this.sent);
+          this.acknowledgedBatches += now - this.acked;
+          this.acked = now;
+        }
         this.pump();
         return;
       }

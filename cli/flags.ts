@@ -18,6 +18,12 @@ export function mergeFlags(file: Record<string, any>, o: Record<string, any>): R
   if (o.blkioAccounting === false) s.blkioAccounting = false;
   if (o.insecure === true) s.insecure = true;
   set('maxInFlight', o.maxInFlight);
+  if (o.webListen !== undefined || o.metricsPlain !== undefined) {
+    const web = { ...(file.web ?? {}) };
+    if (o.webListen !== undefined) web.listen = o.webListen;
+    if (o.metricsPlain !== undefined) web.plainMetrics = o.metricsPlain;
+    s.web = web;
+  }
   set('logLevel', o.logLevel ?? (file.logLevel === undefined ? process.env.HERD_LOG_LEVEL : undefined));
   const intervals = { ...(file.intervals ?? {}) };
   for (const [flag, key] of [['hostInterval', 'hostMs'], ['containerInterval', 'containerMs'], ['trackInterval', 'trackMs'], ['pcpInterval', 'pcpMs']]) {

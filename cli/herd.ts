@@ -46,6 +46,8 @@ program
   .option('--min-free-bytes <n>', 'stop storing samples below this much free space on the data dir\'s file system (default: 64 MiB)', num)
   .option('--max-in-flight <n>', 'most unacknowledged batches in flight to the coordinator (default: 64)', num)
   .option('--label <key=value>', 'a label of this node; repeat for each', collect)
+  .option('--web-listen <host:port>', 'HTTPS (mutual TLS) address for /metrics; "" turns it off (default: the --listen address with the next port, 7401)')
+  .option('--metrics-plain <host:port>', 'also serve /metrics in plain text here, for a Prometheus without a certificate (e.g. 127.0.0.1:9740; default: off)')
   .option('--insecure', 'serve and dial plain text instead of mutual TLS: anyone who reaches the port owns the node (lab use only; logged as a warning)')
   .addOption(new Option('--log-level <level>', 'log verbosity (default: info; env HERD_LOG_LEVEL)').choices(['debug', 'info', 'warn', 'error']))
   .action(async (opts) => {

@@ -2,7 +2,7 @@
  * `herd status`: who coordinates the cluster and how each member looks, from the
  * coordinator's view (asked through any node, which names the coordinator).
  */
-import { isDraining } from '../coordinator/drain';
+import { isDraining } from '../common/labels';
 import * as grpc from '@grpc/grpc-js';
 import type { Command } from 'commander';
 import { loadProtos } from '../common/proto';

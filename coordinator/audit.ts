@@ -8,7 +8,7 @@ import type { Database } from 'lmdb';
 import { createHash } from 'node:crypto';
 import type { Env } from '../common/db';
 import { truncate } from '../common/validate';
-import type { AuditEvent } from '../agent/security/authorize';
+import type { AuditEvent } from '../common/audit-event';
 
 export class AuditTrail {
   private readonly db: Database<AuditEvent, string>;

@@ -6,6 +6,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { peerIdentity, principal } from '../common/identity';
+import { isDraining } from '../common/labels';
 import { logger } from '../common/log';
 import { checkId, invalid, notFound, RpcError, unary } from '../common/validate';
 import { nodeInfo } from './admin';
@@ -14,7 +15,6 @@ import type { SampleStore } from './samplestore';
 
 const log = logger('admin');
 
-export const DRAINING_LABEL = 'herd.draining';
 /** How long DrainNode waits for the node to report the change. */
 export const DRAIN_ANSWER_MS = 5000;
 
@@ -26,8 +26,6 @@ export interface DrainDeps {
   term: () => number;
   answerMs?: number;
 }
-
-export const isDraining = (labels: Array<{ key: string; value: string }>) => labels.some((l) => l.key === DRAINING_LABEL && l.value === 'true');
 
 export function drainHandlers(deps: DrainDeps): grpc.UntypedServiceImplementation {
   return {

@@ -9,12 +9,13 @@ import { StorageFullError } from '../common/storage';
 import * as grpc from '@grpc/grpc-js';
 import { logger } from '../common/log';
 import { checkId, checkMetric, truncate } from '../common/validate';
-import type { SeriesPoints } from '../agent/samplelog';
+import type { SeriesPoints } from '../common/samples';
 import type { Registry, ContainerRecord } from './registry';
 import type { SampleStore } from './samplestore';
-import type { Migrations, MigrationRecord } from './migrations';
+import type { MigrationRecord } from '../common/migration-record';
+import type { Migrations } from './migrations';
 import type { AuditTrail } from './audit';
-import type { RevocationStore, Revocation } from '../agent/security/revocations';
+import type { RevocationStore, Revocation } from '../common/revocations';
 import { peerIdentity } from '../common/identity';
 
 const log = logger('mesh');

@@ -3,13 +3,14 @@
  * the coordinator knows, commands the source agent over its Mesh stream (with the term),
  * and streams the migration's record to the caller as the source reports it.
  */
-import { isDraining } from './drain';
+import { isDraining } from '../common/labels';
 import * as grpc from '@grpc/grpc-js';
 import { randomUUID } from 'node:crypto';
 import { logger } from '../common/log';
 import { checkId, failedPrecondition, invalid, notFound, RpcError, unary, unavailable } from '../common/validate';
 import type { Ingest } from './ingest';
-import { FINAL_STATES, newMigrationRecord, type Migrations } from './migrations';
+import { FINAL_STATES, newMigrationRecord } from '../common/migration-record';
+import type { Migrations } from './migrations';
 import type { ContainerRecord, Registry } from './registry';
 
 const log = logger('migrate');

@@ -6,7 +6,7 @@
  */
 import type { Database } from 'lmdb';
 import type { Env } from '../common/db';
-import type { SeriesPoints } from '../agent/samplelog';
+import type { SeriesPoints } from '../common/samples';
 import type { StorageGuard } from '../common/storage';
 
 export interface SeriesInfo {

@@ -7,7 +7,7 @@ import * as grpc from '@grpc/grpc-js';
 import { logger } from '../common/log';
 import { peerIdentity, principal } from '../common/identity';
 import { checkId, failedPrecondition, invalid, notFound, unary } from '../common/validate';
-import type { Revocation, RevocationStore } from '../agent/security/revocations';
+import type { Revocation, RevocationStore } from '../common/revocations';
 import type { AuditTrail } from './audit';
 import type { Registry } from './registry';
 

@@ -23,7 +23,7 @@ import type { ArtifactRegistry } from '../transfer/artifacts';
 import type { MigrationFaults } from './faults';
 import { start, step, stepOf, type Action, type Event, type MigrationState, type Step } from './machine';
 import { errorText } from './target';
-import { newMigrationRecord, type MigrationRecord } from '../../coordinator/migrations';
+import { newMigrationRecord, type MigrationRecord } from '../../common/migration-record';
 
 const log = logger('migration');
 const run = promisify(execFile);

@@ -19,7 +19,7 @@ import type { Env } from '../../common/db';
 import { peerIdentity, type PeerIdentity } from '../../common/identity';
 import { logger } from '../../common/log';
 import { checkDockerName, checkHostPort, checkId, invalid, notFound, pathInside, permissionDenied, RpcError, truncate } from '../../common/validate';
-import { TermFence } from '../../coordinator/election/fencing';
+import { TermFence } from '../../common/fencing';
 import { extractCheckpoint } from '../runtime/checkpoint-files';
 import type { ContainerRuntime, CreateSpec } from '../runtime/runtime';
 import { SHA256_HEX } from '../transfer/artifacts';

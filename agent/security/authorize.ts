@@ -16,6 +16,7 @@ import * as grpc from '@grpc/grpc-js';
 import { X509Certificate } from 'node:crypto';
 import { TLSSocket, type PeerCertificate } from 'node:tls';
 import { principal, verifyPeer } from '../../common/identity';
+import type { AuditEvent } from '../../common/audit-event';
 import { logger } from '../../common/log';
 import { ClusterTls, type Transport } from '../../common/transport';
 
@@ -43,16 +44,6 @@ export function accessOf(path: string): Access {
   const [, service, method] = m;
   if (service === 'herd.v1.Admin') return ADMIN_READS.test(method) ? 'read' : 'admin';
   return BY_SERVICE[service] ?? 'admin';
-}
-
-export interface AuditEvent {
-  at_ms: number;
-  who: string;
-  method: string;
-  request_json: string;
-  code: number;
-  details: string;
-  node_id: string;
 }
 
 export interface AuthorizeOptions {

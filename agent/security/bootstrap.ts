@@ -11,7 +11,7 @@ import { logger } from '../../common/log';
 import { ClusterTls, Insecure, readNodeMaterial, revokedMessage, type Transport } from '../../common/transport';
 import { identityOf } from '../../common/identity';
 import type { Settings } from '../config';
-import type { RevocationStore } from './revocations';
+import type { RevocationStore } from '../../common/revocations';
 
 const log = logger('security');
 

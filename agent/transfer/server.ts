@@ -45,6 +45,8 @@ export interface TransferServiceOptions {
   maxInFlightBytes?: number;
   /** Test-only fault injection; when absent, HERD_FAULTS is read (see faults.ts). */
   faults?: TransferFaults;
+  /** Told every chunk's size as it is sent (for /metrics). */
+  onBytes?: (n: number) => void;
 }
 
 // proto3 does not send zero values: later chunks cost no header bytes.
@@ -63,7 +65,7 @@ export function transferService(registry: ArtifactRegistry, opts: TransferServic
   const plan = faults && Object.keys(faults).length > 0 ? new FaultPlan(faults) : undefined;
   if (plan) log.warn('fault injection is on: transfers will be broken on purpose', { faults });
   const fetch = (call: FetchCall) => {
-    serveFetch(call, registry, chunkBytes, maxInFlight, plan).catch((err) => {
+    serveFetch(call, registry, chunkBytes, maxInFlight, plan, opts.onBytes).catch((err) => {
       log.error('Fetch failed unexpectedly', { err });
       end(call, grpc.status.INTERNAL, `Fetch failed: ${err instanceof Error ? err.message : String(err)}`);
     });
@@ -106,7 +108,7 @@ async function admit(req: FetchRequestMsg, registry: ArtifactRegistry, caller: P
   return a;
 }
 
-async function serveFetch(call: FetchCall, registry: ArtifactRegistry, chunkBytes: number, maxInFlight: number, plan: FaultPlan | undefined): Promise<void> {
+async function serveFetch(call: FetchCall, registry: ArtifactRegistry, chunkBytes: number, maxInFlight: number, plan: FaultPlan | undefined, onBytes?: (n: number) => void): Promise<void> {
   const req = call.request;
   const admitted = await admit(req, registry, peerIdentity(call));
   if (!('path' in admitted)) {
@@ -192,6 +194,7 @@ async function serveFetch(call: FetchCall, registry: ArtifactRegistry, chunkByte
       });
       first = false;
       sent += n;
+      onBytes?.(n);
       if (plan?.cut(a.name, sent)) return end(call, grpc.status.UNAVAILABLE, `fault injection: stream cut after ${sent} bytes`);
     }
     if (stopped || call.cancelled) return;

@@ -4,6 +4,10 @@
  * to protobuf; it never needs to validate them itself.
  */
 
+import { describe, isTerm, MAX_TERM } from '../../common/term';
+
+export { describe, isTerm, MAX_TERM };
+
 export type NodeId = string;
 
 export const MESSAGE_TYPES = ['PreVote', 'PreVoteResponse', 'Vote', 'VoteResponse', 'Heartbeat', 'HeartbeatResponse', 'TimeoutNow'] as const;
@@ -56,29 +60,12 @@ export interface HardState {
   votedFor: NodeId | null;
 }
 
-/**
- * Campaigning computes term + 1, which must stay exact: beyond 2^53 two different
- * terms would compare equal and "one leader per term" would silently break.
- */
-export const MAX_TERM = Number.MAX_SAFE_INTEGER - 1;
 const MAX_ID_LENGTH = 256;
-
-export function isTerm(x: unknown): x is number {
-  return typeof x === 'number' && Number.isSafeInteger(x) && x >= 0 && x <= MAX_TERM;
-}
 
 export function isNodeId(x: unknown): x is NodeId {
   return typeof x === 'string' && x.length > 0 && x.length <= MAX_ID_LENGTH;
 }
 
-/** Short, never-throwing rendering of a bad value for a log line. */
-export function describe(x: unknown): string {
-  if (x === null) return 'null';
-  if (typeof x === 'string') return JSON.stringify(x.length > 40 ? `${x.slice(0, 40)}...` : x);
-  if (typeof x === 'number' || typeof x === 'boolean' || typeof x === 'bigint' || typeof x === 'undefined') return String(x);
-  if (Array.isArray(x)) return 'an array';
-  return `a ${typeof x}`;
-}
 
 export type ParseResult = { ok: true; msg: Message } | { ok: false; reason: string };
 

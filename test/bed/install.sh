@@ -38,6 +38,8 @@ step_debs() {
   local want=(docker.io busybox-static iproute2 python3-protobuf python3-grpcio protobuf-compiler util-linux) miss=() p
   # cross/: the arm64 executable runs here under qemu-user, with Debian's arm64 runtime libraries
   want+=(qemu-user-static binfmt-support libc6-arm64-cross libstdc++6-arm64-cross libgcc-s1-arm64-cross)
+  # docs/observability.md: the /metrics test checks the exposition with Prometheus's own promtool
+  want+=(prometheus)
   for p in "${want[@]}"; do installed "$p" || miss+=("$p"); done
   if [ ${#miss[@]} -eq 0 ]; then log "debs: all present"; return; fi
   log "debs: installing ${miss[*]}"

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_OPTIONS, MAX_TERM, type Message, ReadyPipeline } from '../../coordinator/election/election';
-import { TermFence, fence } from '../../coordinator/election/fencing';
+import { TermFence, fence } from '../../common/fencing';
 import { IDS, Net, node, run } from '../helpers/election';
 
 describe('election: basics', () => {

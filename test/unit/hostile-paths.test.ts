@@ -13,7 +13,7 @@ import { peerIdentity, type PeerIdentity } from '../../common/identity';
 import { createCa, issueAdminCert, issueNodeCert } from '../../common/pki';
 import { loadProtos } from '../../common/proto';
 import { checkDockerName, checkHostPort, checkId, insideDir, pathInside, RpcError } from '../../common/validate';
-import { TermFence } from '../../coordinator/election/fencing';
+import { TermFence } from '../../common/fencing';
 import { MigrationTarget } from '../../agent/migration/target';
 import { extractCheckpoint } from '../../agent/runtime/checkpoint-files';
 import { importUpperDir, scanTar, TarEntryValidator } from '../../agent/runtime/fsdiff';

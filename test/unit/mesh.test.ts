@@ -4,7 +4,7 @@ import { openEnv } from '../../common/db';
 import { loadProtos } from '../../common/proto';
 import { BATCH_SEQ_METRIC, SampleLog } from '../../agent/samplelog';
 import { Uplink } from '../../agent/uplink';
-import { TermFence } from '../../coordinator/election/fencing';
+import { TermFence } from '../../common/fencing';
 import { call, startCoordinator, type TestCoordinator } from '../helpers/coord';
 import { tempDir, waitFor } from '../helpers/tmp';
 

@@ -10,7 +10,7 @@ import * as grpc from '@grpc/grpc-js';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openEnv, type Env } from '../../common/db';
-import { TermFence } from '../../coordinator/election/fencing';
+import { TermFence } from '../../common/fencing';
 import { MigrationTarget } from '../../agent/migration/target';
 import type { ContainerRuntime } from '../../agent/runtime/runtime';
 import { tempDir } from '../helpers/tmp';

@@ -5,8 +5,9 @@
 import * as grpc from '@grpc/grpc-js';
 import { X509Certificate } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { accessOf, authorizer, type AuditEvent } from '../../agent/security/authorize';
-import { RevocationStore, type Revocation } from '../../agent/security/revocations';
+import { accessOf, authorizer } from '../../agent/security/authorize';
+import type { AuditEvent } from '../../common/audit-event';
+import { RevocationStore, type Revocation } from '../../common/revocations';
 import { AuditTrail } from '../../coordinator/audit';
 import { openEnv, type Env } from '../../common/db';
 import { createCa, issueAdminCert, issueNodeCert, type CertAndKey } from '../../common/pki';

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openEnv, type Env } from '../../common/db';
 import { createCa, issueNodeCert, type CertAndKey } from '../../common/pki';
 import { ClusterTls } from '../../common/transport';
-import { TermFence } from '../../coordinator/election/fencing';
+import { TermFence } from '../../common/fencing';
 import { MigrationTarget } from '../../agent/migration/target';
 import type { ContainerRuntime } from '../../agent/runtime/runtime';
 import { tempDir } from '../helpers/tmp';

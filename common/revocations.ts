@@ -10,8 +10,8 @@
  */
 import type { Database } from 'lmdb';
 import type { X509Certificate } from 'node:crypto';
-import type { Env } from '../../common/db';
-import { issuedAt, type PeerIdentity } from '../../common/identity';
+import type { Env } from './db';
+import { issuedAt, type PeerIdentity } from './identity';
 
 export type RevocationKind = 'IDENTITY_KIND_NODE' | 'IDENTITY_KIND_OPERATOR';
 

@@ -4,7 +4,7 @@
  * has not noticed yet (paused, partitioned) can therefore not move containers: the agents
  * already saw the new term, from the new coordinator or from their own node's election.
  */
-import { MAX_TERM, describe, isTerm } from './messages';
+import { MAX_TERM, describe, isTerm } from './term';
 
 export type FenceResult = { ok: true } | { ok: false; reason: string };
 
