@@ -111,7 +111,7 @@ export class MigrationRunner {
     const refuse = (reason: string) => this.deps.publish({ ...record, state: 'ROLLED_BACK', step: 'ROLLBACK', reason, ended_ms: Date.now() });
     const bad = checkId('migration_id', id) ?? checkId('herd_id', cmd.herd_id) ?? checkId('target_node_id', cmd.target_node_id);
     if (bad) return void refuse(bad);
-    if (this.journal.get(id)) return; // a command delivered twice
+    if (this.journal.get(id) || this.active.has(id)) return; // a command delivered twice (the coordinator sends it again after a broken stream)
     const c = this.deps.findContainer(record.herd_id);
     if (!c) return void refuse(`container ${record.herd_id} does not run on ${this.deps.nodeId}`);
     if ([...this.active.values()].some((e) => e.cmd.herd_id === record.herd_id)) return void refuse(`container ${record.herd_id} is already migrating`);
