@@ -30,6 +30,7 @@ import { webListen, type Settings } from './config';
 import { startWeb } from './metrics/http';
 import { NodeMetrics } from './metrics/node-metrics';
 import { registerClusterMetrics } from '../coordinator/cluster-metrics';
+import { pageRoutes } from '../coordinator/web/routes';
 import { DockerTracker } from './docker';
 import { DrainState } from './drain';
 import { migrationFaultsFromEnv } from './migration/faults';
@@ -340,7 +341,15 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
   metrics.counterOf('herd_uplink_replayed_batches_total', 'Batches resent on (re)connection because the coordinator lacked them.', () => uplink.replayedBatches);
   metrics.gaugeOf('herd_samplelog_bytes', 'Size of the local sample log in bytes.', () => sampleLog.bytes());
   registerClusterMetrics(metrics.registry, { isLeader: () => leadership.current().isLeader, registry, store, migrations: () => migrations.list('', 1000) });
-  const web = await startWeb({ listen: webListen(settings), plainMetrics: settings.web.plainMetrics, transport, metrics });
+  const page = pageRoutes({
+    nodeId: settings.nodeId,
+    registry,
+    store,
+    migrations: () => migrations.list('', 50),
+    leader: () => leadership.current(),
+    lead: () => leadership.current(),
+  });
+  const web = await startWeb({ listen: webListen(settings), plainMetrics: settings.web.plainMetrics, transport, metrics, routes: page });
 
   const lead = leadership.current();
   log.info('herd node started', {

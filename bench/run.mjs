@@ -7,7 +7,7 @@ import { mkdirSync } from 'node:fs';
 
 const [name, ...args] = process.argv.slice(2);
 if (!name) {
-  console.error('usage: node bench/run.mjs <ingest|collect-cost|idle-rss|...> [args]');
+  console.error('usage: node bench/run.mjs <ingest|collect-cost|idle-rss|control-eval|...> [args]');
   process.exit(2);
 }
 const root = new URL('..', import.meta.url).pathname;

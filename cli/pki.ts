@@ -74,13 +74,29 @@ export function registerPki(program: Command): void {
     .addOption(new Option('--role <role>', 'what the operator may do').choices(['read-only', 'admin']).default('read-only'))
     .option('--data-dir <dir>', 'the data dir holding tls/ca.key (default: as `herd agent`)')
     .option('--out <dir>', 'where to write NAME.crt, NAME.key and ca.crt (default: <data-dir>/tls/admins)')
+    .option('--p12', 'also write NAME.p12 (certificate and key) for a browser to import, protected by a password: HERD_P12_PASSWORD, or a new random one printed once')
     .action(async (name: string, opts) => {
       try {
         const { createAdminCert } = await import('../common/pki');
         const r = await createAdminCert(opts.dataDir ?? defaultDataDir(), name, opts.role, opts.out);
-        process.stdout.write([`certificate of operator "${name}" (role ${opts.role}):`, ...r.files.map((f) => `  ${f}`), `CA fingerprint (SHA-256): ${r.caFingerprint}`, ''].join('\n'));
+        const lines = [`certificate of operator "${name}" (role ${opts.role}):`, ...r.files.map((f) => `  ${f}`), `CA fingerprint (SHA-256): ${r.caFingerprint}`];
+        if (opts.p12) lines.push(...(await writeP12(name, r.files[0], r.files[1])));
+        process.stdout.write([...lines, ''].join('\n'));
       } catch (err) {
         fail('admin-cert create', err);
       }
     });
+}
+
+/** NAME.p12 next to NAME.crt, for browsers (the cluster page); returns the lines to print. */
+async function writeP12(name: string, certPath: string, keyPath: string): Promise<string[]> {
+  const { randomBytes } = await import('node:crypto');
+  const { readFileSync, writeFileSync } = await import('node:fs');
+  const { toPkcs12 } = await import('../common/p12');
+  const given = process.env.HERD_P12_PASSWORD;
+  const password = given ?? randomBytes(12).toString('base64url');
+  const p12 = await toPkcs12(readFileSync(certPath, 'utf8'), readFileSync(keyPath, 'utf8'), password, `herd operator ${name}`);
+  const path = certPath.replace(/\.crt$/, '.p12');
+  writeFileSync(path, p12, { mode: 0o600, flag: 'wx' });
+  return [`  ${path} (for a browser: import it, and trust the cluster CA, ca.crt beside it)`, given ? '  its password: HERD_P12_PASSWORD' : `  its password (shown once): ${password}`];
 }

@@ -1,5 +1,6 @@
 /**
- * The node's HTTP side: `/metrics` for Prometheus (and the place later pages hang off).
+ * The node's HTTP side: `/metrics` for Prometheus, and whatever routes the node adds (the
+ * cluster page, coordinator/web/, which only the coordinator answers).
  *
  * Who may scrape: the same people who may read the API. The port speaks HTTPS with mutual
  * TLS against the cluster CA, and any certificate of the cluster is let in (an operator's,
@@ -26,6 +27,8 @@ export interface WebOptions {
   plainMetrics: string;
   transport: Transport;
   metrics: { text(): Promise<string>; contentType: string };
+  /** More routes by path (exact match; the query string is theirs to check). */
+  routes?: Record<string, Handler>;
 }
 
 export interface WebServer {
@@ -35,10 +38,11 @@ export interface WebServer {
   close(): Promise<void>;
 }
 
-type Handler = (req: http.IncomingMessage, res: http.ServerResponse, who: string) => void;
+export type Handler = (req: http.IncomingMessage, res: http.ServerResponse, who: string) => void;
 
 export async function startWeb(opts: WebOptions): Promise<WebServer> {
   const routes: Record<string, Handler> = {
+    ...opts.routes,
     '/metrics': (_req, res) => {
       opts.metrics.text().then(
         (body) => send(res, 200, body, opts.metrics.contentType),
@@ -102,7 +106,7 @@ function route(routes: Record<string, Handler>, req: http.IncomingMessage, res: 
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, `only GET is served here, not ${req.method}\n`, undefined, { allow: 'GET, HEAD' });
     const path = (req.url ?? '/').split('?')[0];
     const h = routes[path];
-    if (!h) return send(res, 404, `no page at ${path}: this node serves ${Object.keys(routes).join(', ')}\n`);
+    if (!h) return send(res, 404, `no page at ${path.slice(0, 100)}: this node serves ${Object.keys(routes).join(', ')}\n`);
     h(req, res, who);
   } catch (err) {
     log.error('web request failed', { path: req.url, error: err });

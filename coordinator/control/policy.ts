@@ -28,6 +28,7 @@ export interface Move {
 
 /** A filter's no: which rule, and a sentence with its numbers. */
 export interface Refusal {
+  /** The container refused; '' when the target refuses every container (draining, stale, no CRIU...). */
   herdId: string;
   /** The target refused; '' when the container may not move at all. */
   to: string;
@@ -42,10 +43,14 @@ export interface PolicyInput<S = unknown> {
   settings: S;
   /** May this container move to this node now? null = yes; a refusal otherwise (also recorded). */
   allowed(herdId: string, to: string): Refusal | null;
+  /** May this container move at all (pinned, cooldown, back-off, stale...)? null = yes; a refusal otherwise (also recorded). */
+  movable(herdId: string): Refusal | null;
   /** Nodes judged over their threshold long enough (hysteresis), by the decision step. */
   relievable(nodeId: string): boolean;
   /** Deterministic randomness, seeded by the caller (only the random baseline uses it). */
   random(): number;
+  /** Why the policy proposes nothing (a condition that failed, with its numbers): kept in the decision's note. */
+  note?(sentence: string): void;
 }
 
 export interface Policy<S = unknown> {
@@ -57,6 +62,12 @@ export interface Policy<S = unknown> {
   readonly defaults: S;
   /** Checks settings; returns a sentence naming the field and its allowed range, or null. */
   validate(settings: unknown): string | null;
+  /**
+   * Nodes over this policy's threshold in this snapshot. The decision step counts the rounds
+   * in a row each node has been over (hysteresis) and answers `relievable` from that count.
+   * A policy without it has no notion of an overloaded node: every node is relievable.
+   */
+  overThreshold?(snapshot: Snapshot, settings: S): ReadonlySet<string>;
   /** Moves that would help, best first; [] when none clears its thresholds. */
   propose(input: PolicyInput<S>): Move[];
 }

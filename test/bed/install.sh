@@ -40,6 +40,8 @@ step_debs() {
   want+=(qemu-user-static binfmt-support libc6-arm64-cross libstdc++6-arm64-cross libgcc-s1-arm64-cross)
   # docs/observability.md: the /metrics test checks the exposition with Prometheus's own promtool
   want+=(prometheus)
+  # the cluster page's end-to-end test: Debian's Chromium, driven by playwright-core (npm)
+  want+=(chromium)
   for p in "${want[@]}"; do installed "$p" || miss+=("$p"); done
   if [ ${#miss[@]} -eq 0 ]; then log "debs: all present"; return; fi
   log "debs: installing ${miss[*]}"
