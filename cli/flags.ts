@@ -33,6 +33,7 @@ export function mergeFlags(file: Record<string, any>, o: Record<string, any>): R
   const retention = { ...(file.retention ?? {}) };
   if (o.retentionHours !== undefined) retention.maxAgeHours = o.retentionHours;
   if (o.retentionBytes !== undefined) retention.maxBytes = o.retentionBytes;
+  if (o.minFreeBytes !== undefined) retention.minFreeBytes = o.minFreeBytes;
   if (Object.keys(retention).length) s.retention = retention;
   if (o.label) {
     const labels: Record<string, string> = { ...(file.labels ?? {}) };

@@ -20,8 +20,13 @@ export const FS_MODES = ['FS_MODE_UNSPECIFIED', 'FS_MODE_NONE', 'FS_MODE_DIFF', 
 export interface MigrateDeps {
   registry: Registry;
   migrations: Migrations;
-  ingest: Pick<Ingest, 'command'>;
+  ingest: Pick<Ingest, 'command' | 'settle'>;
   term: () => number;
+  /**
+   * Calls back when this node stops being the coordinator: its Migrate streams then end
+   * with UNAVAILABLE (it hears no more records), instead of staying open with nothing.
+   */
+  onStepDown?: (fn: (reason: string) => void) => () => void;
 }
 
 /**
@@ -94,22 +99,34 @@ export function migrateHandlers(deps: MigrateDeps): grpc.UntypedServiceImplement
         version: 0,
       });
       deps.migrations.update(record);
+      let offStepDown: (() => void) | undefined;
       const unwatch = deps.migrations.watch(id, (m) => {
+        if (m.state !== 'PENDING') deps.ingest.settle(container.node_id, id); // the source has it
         call.write(m);
         if (FINAL_STATES.has(m.state)) {
           unwatch();
+          offStepDown?.();
           call.end();
         }
       });
-      call.on('cancelled', unwatch);
+      offStepDown = deps.onStepDown?.((reason) => {
+        offStepDown?.();
+        unwatch();
+        if (!call.cancelled && !call.writableEnded) call.emit('error', { code: grpc.status.UNAVAILABLE, details: `${reason}; migration ${id} goes on: ListMigrations at the new coordinator follows it` });
+      });
+      call.on('cancelled', () => {
+        unwatch();
+        offStepDown?.();
+      });
       call.write(record);
       const sent = deps.ingest.command(container.node_id, {
         term: record.term,
         command_id: id,
         migrate: { migration_id: id, herd_id: container.herd_id, target_node_id: target.node_id, target_address: target.address, fs_mode: fsMode, tcp_established: record.tcp_established },
-      });
+      }, { redeliver: true });
       if (!sent) {
         unwatch();
+        offStepDown?.();
         deps.migrations.update({ ...record, state: 'ROLLED_BACK', step: 'ROLLBACK', reason: `the source node ${container.node_id} disconnected before the command reached it`, ended_ms: Date.now(), version: 1 });
         call.emit('error', { code: grpc.status.UNAVAILABLE, details: `the source node ${container.node_id} is not connected` });
         return;

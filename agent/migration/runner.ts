@@ -4,7 +4,8 @@
  * before acting on it, and publishes the migration's record (progress, timings, outcome)
  * into the sample log, which carries it to the coordinator. After a crash, unfinished
  * journal entries are resumed: finished forward if the target runs the container, else
- * undone.
+ * undone. A call the target did not answer is asked again with back-off (the record's
+ * reason and the log say so meanwhile) until it answers.
  */
 import * as grpc from '@grpc/grpc-js';
 import { Insecure, type Transport } from '../../common/transport';
@@ -73,14 +74,21 @@ export class MigrationRunner {
     this.journal = deps.env.openDB({ name: 'migration.journal' });
   }
 
-  /** Resumes what a crash interrupted. */
+  /**
+   * Resumes what a crash interrupted. What the target did meanwhile is not asked here: the
+   * machine asks it where it matters, with AbortMigration(keep_running), which answers and
+   * fences in one step (a separate question could be overtaken by a restore landing).
+   */
   async recover(): Promise<void> {
     for (const { value } of this.journal.getRange()) {
-      if (value.state.phase === 'done') continue;
-      const target = await this.targetState(value).catch(() => 'unknown');
-      log.warn('resuming a migration interrupted by a restart of this agent', { migration: value.cmd.migration_id, phase: value.state.phase, target: target });
+      if (value.state.phase === 'done') {
+        // Crashed between journaling the end and finishing it (clean-up, final record).
+        if (value.record.state === 'RUNNING') void this.finish(value, value.state.outcome!, value.state.reasons.join('; '));
+        continue;
+      }
+      log.warn('resuming a migration interrupted by a restart of this agent', { migration: value.cmd.migration_id, phase: value.state.phase });
       this.active.set(value.cmd.migration_id, value);
-      void this.apply(value, step(value.state, { type: 'recover', targetRunning: target === 'running' }));
+      void this.apply(value, step(value.state, { type: 'recover' }));
     }
   }
 
@@ -107,7 +115,7 @@ export class MigrationRunner {
     const refuse = (reason: string) => this.deps.publish({ ...record, state: 'ROLLED_BACK', step: 'ROLLBACK', reason, ended_ms: Date.now() });
     const bad = checkId('migration_id', id) ?? checkId('herd_id', cmd.herd_id) ?? checkId('target_node_id', cmd.target_node_id);
     if (bad) return void refuse(bad);
-    if (this.journal.get(id)) return; // a command delivered twice
+    if (this.journal.get(id) || this.active.has(id)) return; // a command delivered twice (the coordinator sends it again after a broken stream)
     const c = this.deps.findContainer(record.herd_id);
     if (!c) return void refuse(`container ${record.herd_id} does not run on ${this.deps.nodeId}`);
     if ([...this.active.values()].some((e) => e.cmd.herd_id === record.herd_id)) return void refuse(`container ${record.herd_id} is already migrating`);
@@ -125,7 +133,11 @@ export class MigrationRunner {
 
   private async apply(entry: JournalEntry, t: { state: MigrationState; actions: Action[] }): Promise<void> {
     entry.state = t.state;
-    if (t.state.phase !== 'done') entry.record.step = stepOf(t.state);
+    if (t.state.phase !== 'done') {
+      entry.record.step = stepOf(t.state);
+      // While a call is asked again, the record says what it waits for (cleared once answered).
+      entry.record.reason = t.state.waitingOn ? `waiting for ${this.waitingFor(entry, t.state)} (attempt ${t.state.unanswered! + 1}, next in ${Math.round(retryDelayMs(t.state.unanswered!) / 100) / 10} s): ${t.state.waitingOn}` : '';
+    }
     // Journaled before acting on it; the report goes with it (one LMDB commit for both).
     await Promise.all([this.journal.put(entry.cmd.migration_id, entry), this.publish(entry)]);
     for (const a of t.actions) void this.act(entry, a);
@@ -139,7 +151,16 @@ export class MigrationRunner {
     entry.record.timings.push({ step: name, ms: Math.round(ms) });
   }
 
+  private waitingFor(entry: JournalEntry, s: MigrationState): string {
+    if (s.phase === 'removing-source') return `the source container to be removed on ${this.deps.nodeId}`;
+    const t = entry.cmd.target_node_id;
+    return s.completeSent ? `${t} to say whether it runs the container (kept if so, else removed)` : `${t} to remove what it prepared`;
+  }
+
   private async act(entry: JournalEntry, a: Action): Promise<void> {
+    if (this.stopped) return;
+    // A call asked again waits longer each time (0.5 s doubling up to 5 s).
+    if (entry.state.unanswered) await new Promise((r) => setTimeout(r, retryDelayMs(entry.state.unanswered!)));
     if (this.stopped) return;
     const id = entry.cmd.migration_id;
     const t0 = performance.now();
@@ -226,8 +247,9 @@ export class MigrationRunner {
           return this.feed(entry, { type: 'source-removed' });
         }
         case 'abort-target': {
-          await this.peer(entry).call('AbortMigration', { migration_id: id, reason: entry.state.reasons.join('; ') });
-          return this.feed(entry, { type: 'target-aborted' });
+          // The question and the fence in one: a container that runs there is kept and said so.
+          const r = await this.peer(entry).call('AbortMigration', { migration_id: id, reason: entry.state.reasons.join('; '), keep_running: true });
+          return this.feed(entry, { type: r.running ? 'target-runs' : 'target-aborted' });
         }
         case 'restore-source': {
           const c = await this.deps.runtime.inspect(entry.sourceDockerId);
@@ -250,10 +272,9 @@ export class MigrationRunner {
       }
     } catch (err) {
       const reason = errorText(err);
-      const retryable = a.type === 'abort-target' || a.type === 'remove-source';
-      if (retryable) await new Promise((r) => setTimeout(r, 500)); // these are retried until they work
       const failed: Record<string, Event> = {
-        'prepare-target': { type: 'prepare-failed', reason },
+        // Refused by the target itself (it made nothing), or lost on the way (it may have).
+        'prepare-target': { type: 'prepare-failed', reason, refused: REFUSALS.has((err as { code?: number }).code!) },
         checkpoint: { type: 'checkpoint-failed', reason },
         package: { type: 'package-failed', reason },
         complete: { type: 'complete-failed', reason },
@@ -292,11 +313,6 @@ export class MigrationRunner {
     await this.deps.publish({ ...entry.record, timings: [...entry.record.timings] });
   }
 
-  private async targetState(entry: JournalEntry): Promise<string> {
-    const r = await this.peer(entry).call('GetTargetMigration', { migration_id: entry.cmd.migration_id });
-    return r.state;
-  }
-
   private peer(entry: JournalEntry): { call: (m: string, req: unknown) => Promise<any>; stream: (m: string, req: unknown, on: (p: any) => void) => Promise<any> } {
     const transport = this.deps.transport ?? INSECURE;
     const key = `${entry.cmd.target_node_id}@${entry.cmd.target_address}#${transport.generation}`;
@@ -307,7 +323,7 @@ export class MigrationRunner {
       this.peers.set(key, client);
     }
     return {
-      call: (m, req) => new Promise((res, rej) => client[m](req, { deadline: Date.now() + 60_000 }, (e: grpc.ServiceError | null, r: any) => (e ? rej(new Error(`${entry.cmd.target_node_id}: ${e.details || e.message}`)) : res(r)))),
+      call: (m, req) => new Promise((res, rej) => client[m](req, { deadline: Date.now() + 60_000 }, (e: grpc.ServiceError | null, r: any) => (e ? rej(Object.assign(new Error(`${entry.cmd.target_node_id}: ${e.details || e.message}`), { code: e.code })) : res(r)))),
       stream: (m, req, on) =>
         new Promise((res, rej) => {
           let last: any;
@@ -327,6 +343,14 @@ export class MigrationRunner {
 /** The checkpoint's images: where the runtime put them (journaled), else the old place under the data dir. */
 function checkpointDirOf(entry: JournalEntry, outDir: string): string {
   return entry.checkpointDir ?? join(outDir, CHECKPOINT_NAME);
+}
+
+/** Answers by which the target refused a prepare itself: nothing was made there. */
+const REFUSALS = new Set<number>([grpc.status.INVALID_ARGUMENT, grpc.status.NOT_FOUND, grpc.status.PERMISSION_DENIED, grpc.status.FAILED_PRECONDITION]);
+
+/** Back-off before asking again: 0.5 s, doubling, at most 5 s. */
+export function retryDelayMs(unanswered: number): number {
+  return Math.min(500 * 2 ** Math.max(0, unanswered - 1), 5000);
 }
 
 async function copyIfExists(from: string, to: string): Promise<boolean> {

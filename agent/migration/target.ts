@@ -72,8 +72,10 @@ const INSECURE_TRANSPORT = new Insecure();
 export class MigrationTarget {
   private readonly db: Database<TargetRecord, string>;
   private failRestoreLeft: boolean;
-  /** Migrations whose CompleteMigration is running in this process. */
-  private readonly busy = new Set<string>();
+  /** Migrations whose CompleteMigration is running in this process, and its end. */
+  private readonly completing = new Map<string, Promise<void>>();
+  /** Migrations aborted while completing: their restore must not start. */
+  private readonly fenced = new Set<string>();
   /** One Transfer channel per source node, kept between migrations (see sourceClient). */
   private readonly sources = new Map<string, { key: string; client: TransferClient }>();
   /** Channels with fetches running, by how many: a replaced one is closed when its last ends (its fetches may still resume on it). */
@@ -138,11 +140,7 @@ export class MigrationTarget {
         this.abort(call.request, peerIdentity(call)).then((r) => cb(null, r), (e) => cb(toStatus(e)));
       },
       GetTargetMigration: (call: grpc.ServerUnaryCall<any, any>, cb: grpc.sendUnaryData<any>) => {
-        try {
-          cb(null, this.status(call.request, peerIdentity(call)));
-        } catch (e) {
-          cb(toStatus(e));
-        }
+        this.status(call.request, peerIdentity(call)).then((r) => cb(null, r), (e) => cb(toStatus(e)));
       },
     };
   }
@@ -163,12 +161,28 @@ export class MigrationTarget {
   }
 
   /** GetTargetMigration. */
-  status(req: any, caller?: PeerIdentity): { state: string; target_docker_id: string } {
+  async status(req: any, caller?: PeerIdentity): Promise<{ state: string; target_docker_id: string }> {
     const bad = checkId('migration_id', req?.migration_id);
     if (bad) throw invalid(bad);
     const r = this.db.get(req.migration_id);
     this.authorize(caller, r?.sourceNodeId, 'ask about', req.migration_id);
-    return { state: r?.state ?? 'unknown', target_docker_id: r?.dockerId ?? '' };
+    if (!r) return { state: 'unknown', target_docker_id: '' };
+    let state: string = r.state;
+    // A restore this process is not running was cut short by a restart of this agent:
+    // the container says how it ended (dockerd finished or refused it meanwhile).
+    if (r.state === 'restoring' && !this.completing.has(r.migrationId)) state = (await this.runsContainer(r)) ? 'running' : 'failed';
+    return { state, target_docker_id: r.dockerId };
+  }
+
+  /** Whether the migration's container runs here (dockerd answers once a start under way has settled). */
+  private async runsContainer(r: TargetRecord): Promise<boolean> {
+    if (!r.dockerId) return false;
+    try {
+      return (await this.deps.runtime.inspect(r.dockerId)).state === 'running';
+    } catch (err) {
+      if ((err as { code?: string }).code === 'NOT_FOUND') return false;
+      throw err;
+    }
   }
 
   async prepare(req: any, caller?: PeerIdentity): Promise<{ target_docker_id: string }> {
@@ -231,15 +245,16 @@ export class MigrationTarget {
     const rec = this.db.get(req.migration_id);
     this.authorize(caller, rec?.sourceNodeId, 'complete', req.migration_id);
     if (!rec) throw notFound(`migration ${req.migration_id} was never prepared here`);
-    if (rec.state !== 'prepared' || this.busy.has(req.migration_id)) {
-      throw new RpcError(grpc.status.FAILED_PRECONDITION, `migration ${req.migration_id} is ${this.busy.has(req.migration_id) ? 'being completed' : rec.state} here, not prepared`);
+    if (rec.state !== 'prepared' || this.completing.has(req.migration_id)) {
+      throw new RpcError(grpc.status.FAILED_PRECONDITION, `migration ${req.migration_id} is ${this.completing.has(req.migration_id) ? 'being completed' : rec.state} here, not prepared`);
     }
     // The record's state is written asynchronously: this guards a second call arriving meanwhile.
-    this.busy.add(req.migration_id);
+    const done = this.doComplete(req.migration_id, rec, artifacts, checkpointName, Boolean(req.tcp_established), progress);
+    this.completing.set(req.migration_id, done);
     try {
-      await this.doComplete(req.migration_id, rec, artifacts, checkpointName, Boolean(req.tcp_established), progress);
+      await done;
     } finally {
-      this.busy.delete(req.migration_id);
+      this.completing.delete(req.migration_id);
     }
   }
 
@@ -321,11 +336,16 @@ export class MigrationTarget {
       stepName = 'RESTORE';
       send();
       t0 = performance.now();
+      if (this.fenced.has(migrationId)) throw new Error('the source aborted the migration before the restore');
       if (this.failRestoreLeft) {
         this.failRestoreLeft = false;
         throw new Error('restore failed (fault injected: migration.fail_restore)');
       }
       const restored = await this.deps.runtime.restoreFromDir(rec.dockerId, into, checkpointName, { tcpEstablished: Boolean(tcpEstablished) });
+      if (this.deps.faults?.pauseAfterRestoreMs) {
+        log.warn('restored; pausing before recording and answering it (fault injected: migration.pause_after_restore_ms)', { migration: migrationId });
+        await new Promise((r) => setTimeout(r, this.deps.faults!.pauseAfterRestoreMs));
+      }
       timings.push({ step: 'RESTORE', ms: Math.round(performance.now() - t0) });
       await this.db.put(req.migration_id, { ...rec, state: 'running' });
       send({ done: true, ok: true, restore_method: restored.method });
@@ -343,22 +363,46 @@ export class MigrationTarget {
     }
   }
 
-  async abort(req: any, caller?: PeerIdentity): Promise<{ removed: boolean }> {
+  /**
+   * AbortMigration. Answers only once the migration is settled here: a CompleteMigration
+   * still running is fenced (its restore will not start) and waited for. With keep_running
+   * a container that runs is kept and reported; anything else is removed and the record
+   * marked aborted, which refuses a late prepare, complete or restore of it.
+   */
+  async abort(req: any, caller?: PeerIdentity): Promise<{ removed: boolean; running: boolean }> {
     const bad = checkId('migration_id', req.migration_id);
     if (bad) throw invalid(bad);
-    const rec = this.db.get(req.migration_id);
-    this.authorize(caller, rec?.sourceNodeId, 'abort', req.migration_id);
-    await rm(this.dir(req.migration_id), { recursive: true, force: true });
-    if (!rec || rec.state === 'aborted') return { removed: false };
+    const id: string = req.migration_id;
+    this.authorize(caller, this.db.get(id)?.sourceNodeId, 'abort', id);
+    const underWay = this.completing.get(id);
+    if (underWay) {
+      this.fenced.add(id);
+      log.info('abort of a migration being completed: waiting for it to settle', { migration: id });
+      await underWay.catch(() => {});
+      this.fenced.delete(id);
+    }
+    const rec = this.db.get(id);
+    const reason = truncate(String(req.reason ?? ''), 2000);
+    await rm(this.dir(id), { recursive: true, force: true });
+    if (!rec) {
+      // Nothing here: remembered as aborted, so a prepare that arrives late makes nothing.
+      await this.db.put(id, { migrationId: id, herdId: '', sourceAddress: '', sourceNodeId: caller?.kind === 'node' ? caller.nodeId : '', fsMode: '', dockerId: '', state: 'aborted', reason });
+      return { removed: false, running: false };
+    }
+    if (rec.state === 'aborted') return { removed: false, running: false };
+    if (req.keep_running && (await this.runsContainer(rec))) {
+      if (rec.state !== 'running') await this.db.put(id, { ...rec, state: 'running' });
+      log.warn('abort asked for a migrated container that runs here: kept it (the source finishes forward)', { migration: id, herd_id: rec.herdId, reason });
+      return { removed: false, running: true };
+    }
     try {
       await this.deps.runtime.remove(rec.dockerId, { force: true });
     } catch (err) {
       if ((err as { code?: string }).code !== 'NOT_FOUND') throw err;
     }
-    const reason = truncate(String(req.reason ?? ''), 2000);
-    await this.db.put(req.migration_id, { ...rec, state: 'aborted', reason });
-    log.info('aborted a migration target', { migration: req.migration_id, reason });
-    return { removed: true };
+    await this.db.put(id, { ...rec, state: 'aborted', reason });
+    log.info('aborted a migration target', { migration: id, reason });
+    return { removed: true, running: false };
   }
 }
 

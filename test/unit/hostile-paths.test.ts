@@ -386,12 +386,12 @@ describe('MigrationTarget refuses hostile requests', () => {
     expect(code(await target.abort({ migration_id: id }, b).catch((x: unknown) => x))).toBe(grpc.status.PERMISSION_DENIED);
     expect(code(await Promise.resolve().then(() => target.status({ migration_id: id }, b)).catch((x: unknown) => x))).toBe(grpc.status.PERMISSION_DENIED);
     expect(code(await Promise.resolve().then(() => target.status({ migration_id: id }, ops)).catch((x: unknown) => x))).toBe(grpc.status.PERMISSION_DENIED);
-    expect(target.status({ migration_id: id }, a)).toEqual({ state: 'prepared', target_docker_id: DOCKER_ID });
+    expect(await target.status({ migration_id: id }, a)).toEqual({ state: 'prepared', target_docker_id: DOCKER_ID });
     // an unknown migration: any node may hear "unknown", no operator
-    expect(target.status({ migration_id: 'never' }, b)).toEqual({ state: 'unknown', target_docker_id: '' });
+    expect(await target.status({ migration_id: 'never' }, b)).toEqual({ state: 'unknown', target_docker_id: '' });
     // plain text (insecure cluster): nobody identified, the request is taken at its word
-    expect(target.status({ migration_id: id })).toEqual({ state: 'prepared', target_docker_id: DOCKER_ID });
-    expect(await target.abort({ migration_id: id }, a)).toEqual({ removed: true });
+    expect(await target.status({ migration_id: id })).toEqual({ state: 'prepared', target_docker_id: DOCKER_ID });
+    expect(await target.abort({ migration_id: id }, a)).toEqual({ removed: true, running: false });
     expect(rt.calls).toContain('remove');
   });
 
@@ -434,7 +434,7 @@ describe('MigrationTarget refuses hostile requests', () => {
       expect(rt.calls).toEqual(['importUpperDir']);
       expect(tree(outside)).toEqual([]);
       expect(tree(path.join(t.dir, 'upper'))).toEqual([]);
-      expect(target.status({ migration_id: id }).state).toBe('failed');
+      expect((await target.status({ migration_id: id })).state).toBe('failed');
     });
 
     it('refuses a checkpoint holding a symlink out of the staging dir', async () => {
