@@ -14,7 +14,7 @@ import Dockerode from 'dockerode';
 import { logger } from '../../common/log';
 import { ContainerdClient, findContainerd, type ContainerdLocation } from './containerd';
 import { ensureTmpfs, imageRootFor, isInside, linkCheckpoint } from './fast-checkpoint';
-import { LogCatcher, criuCheck, criuLogPathFromMessage, criuReasons, readCriuLog, runcConfLogFile } from './criu';
+import { LogCatcher, withRuncConfOption, criuCheck, criuLogPathFromMessage, criuReasons, readCriuLog, runcConfLogFile } from './criu';
 import { META, NONCE, cleanLeaks, ctrdLeaks, placeCheckpoint, readMeta } from './checkpoint-files';
 import { checkName, dial, dockerMessage, serialized, toRuntimeError, type DialOptions, type DockerErr } from './engine';
 import { exportUpperDir, importUpperDir } from './fsdiff';
@@ -327,9 +327,11 @@ export class DockerRuntime implements ContainerRuntime {
     const before = new Set(ctrdLeaks(tmp));
     const catcher = new LogCatcher(path.join(root, 'containerd/daemon/io.containerd.runtime.v2.task/moby', id, 'restore.log'));
     const t0 = Date.now();
+    const undoConf = opts.tcpEstablished ? withRuncConfOption('tcp-established') : undefined;
     try {
       await this.dial('POST', `/containers/${id}/start`, { query: { checkpoint: name }, timeoutMs: this.longTimeoutMs });
     } catch (err) {
+      undoConf?.();
       const ms = Date.now() - t0;
       const caught = catcher.finish(this.keepPath(id, 'restore'));
       cleanLeaks(tmp, before, nonce);
@@ -340,6 +342,7 @@ export class DockerRuntime implements ContainerRuntime {
       throw this.criuFailure('restore', id, err, ms, caught);
     }
     const ms = Date.now() - t0;
+    undoConf?.();
     catcher.close();
     const leaksRemoved = cleanLeaks(tmp, before, nonce);
     fs.rmSync(dest, { recursive: true, force: true }); // consumed; a later rollback needs a new checkpoint

@@ -237,6 +237,50 @@ describe('migrations through herd agents (bed fc)', () => {
     expect(fs.readdirSync(path.join(nodes.get('n1')!.dataDir, 'migrations', 'out'))).toEqual([]);
   }, 120_000);
 
+  it('keeps an established TCP connection across the move with tcp_established (CRIU tcp-established on dump and restore)', async () => {
+    // The test process is the container's peer, at the bed's host address. The container's network
+    // is routed, not masqueraded, so the connection's addresses do not depend on the node it runs on;
+    // the host's route to it is switched to the target once it runs there (what a router would do).
+    for (const n of ['n1', 'n2']) await dk(n, 'network', 'create', '--subnet', '172.30.9.0/24', '-o', 'com.docker.network.bridge.enable_ip_masquerade=false', 'tcpnet');
+    execFileSync('ip', ['route', 'replace', '172.30.9.0/24', 'via', bed.node('n1').ip]);
+    const got: number[] = [];
+    let conns = 0;
+    let ended = '';
+    const server = net.createServer((sock) => {
+      conns++;
+      let rest = '';
+      sock.on('data', (d) => {
+        const lines = (rest + String(d)).split('\n');
+        rest = lines.pop() ?? '';
+        got.push(...lines.filter(Boolean).map(Number));
+      });
+      sock.on('error', (e) => { ended ||= e.message; });
+      sock.on('close', () => { ended ||= 'closed'; });
+    }).listen(9931, bed.hostIp);
+    try {
+      const herdId = await runOn('n1', 'tcpc', ['--network', 'tcpnet', '--ip', '172.30.9.10'], `i=0; while true; do i=$((i+1)); echo $i; sleep 0.1; done | nc ${bed.hostIp} 9931`);
+      await waitFor('numbers over the connection', () => got.length > 5, 15_000, 100);
+      // without the option CRIU refuses the dump; the container stays, its connection too
+      const refused = await migrateTo(herdId, 'n2', false);
+      expect(refused.state).toBe('ROLLED_BACK');
+      expect(refused.reason).toMatch(/tcp-established/);
+      const m = await migrateTo(herdId, 'n2', true);
+      expect(m.state, m.reason).toBe('SUCCEEDED');
+      expect(m).toMatchObject({ tcp_established: true, checkpoint_method: 'containerd', restore_method: 'linked' });
+      execFileSync('ip', ['route', 'replace', '172.30.9.0/24', 'via', bed.node('n2').ip]);
+      const n = got.length;
+      await waitFor('more numbers on the same connection, from n2', () => got.length > n + 10, 20_000, 100);
+      expect(await dk('n2', 'inspect', '-f', '{{.State.Status}}', 'tcpc')).toBe('running');
+      expect(conns).toBe(1); // never reconnected
+      expect(ended).toBe(''); // no reset, no close
+      expect(got.every((v, i) => i === 0 || v === got[i - 1] + 1)).toBe(true); // nothing lost, nothing twice
+      expect(fs.existsSync('/etc/criu/runc.conf') && fs.readFileSync('/etc/criu/runc.conf', 'utf8').includes('tcp-established')).toBe(false); // only for that restore
+    } finally {
+      server.close();
+      execFileSync('ip', ['route', 'del', '172.30.9.0/24']);
+    }
+  }, 120_000);
+
   it('falls back to Docker on a node whose containerd it cannot find (Docker through a proxy socket), and the record says why', async () => {
     const viaProxy = path.join(work.dir, 'docker-proxy.sock');
     proxy = net.createServer((c) => {
