@@ -12,8 +12,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import Dockerode from 'dockerode';
 import { logger } from '../../common/log';
-import { ContainerdClient, findContainerd, type ContainerdLocation } from './containerd';
-import { ensureTmpfs, imageRootFor, isInside, linkCheckpoint } from './fast-checkpoint';
+import { isInside, linkCheckpoint, probeFastPath, type FastPath } from './fast-checkpoint';
 import { LogCatcher, withRuncConfOption, criuCheck, criuLogPathFromMessage, criuReasons, readCriuLog, runcConfLogFile } from './criu';
 import { META, NONCE, cleanLeaks, ctrdLeaks, placeCheckpoint, readMeta } from './checkpoint-files';
 import { checkName, dial, dockerMessage, serialized, toRuntimeError, type DialOptions, type DockerErr } from './engine';
@@ -49,8 +48,6 @@ export interface DockerRuntimeOptions {
   imageTmpfsSize?: string;
 }
 
-/** The direct path to containerd and the image tmpfs, or why there is none. */
-type FastPath = { ok: true; ctrd: ContainerdClient; loc: ContainerdLocation; imageRoot: string } | { ok: false; reason: string };
 const FAST_RETRY_MS = 30_000;
 
 export class DockerRuntime implements ContainerRuntime {
@@ -156,18 +153,7 @@ export class DockerRuntime implements ContainerRuntime {
   fastPath(): Promise<FastPath> {
     if (this.opts.fastPath === false) return Promise.resolve({ ok: false, reason: 'the fast path is turned off (fastPath: false)' });
     if (this.fast && (Date.now() - this.fast.at < FAST_RETRY_MS || !this.fast.p)) return this.fast.p;
-    const p = (async (): Promise<FastPath> => {
-      const loc = findContainerd(this.socketPath);
-      if (!loc) return { ok: false, reason: `no dockerd on this host serves ${this.socketPath}, so its containerd cannot be found` };
-      if (this.opts.containerdTmpDir) loc.tmpDir = this.opts.containerdTmpDir;
-      const imageRoot = imageRootFor(this.socketPath, loc.tmpDir);
-      try {
-        await ensureTmpfs(imageRoot, this.opts.imageTmpfsSize);
-      } catch (err) {
-        return { ok: false, reason: (err as Error).message };
-      }
-      return { ok: true, ctrd: new ContainerdClient(loc.socket), loc, imageRoot };
-    })();
+    const p = probeFastPath(this.socketPath, this.opts);
     this.fast = { at: Date.now(), p };
     void p.then((f) => { if (f.ok) this.fast = { at: Infinity, p }; });
     return p;

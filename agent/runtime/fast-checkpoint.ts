@@ -13,6 +13,7 @@ import { createHash } from 'node:crypto';
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { ContainerdClient, findContainerd, type ContainerdLocation } from './containerd';
 import { TMPFS_MAGIC } from './criu';
 import { RuntimeError } from './runtime';
 
@@ -40,6 +41,23 @@ export async function ensureTmpfs(dir: string, sizeOption = ''): Promise<void> {
   const opts = ['mode=0700', ...(sizeOption ? [`size=${sizeOption}`] : [])].join(',');
   await new Promise<void>((resolve, reject) => execFile('mount', ['-t', 'tmpfs', '-o', opts, 'herd-images', dir], (err, _o, stderr) =>
     err ? reject(new RuntimeError(`cannot mount a tmpfs for checkpoint images at ${dir}: ${stderr.trim() || err.message}`, 'FAILED_PRECONDITION')) : resolve()));
+}
+
+/** The direct path to containerd and the image tmpfs, or why there is none. */
+export type FastPath = { ok: true; ctrd: ContainerdClient; loc: ContainerdLocation; imageRoot: string } | { ok: false; reason: string };
+
+/** Finds the containerd behind a Docker socket and mounts the image tmpfs in its tmp dir. */
+export async function probeFastPath(dockerSocket: string, o: { containerdTmpDir?: string; imageTmpfsSize?: string } = {}): Promise<FastPath> {
+  const loc = findContainerd(dockerSocket);
+  if (!loc) return { ok: false, reason: `no dockerd on this host serves ${dockerSocket}, so its containerd cannot be found` };
+  if (o.containerdTmpDir) loc.tmpDir = o.containerdTmpDir;
+  const imageRoot = imageRootFor(dockerSocket, loc.tmpDir);
+  try {
+    await ensureTmpfs(imageRoot, o.imageTmpfsSize);
+  } catch (err) {
+    return { ok: false, reason: (err as Error).message };
+  }
+  return { ok: true, ctrd: new ContainerdClient(loc.socket), loc, imageRoot };
 }
 
 /** Whether a path lies inside root (both resolved; root itself does not count). */

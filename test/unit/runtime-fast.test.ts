@@ -1,12 +1,15 @@
 // The pure parts of the fast checkpoint path: finding dockerd's containerd from its flags, the
 // CheckpointOptions `Any` containerd 1.6 accepts, which images are linked and where the links
 // point (the real path is in test/integration/fast-checkpoint.test.ts).
+import fs from 'node:fs';
 import path from 'node:path';
 import protobuf from 'protobufjs';
 import { describe, expect, it } from 'vitest';
 import { checkpointOptionsAny, containerdSocketOf, parseDockerdArgs } from '../../agent/runtime/containerd';
 import { imageRootFor, isInside, planLinks } from '../../agent/runtime/fast-checkpoint';
+import { withRuncConfOption } from '../../agent/runtime/criu';
 import { protoDir } from '../../common/proto';
+import { tempDir } from '../helpers/tmp';
 
 describe('dockerd flags', () => {
   it('reads hosts, exec-root and --containerd in every spelling', () => {
@@ -65,5 +68,28 @@ describe('linked checkpoint dir', () => {
     expect(isInside('/tmp/r', '/tmp/r')).toBe(false);
     expect(isInside('/tmp/r', '/tmp/r2/x')).toBe(false);
     expect(isInside('/tmp/r', '/tmp/r/../x')).toBe(false);
+  });
+});
+
+describe("runc's CRIU config for one restore", () => {
+  it('adds the option and puts the file back as it was: absent, without the option, or with it', () => {
+    const t = tempDir('herd-runcconf-');
+    try {
+      const conf = path.join(t.dir, 'criu', 'runc.conf');
+      let undo = withRuncConfOption('tcp-established', conf);
+      expect(fs.readFileSync(conf, 'utf8')).toBe('tcp-established\n');
+      undo();
+      expect(fs.existsSync(conf)).toBe(false);
+      fs.writeFileSync(conf, 'log-file /var/log/criu.log'); // no final newline
+      undo = withRuncConfOption('tcp-established', conf);
+      expect(fs.readFileSync(conf, 'utf8')).toBe('log-file /var/log/criu.log\ntcp-established\n');
+      undo();
+      expect(fs.readFileSync(conf, 'utf8')).toBe('log-file /var/log/criu.log');
+      fs.writeFileSync(conf, '--tcp-established\n'); // the operator's own: left alone
+      withRuncConfOption('tcp-established', conf)();
+      expect(fs.readFileSync(conf, 'utf8')).toBe('--tcp-established\n');
+    } finally {
+      t.cleanup();
+    }
   });
 });
