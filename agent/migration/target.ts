@@ -35,6 +35,8 @@ const log = logger('migration-target');
 export const TARGET_ARTIFACTS = ['checkpoint.tar', 'fs.tar', 'log.json'] as const;
 /** Besides those, CRIU's big images, each as it is: `image.<file>` (IMAGE_ARTIFACT), at most this many. */
 export const MAX_IMAGE_ARTIFACTS = 1024;
+/** The label a target container carries with its migration's id (found by it if the record lacks the Docker id). */
+export const MIGRATION_LABEL = 'herd.migration';
 export const FS_MODES = ['FS_MODE_UNSPECIFIED', 'FS_MODE_DIFF', 'FS_MODE_FULL', 'FS_MODE_NONE'];
 /** create_json larger than this is refused (a real ContainerCreate body is a few KiB). */
 export const MAX_CREATE_JSON_BYTES = 1 << 20;
@@ -49,7 +51,9 @@ interface TargetRecord {
   dockerId: string;
   /** The new container's overlay upper dir, looked up at prepare (off the downtime path). */
   upperDir?: string;
-  state: 'prepared' | 'restoring' | 'running' | 'failed' | 'aborted';
+  state: 'creating' | 'prepared' | 'restoring' | 'running' | 'failed' | 'aborted';
+  /** The container's name, known before its Docker id: a restart between the two must not leave it unknown. */
+  name?: string;
   reason?: string;
 }
 
@@ -213,17 +217,19 @@ export class MigrationTarget {
       throw new RpcError(grpc.status.FAILED_PRECONDITION, `image ${spec.Image} is not on node ${this.deps.nodeId}; load it there first`);
     }
     const name = typeof req.name === 'string' ? req.name : '';
-    const dockerId = await this.deps.runtime.create(spec, name);
-    const record: TargetRecord = {
-      migrationId: req.migration_id,
-      herdId: req.herd_id,
-      sourceAddress: req.source_address,
-      sourceNodeId: req.source_node_id,
-      fsMode: req.fs_mode,
-      dockerId,
-      state: 'prepared',
-    };
-    await this.db.put(req.migration_id, record); // recorded first: an abort must find what was made
+    const base = { migrationId: req.migration_id, herdId: req.herd_id, sourceAddress: req.source_address, sourceNodeId: req.source_node_id, fsMode: req.fs_mode, name };
+    // Recorded before the container exists, with the name and a label that mark it as this
+    // migration's: a kill of this agent between create and record must not leave it unknown
+    // to an abort (the nemesis found one left behind).
+    await this.db.put(req.migration_id, { ...base, dockerId: '', state: 'creating' });
+    const dockerId = await this.deps.runtime.create({ ...spec, Labels: { ...(spec.Labels ?? {}), [MIGRATION_LABEL]: req.migration_id } }, name);
+    const record: TargetRecord = { ...base, dockerId, state: 'prepared' };
+    if (this.db.get(req.migration_id)?.state === 'aborted') {
+      // aborted while it was being created: it goes, and so does this prepare
+      await this.deps.runtime.remove(dockerId, { force: true }).catch((err) => log.warn('could not remove a container created for an aborted migration', { docker_id: dockerId, reason: errorText(err) }));
+      throw new RpcError(grpc.status.ABORTED, `migration ${req.migration_id} was aborted while its container was being created`);
+    }
+    await this.db.put(req.migration_id, record); // an abort must find what was made
     // Looked up now, while the source checkpoints, rather than inside the downtime. Only a
     // shortcut: if it fails here, CompleteMigration looks again and reports that failure.
     if (req.fs_mode !== 'FS_MODE_NONE') {
@@ -390,6 +396,15 @@ export class MigrationTarget {
       return { removed: false, running: false };
     }
     if (rec.state === 'aborted') return { removed: false, running: false };
+    if (!rec.dockerId) {
+      // Killed between recording and creating, or the create is under way: whatever carries
+      // this migration's name and label goes; the mark makes a create that lands later undo itself.
+      await this.db.put(id, { ...rec, state: 'aborted', reason });
+      const orphan = rec.name ? await this.deps.runtime.inspect(rec.name).catch(() => undefined) : undefined;
+      if (orphan?.labels?.[MIGRATION_LABEL] === id) await this.deps.runtime.remove(orphan.dockerId, { force: true });
+      log.info('aborted a migration target whose container was being created', { migration: id, removed: Boolean(orphan), reason });
+      return { removed: Boolean(orphan && orphan.labels?.[MIGRATION_LABEL] === id), running: false };
+    }
     if (req.keep_running && (await this.runsContainer(rec))) {
       if (rec.state !== 'running') await this.db.put(id, { ...rec, state: 'running' });
       log.warn('abort asked for a migrated container that runs here: kept it (the source finishes forward)', { migration: id, herd_id: rec.herdId, reason });

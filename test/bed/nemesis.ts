@@ -204,7 +204,6 @@ export class Nemesis {
     const t0 = Date.now();
     const herdId = (await call(adminClient(this.coordinator), 'ListContainers', {})).containers.find((c: any) => c.name === name)?.herd_id;
     if (!herdId) throw new Error(`${name} is not listed by the coordinator`);
-    const before = (await call(adminClient(this.coordinator), 'ListMigrations', { herd_id: herdId })).migrations.length;
     this.watched.add(name);
     const started = Date.now();
     // Not longer: a coordinator that died or stepped down leaves its stream without records.
@@ -228,24 +227,28 @@ export class Nemesis {
     }
     const healed = Date.now();
     const first = await stream;
-    // The stream ends with the final record, unless its coordinator was killed: then ask whoever leads.
+    // The stream ends with the final record, unless its coordinator died or stepped down:
+    // then whoever leads now is asked, by migration id (the stream's first record has it).
     let last = first.last;
     const final = (m: any) => m && ['SUCCEEDED', 'ROLLED_BACK', 'FAILED'].includes(m.state);
-    // Refused by the coordinator before anything started (e.g. the target is down): no migration.
-    if (!last && first.error && [3, 5, 9].includes(first.error.code)) last = { state: 'REFUSED', reason: first.error.details };
-    if (!final(last) && last?.state !== 'REFUSED') {
-      last = await waitUntil(`migration of ${name} ended`, async () => {
+    const id: string | undefined = first.records[0]?.migration_id;
+    if (!id) last = { state: 'REFUSED', reason: first.error?.details ?? 'no record' }; // nothing was commanded
+    else if (!final(last)) {
+      const asked = Date.now();
+      last = await waitUntil(`migration ${id} of ${name} ended`, async () => {
         await this.settle().catch(() => {});
         const list = (await call(adminClient(this.coordinator), 'ListMigrations', { herd_id: herdId }).catch(() => ({ migrations: [] }))).migrations;
-        const m = list.length > before ? list[0] : undefined;
-        if (!m && first.error && Date.now() - started > 20_000) return { state: 'REFUSED', reason: first.error.details };
+        const m = list.find((x: any) => x.migration_id === id);
+        // Commanded by a coordinator that died before the source had it: no coordinator
+        // knows it after 30 s, and the source never started it (checked below: it runs where it was).
+        if ((!m || m.state === 'PENDING') && Date.now() - asked > 30_000) return { state: 'LOST', reason: `the command went down with its coordinator (${first.error?.details ?? ''})` };
         return final(m) ? m : undefined;
       }, 120_000);
     }
     this.watched.delete(name);
     const outcome: string = last.state;
     const reason: string = last.reason ?? '';
-    if (outcome !== 'SUCCEEDED' && outcome !== 'REFUSED' && !reason) this.violations.push(`${name}: ${outcome} without a reason`);
+    if (!['SUCCEEDED', 'REFUSED', 'LOST'].includes(outcome) && !reason) this.violations.push(`${name}: ${outcome} without a reason`);
     // exactly once, where the outcome says, within 30 s of the fault healing
     const expected = outcome === 'SUCCEEDED' ? to : from;
     const on = await waitUntil(`${name} running exactly once`, async () => {

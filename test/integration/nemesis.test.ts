@@ -36,7 +36,10 @@ describe('nemesis', () => {
     const r = nemesis.report(results);
     console.log(`nemesis seed ${SEED}: ${results.length} schedules; outcomes ${JSON.stringify(r.outcomes)}; faults ${JSON.stringify(r.faults)}; slowest recovery ${r.maxRecoveredMs} ms; ${r.violations.length} violations`);
     expect(r.violations, `seed ${SEED}:\n${r.violations.join('\n')}`).toEqual([]);
-    expect(results.every((x) => ['SUCCEEDED', 'ROLLED_BACK', 'FAILED'].includes(x.outcome)), JSON.stringify(r.outcomes)).toBe(true);
+    // every migration that started ended; REFUSED (Migrate answered no: e.g. the target was
+    // down) and LOST (the command went down with its coordinator) never started one
+    expect(results.every((x) => ['SUCCEEDED', 'ROLLED_BACK', 'FAILED', 'REFUSED', 'LOST'].includes(x.outcome)), JSON.stringify(r.outcomes)).toBe(true);
+    expect(results.filter((x) => ['SUCCEEDED', 'ROLLED_BACK', 'FAILED'].includes(x.outcome)).length).toBeGreaterThanOrEqual(results.length / 2);
     expect(r.maxRecoveredMs).toBeLessThanOrEqual(30_000);
   }, 15 * 60_000);
 });

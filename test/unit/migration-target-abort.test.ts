@@ -20,12 +20,14 @@ const DOCKER_ID = 'beef'.padEnd(64, '0');
 /** Containers that exist, and whether each runs. */
 class FakeRuntime {
   containers = new Map<string, 'running' | 'created'>();
+  labels: Record<string, string> = {};
   async imageLayers() { return ['sha256:x']; }
-  async create() { this.containers.set(DOCKER_ID, 'created'); return DOCKER_ID; }
-  async inspect(id: string) {
+  async create(spec: { Labels?: Record<string, string> }) { this.containers.set(DOCKER_ID, 'created'); this.labels = spec.Labels ?? {}; return DOCKER_ID; }
+  async inspect(idOrName: string) {
+    const id = idOrName === 'ctr' ? DOCKER_ID : idOrName;
     const s = this.containers.get(id);
     if (!s) throw Object.assign(new Error(`no container ${id}`), { code: 'NOT_FOUND' });
-    return { dockerId: id, state: s, upperDir: '/nonexistent' };
+    return { dockerId: id, state: s, upperDir: '/nonexistent', labels: this.labels };
   }
   async remove(id: string) { this.containers.delete(id); }
 }
@@ -84,6 +86,16 @@ describe('AbortMigration with keep_running', () => {
     const late = await restarted.complete({ migration_id: id, artifacts: [{ name: 'checkpoint.tar', size: 1, sha256: 'a'.repeat(64) }] }, () => {}).catch((e: { code: number; message: string }) => e);
     expect(late).toMatchObject({ code: grpc.status.FAILED_PRECONDITION, message: expect.stringMatching(/is aborted here, not prepared/) });
     expect(await restarted.abort({ migration_id: id, keep_running: true })).toEqual({ removed: false, running: false });
+  });
+
+  it('a kill between recording the prepare and recording the container: the abort finds the container by name and label', async () => {
+    rt = new FakeRuntime();
+    const id = await prepare(newTarget());
+    expect(rt.labels['herd.migration']).toBe(id);
+    const db = env.openDB<any, string>({ name: 'migration.target' });
+    await db.put(id, { ...db.get(id), dockerId: '', state: 'creating' }); // as a kill -9 right after docker create leaves it
+    expect(await newTarget().abort({ migration_id: id, keep_running: true })).toEqual({ removed: true, running: false });
+    expect(rt.containers.size).toBe(0);
   });
 
   it('an abort of a migration it never heard of leaves a mark: a prepare arriving late makes nothing', async () => {
