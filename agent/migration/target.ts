@@ -390,6 +390,9 @@ export class MigrationTarget {
     const rec = this.db.get(id);
     const reason = truncate(String(req.reason ?? ''), 2000);
     await rm(this.dir(id), { recursive: true, force: true });
+    // a completion cut short by a crash of this agent may have left images on the tmpfs (memory)
+    const fast = await Promise.resolve().then(() => this.deps.runtime.stagingDir(id)).catch(() => undefined);
+    if (fast) await Promise.all([fast, `${fast}.tar`].map((p) => rm(p, { recursive: true, force: true })));
     if (!rec) {
       // Nothing here: remembered as aborted, so a prepare that arrives late makes nothing.
       await this.db.put(id, { migrationId: id, herdId: '', sourceAddress: '', sourceNodeId: caller?.kind === 'node' ? caller.nodeId : '', fsMode: '', dockerId: '', state: 'aborted', reason });
