@@ -8,6 +8,7 @@
 //   node bench/run.mjs all       the quick figures (a few minutes; root, Docker, CRIU for the
 //                                bed benches) and one table of them all
 import { build } from 'esbuild';
+import { forecastWorkerDefine } from '../build/forecast-worker.mjs';
 import { spawnSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 
@@ -33,7 +34,7 @@ async function runOne(name, args, capture) {
   } else {
     mkdirSync(`${root}dist/bench`, { recursive: true });
     const out = `${root}dist/bench/${name}.cjs`;
-    await build({ entryPoints: [`${root}bench/${name}.ts`], outfile: out, bundle: true, platform: 'node', target: 'node20', format: 'cjs', packages: 'external', logLevel: 'warning' });
+    await build({ entryPoints: [`${root}bench/${name}.ts`], outfile: out, bundle: true, platform: 'node', target: 'node20', format: 'cjs', packages: 'external', define: forecastWorkerDefine(), logLevel: 'warning' });
     cmd = [process.execPath, out, ...args];
   }
   const r = spawnSync(cmd[0], cmd.slice(1), { env, cwd: root, stdio: ['ignore', capture ? 'pipe' : 'inherit', 'inherit'], encoding: 'utf8', maxBuffer: 64 << 20 });
