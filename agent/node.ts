@@ -52,7 +52,9 @@ import { boundedStatus } from './security/bounded-status';
 import { ensureCertificates, nodeTransport } from './security/bootstrap';
 import { RevocationStore } from '../common/revocations';
 import { joinHandlers } from './security/join';
-import { certificateRenewer, recoverRenewal, renewalHandlers } from './security/renewal';
+import { certificateRenewer, recoverRenewal, renewalHandlers, type CertificateRenewer } from './security/renewal';
+import { renewNowHandlers } from './security/renew-now';
+import { localSans } from '../common/sans';
 import { AuditTrail } from '../coordinator/audit';
 import { securityAdminHandlers } from '../coordinator/security-admin';
 import { ClusterTls, type Transport } from '../common/transport';
@@ -238,7 +240,12 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
   });
   server.addService(herd.Join.service, joining.join);
   const drainAdmin = drainHandlers({ registry, store, command: (node, cmd) => ingest.command(node, cmd), term: () => leadership.current().term });
-  server.addService(herd.Admin.service, leaderOnly({ ...admin, ...migrationAdmin, ...securityAdmin, ...drainAdmin, ...joining.admin }, leadership, ['GetLeader', 'GetCluster', 'CreateJoinToken']));
+  let renewer: CertificateRenewer | undefined; // made once the node serves (below)
+  const renewNow = renewNowHandlers({ nodeId: settings.nodeId, secure: transport.secure, renewer: () => renewer });
+  server.addService(
+    herd.Admin.service,
+    leaderOnly({ ...admin, ...migrationAdmin, ...securityAdmin, ...drainAdmin, ...joining.admin, ...renewNow }, leadership, ['GetLeader', 'GetCluster', 'CreateJoinToken', 'RenewNodeCertificate']),
+  );
 
   // --- migration: this node as a source (runner, artifacts served) and as a target
   const artifacts = new ArtifactRegistry();
@@ -305,13 +312,14 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
   await criuChecked;
   uplink.start();
   // Renews this node's certificate before it expires (signed by the CA key holder), no restart.
-  const renewer = certificateRenewer(transport, {
+  renewer = certificateRenewer(transport, {
     nodeId: settings.nodeId,
     dataDir: settings.dataDir,
     renewBeforeFraction: settings.tls.renewBeforeFraction,
     checkMs: settings.tls.checkMs,
     ttlSeconds: settings.tls.nodeCertTtlSeconds,
     address: () => selfAddress,
+    names: () => localSans(settings.tls.sans),
     addressOf: (id) => leadership.cluster().members.find((m) => m.node_id === id)?.address ?? settings.peers.find((p) => p.id === id)?.address,
   });
   renewer?.start();
@@ -399,8 +407,11 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
   return running;
 }
 
-/** Admin calls are answered by the coordinator only; elsewhere the reply names it. */
-function leaderOnly(handlers: grpc.UntypedServiceImplementation, leadership: Pick<Leadership, 'current'>, anyNode: string[]): grpc.UntypedServiceImplementation {
+/**
+ * Admin calls are answered by the coordinator only; elsewhere the reply names it. A
+ * server-streaming call (Migrate) has no callback: its refusal is the stream's error.
+ */
+export function leaderOnly(handlers: grpc.UntypedServiceImplementation, leadership: Pick<Leadership, 'current'>, anyNode: string[]): grpc.UntypedServiceImplementation {
   const out: grpc.UntypedServiceImplementation = {};
   for (const [name, fn] of Object.entries(handlers)) {
     if (anyNode.includes(name)) {
@@ -411,7 +422,8 @@ function leaderOnly(handlers: grpc.UntypedServiceImplementation, leadership: Pic
       const v = leadership.current();
       if (!v.isLeader) {
         const e = unavailable(v.leaderId ? `this node is not the coordinator: ask ${v.leaderId} at ${v.leaderAddress}` : 'no coordinator is elected yet; try again shortly');
-        return callback({ code: e.code, details: e.message });
+        const refusal = { code: e.code, details: e.message };
+        return typeof callback === 'function' ? callback(refusal) : call.emit('error', refusal);
       }
       return (fn as any)(call, callback);
     }) as any;

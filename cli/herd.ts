@@ -9,7 +9,9 @@ import { registerMigrate } from './migrate';
 import { registerPki } from './pki';
 import { registerJoin } from './join';
 import { registerNodes } from './nodes';
-import { mergeFlags } from './flags';
+import { registerModel } from './model';
+import { registerSim } from './sim';
+import { mergeFlags, TLS_SAN_HELP } from './flags';
 import { setLogLevel, logger } from '../common/log';
 import { VERSION } from '../common/version';
 
@@ -46,6 +48,7 @@ program
   .option('--min-free-bytes <n>', 'stop storing samples below this much free space on the data dir\'s file system (default: 64 MiB)', num)
   .option('--max-in-flight <n>', 'most unacknowledged batches in flight to the coordinator (default: 64)', num)
   .option('--label <key=value>', 'a label of this node; repeat for each', collect)
+  .option('--tls-san <name>', TLS_SAN_HELP, collect)
   .option('--web-listen <host:port>', 'HTTPS (mutual TLS) address for /metrics; "" turns it off (default: the --listen address with the next port, 7401)')
   .option('--metrics-plain <host:port>', 'also serve /metrics in plain text here, for a Prometheus without a certificate (e.g. 127.0.0.1:9740; default: off)')
   .option('--insecure', 'serve and dial plain text instead of mutual TLS: anyone who reaches the port owns the node (lab use only; logged as a warning)')
@@ -95,7 +98,9 @@ registerStatus(program);
 registerMigrate(program);
 registerPki(program);
 registerJoin(program);
+registerSim(program);
 registerNodes(program); // after registerPki: adds `admin-cert revoke` to its admin-cert
+registerModel(program);
 
 program.parseAsync(process.argv).catch((err) => {
   process.stderr.write(`herd: ${err instanceof Error ? err.message : String(err)}\n`);

@@ -40,6 +40,8 @@ describe('accessOf', () => {
     ['/herd.v1.Admin/RemoveNode', 'admin'],
     ['/herd.v1.Admin/RevokeOperator', 'admin'],
     ['/herd.v1.Admin/CreateJoinToken', 'admin'],
+    ['/herd.v1.Admin/RenewNodeCertificate', 'admin'],
+    ['/herd.v1.Admin/RenewNodeCertificate', 'admin'],
     // unlisted: protected by default
     ['/herd.v1.Admin/DrainNode', 'admin'],
     ['/herd.v1.Admin/SetPolicy', 'admin'],
