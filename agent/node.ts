@@ -220,21 +220,11 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
     ],
   });
   server.addService(herd.Mesh.service, { Connect: ingest.connect });
-  const stepDown = new Set<(reason: string) => void>();
-  leadership.onChange((v) => {
-    if (v.isLeader || stepDown.size === 0) return;
-    const reason = v.leaderId ? `this node is no longer the coordinator: ${v.leaderId} at ${v.leaderAddress} is` : 'this node is no longer the coordinator';
-    for (const fn of [...stepDown]) fn(reason);
-  });
   const migrationAdmin = migrateHandlers({
     registry,
     migrations,
     ingest,
     term: () => leadership.current().term,
-    onStepDown: (fn) => {
-      stepDown.add(fn);
-      return () => stepDown.delete(fn);
-    },
   });
   const securityAdmin = securityAdminHandlers({ revocations, audit, registry, nodeId: settings.nodeId, knownNodes: () => settings.peers.map((p) => p.id) });
   // Joining: every node serves Join (forwarding to the CA holder); the CA holder makes tokens whoever leads.

@@ -22,11 +22,6 @@ export interface MigrateDeps {
   migrations: Migrations;
   ingest: Pick<Ingest, 'command' | 'settle'>;
   term: () => number;
-  /**
-   * Calls back when this node stops being the coordinator: its Migrate streams then end
-   * with UNAVAILABLE (it hears no more records), instead of staying open with nothing.
-   */
-  onStepDown?: (fn: (reason: string) => void) => () => void;
 }
 
 /**
@@ -99,25 +94,15 @@ export function migrateHandlers(deps: MigrateDeps): grpc.UntypedServiceImplement
         version: 0,
       });
       deps.migrations.update(record);
-      let offStepDown: (() => void) | undefined;
       const unwatch = deps.migrations.watch(id, (m) => {
         if (m.state !== 'PENDING') deps.ingest.settle(container.node_id, id); // the source has it
         call.write(m);
         if (FINAL_STATES.has(m.state)) {
           unwatch();
-          offStepDown?.();
           call.end();
         }
       });
-      offStepDown = deps.onStepDown?.((reason) => {
-        offStepDown?.();
-        unwatch();
-        if (!call.cancelled && !call.writableEnded) call.emit('error', { code: grpc.status.UNAVAILABLE, details: `${reason}; migration ${id} goes on: ListMigrations at the new coordinator follows it` });
-      });
-      call.on('cancelled', () => {
-        unwatch();
-        offStepDown?.();
-      });
+      call.on('cancelled', unwatch);
       call.write(record);
       const sent = deps.ingest.command(container.node_id, {
         term: record.term,
@@ -126,7 +111,6 @@ export function migrateHandlers(deps: MigrateDeps): grpc.UntypedServiceImplement
       }, { redeliver: true });
       if (!sent) {
         unwatch();
-        offStepDown?.();
         deps.migrations.update({ ...record, state: 'ROLLED_BACK', step: 'ROLLBACK', reason: `the source node ${container.node_id} disconnected before the command reached it`, ended_ms: Date.now(), version: 1 });
         call.emit('error', { code: grpc.status.UNAVAILABLE, details: `the source node ${container.node_id} is not connected` });
         return;

@@ -92,7 +92,7 @@ describe('a migration whose answers are lost never throws away the running targe
     const values = await counts(target, 'tkill');
     expectOneHistory(values); // the count goes on from where it was: nothing it did on the target is lost
     expect(values.length).toBeGreaterThan(20);
-  });
+  }, 120_000); // restarts of agents take a while on a loaded machine
 
   it('the source agent is killed -9 while the target already runs the container: after its restart it finishes forward', async () => {
     await restart(target, { HERD_FAULTS: PAUSE });
@@ -111,5 +111,5 @@ describe('a migration whose answers are lost never throws away the running targe
     expectOneHistory(await counts(target, 'skill'));
     await restart(target);
     await connected(target);
-  });
+  }, 120_000);
 });
