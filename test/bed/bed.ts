@@ -252,6 +252,14 @@ async function cleanup(l: Layout, wipe: boolean): Promise<void> {
   await Promise.all([...ids].map((id) => cleanNode(l, id)));
   await sleep(100); // let SIGKILLed processes drop their mounts and namespaces
   if (fs.existsSync(l.dir)) await unmountUnder(l.dir);
+  // the agents' checkpoint image tmpfs (agent/runtime/fast-checkpoint.ts imageRootFor): one per node's docker socket
+  for (const id of ids) {
+    const sock = path.join(l.dir, id, 'docker.sock');
+    const root = `/tmp/herd-images-${createHash('sha256').update(sock).digest('hex').slice(0, 10)}`;
+    if (!fs.existsSync(root)) continue;
+    await run('umount', [root]);
+    fs.rmSync(root, { recursive: true, force: true });
+  }
   for (const ns of spaces) {
     if (!re.test(ns) && ns !== l.hub) continue;
     const r = await run('ip', ['netns', 'del', ns]);
