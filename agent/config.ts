@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { hostname, homedir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { checkSan, MAX_NAMES } from '../common/sans';
 import { ID_PATTERN } from '../common/validate';
 
 const HOST_PORT = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/;
@@ -30,6 +31,12 @@ const peer = z.union([
   }),
   z.object({ id: nodeId, address: hostPort }).strict(),
 ]);
+
+/** A name for the node certificate (--tls-san): a DNS name or an IP address, no wildcard. */
+const tlsSan = z.string().superRefine((v, ctx) => {
+  const bad = checkSan(v);
+  if (bad) ctx.addIssue({ code: 'custom', message: `--tls-san ${bad}` });
+});
 
 const ms = (min: number, def: number) => z.number().int().min(min).max(3_600_000).default(def);
 
@@ -94,9 +101,15 @@ export const SettingsSchema = z
         renewBeforeFraction: z.number().gt(0).lt(1).default(1 / 3),
         /** How often the node checks whether its certificate needs renewing. */
         checkMs: ms(1000, 60_000),
+        /**
+         * More names for this node's certificate (--tls-san, repeatable): DNS names or IPs it
+         * is dialled by besides localhost, 127.0.0.1, ::1, its host name, its interface
+         * addresses and its advertised address, which it always names.
+         */
+        sans: z.array(tlsSan).max(MAX_NAMES).default([]),
       })
       .strict()
-      .default({ nodeCertTtlSeconds: 365 * 86400, renewBeforeFraction: 1 / 3, checkMs: 60_000 }),
+      .default({ nodeCertTtlSeconds: 365 * 86400, renewBeforeFraction: 1 / 3, checkMs: 60_000, sans: [] }),
     /** The node's HTTP side (docs/observability.md): /metrics for Prometheus. */
     web: z
       .object({

@@ -51,7 +51,9 @@ import { boundedStatus } from './security/bounded-status';
 import { ensureCertificates, nodeTransport } from './security/bootstrap';
 import { RevocationStore } from '../common/revocations';
 import { joinHandlers } from './security/join';
-import { certificateRenewer, recoverRenewal, renewalHandlers } from './security/renewal';
+import { certificateRenewer, recoverRenewal, renewalHandlers, type CertificateRenewer } from './security/renewal';
+import { renewNowHandlers } from './security/renew-now';
+import { localSans } from '../common/sans';
 import { AuditTrail } from '../coordinator/audit';
 import { securityAdminHandlers } from '../coordinator/security-admin';
 import { controlModule, controlRecords } from '../coordinator/controller/module';
@@ -239,7 +241,12 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
   const appendControl = (records: { decisions?: unknown[]; policy?: unknown[] }) => void sampleLog.append([], [], [], records).catch((err) => log.error('storing controller records failed', { error: err }));
   const controller = controlModule({ nodeId: settings.nodeId, records: control, store, registry, migrations, ingest, transport, term: () => leadership.current().term, appendToLog: appendControl });
   const drainAdmin = drainHandlers({ registry, store, command: (node, cmd) => ingest.command(node, cmd), term: () => leadership.current().term });
-  server.addService(herd.Admin.service, leaderOnly({ ...admin, ...migrationAdmin, ...securityAdmin, ...drainAdmin, ...controller.handlers, ...joining.admin }, leadership, ['GetLeader', 'GetCluster', 'CreateJoinToken']));
+  let renewer: CertificateRenewer | undefined; // made once the node serves (below)
+  const renewNow = renewNowHandlers({ nodeId: settings.nodeId, secure: transport.secure, renewer: () => renewer });
+  server.addService(
+    herd.Admin.service,
+    leaderOnly({ ...admin, ...migrationAdmin, ...securityAdmin, ...drainAdmin, ...controller.handlers, ...joining.admin, ...renewNow }, leadership, ['GetLeader', 'GetCluster', 'CreateJoinToken', 'RenewNodeCertificate']),
+  );
 
   // --- migration: this node as a source (runner, artifacts served) and as a target
   const artifacts = new ArtifactRegistry();
@@ -308,13 +315,14 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
   await criuChecked;
   uplink.start();
   // Renews this node's certificate before it expires (signed by the CA key holder), no restart.
-  const renewer = certificateRenewer(transport, {
+  renewer = certificateRenewer(transport, {
     nodeId: settings.nodeId,
     dataDir: settings.dataDir,
     renewBeforeFraction: settings.tls.renewBeforeFraction,
     checkMs: settings.tls.checkMs,
     ttlSeconds: settings.tls.nodeCertTtlSeconds,
     address: () => selfAddress,
+    names: () => localSans(settings.tls.sans),
     addressOf: (id) => leadership.cluster().members.find((m) => m.node_id === id)?.address ?? settings.peers.find((p) => p.id === id)?.address,
   });
   renewer?.start();

@@ -2,6 +2,7 @@
 // node_modules) and executes it with plain node, so benches measure what the daemon
 // runs, not a TypeScript loader. Usage: node bench/run.mjs <name> [args...]
 import { build } from 'esbuild';
+import { forecastWorkerDefine } from '../build/forecast-worker.mjs';
 import { spawnSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 
@@ -21,6 +22,7 @@ await build({
   target: 'node20',
   format: 'cjs',
   packages: 'external',
+  define: forecastWorkerDefine(),
   logLevel: 'warning',
 });
 const r = spawnSync(process.execPath, [out, ...args], { stdio: 'inherit', env: { ...process.env, HERD_PROTO_DIR: `${root}proto` } });

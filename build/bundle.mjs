@@ -2,6 +2,7 @@
 // (bin/herd.cjs). Dependencies stay in node_modules; the single-executable build
 // (build/sea.mjs, later) bundles them too.
 import { build } from 'esbuild';
+import { forecastWorkerDefine } from './forecast-worker.mjs';
 import { readFileSync } from 'node:fs';
 import { stubsPlugin } from './stubs.mjs';
 
@@ -16,7 +17,7 @@ await build({
   format: 'cjs',
   packages: 'external',
   sourcemap: true, // a separate .map file: an inline map would sit in the heap as part of the source
-  define: { HERD_VERSION: JSON.stringify(pkg.version) },
+  define: { HERD_VERSION: JSON.stringify(pkg.version), ...forecastWorkerDefine() },
   // dockerode and docker-modem are bundled so that their ssh2 import can be stubbed.
   plugins: [stubsPlugin({ bundle: ['dockerode', 'docker-modem'] })],
   logLevel: 'warning',

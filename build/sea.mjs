@@ -8,6 +8,7 @@
 // A build whose inputs hash to the one recorded in <out>/sea/stamp.json is skipped (the tests
 // call this before every use of the executables).
 import { build } from 'esbuild';
+import { forecastWorkerDefine } from './forecast-worker.mjs';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { isBuiltin } from 'node:module';
@@ -99,7 +100,7 @@ const result = await build({
   minifyWhitespace: true,
   minifySyntax: true,
   legalComments: 'none',
-  define: { HERD_VERSION: JSON.stringify(pkg.version) },
+  define: { HERD_VERSION: JSON.stringify(pkg.version), ...forecastWorkerDefine() },
   external: ['bun:ffi'], // lmdb's Bun-only branch
   plugins: [stubsPlugin(), seaPlugin()],
   metafile: true,

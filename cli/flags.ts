@@ -1,5 +1,9 @@
 import { ConfigError } from '../agent/config';
 
+/** --tls-san, as `herd agent`, `herd init` and `herd join` explain it. */
+export const TLS_SAN_HELP =
+  "another DNS name or IP address this node's certificate names, besides localhost, 127.0.0.1, ::1, the host name, the interface addresses and the advertised address; repeat for each (no wildcards)";
+
 /** Overlays the flags that were given on the config file's keys. */
 export function mergeFlags(file: Record<string, any>, o: Record<string, any>): Record<string, unknown> {
   const s: Record<string, any> = { ...file };
@@ -34,6 +38,7 @@ export function mergeFlags(file: Record<string, any>, o: Record<string, any>): R
   if (o.retentionHours !== undefined) retention.maxAgeHours = o.retentionHours;
   if (o.retentionBytes !== undefined) retention.maxBytes = o.retentionBytes;
   if (Object.keys(retention).length) s.retention = retention;
+  if (o.tlsSan !== undefined) s.tls = { ...(file.tls ?? {}), sans: o.tlsSan };
   if (o.label) {
     const labels: Record<string, string> = { ...(file.labels ?? {}) };
     for (const kv of o.label as string[]) {

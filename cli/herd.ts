@@ -11,7 +11,9 @@ import { registerJoin } from './join';
 import { registerNodes } from './nodes';
 import { registerControl } from './control';
 import { registerRun } from './run';
-import { mergeFlags } from './flags';
+import { registerModel } from './model';
+import { registerSim } from './sim';
+import { mergeFlags, TLS_SAN_HELP } from './flags';
 import { setLogLevel, logger } from '../common/log';
 import { VERSION } from '../common/version';
 
@@ -47,6 +49,7 @@ program
   .option('--retention-bytes <n>', 'cap on the local sample log size, bytes (default: 2 GiB)', num)
   .option('--max-in-flight <n>', 'most unacknowledged batches in flight to the coordinator (default: 64)', num)
   .option('--label <key=value>', 'a label of this node; repeat for each', collect)
+  .option('--tls-san <name>', TLS_SAN_HELP, collect)
   .option('--web-listen <host:port>', 'HTTPS (mutual TLS) address for /metrics; "" turns it off (default: the --listen address with the next port, 7401)')
   .option('--metrics-plain <host:port>', 'also serve /metrics in plain text here, for a Prometheus without a certificate (e.g. 127.0.0.1:9740; default: off)')
   .option('--insecure', 'serve and dial plain text instead of mutual TLS: anyone who reaches the port owns the node (lab use only; logged as a warning)')
@@ -96,9 +99,11 @@ registerStatus(program);
 registerMigrate(program);
 registerPki(program);
 registerJoin(program);
+registerSim(program);
 registerNodes(program); // after registerPki: adds `admin-cert revoke` to its admin-cert
 registerControl(program);
 registerRun(program);
+registerModel(program);
 
 program.parseAsync(process.argv).catch((err) => {
   process.stderr.write(`herd: ${err instanceof Error ? err.message : String(err)}\n`);

@@ -21,7 +21,9 @@ import { identityOf, parseBundle } from '../common/identity';
 import { loadProtos } from '../common/proto';
 import { checkHostPort } from '../common/validate';
 import { colonFingerprint, fingerprintHex, MAX_TTL_SECONDS, parseJoinToken } from '../agent/security/signer';
-import { addConnectOptions, adminChannel, ConnectError } from './connect';
+import { localSans } from '../common/sans';
+import { TLS_SAN_HELP } from './flags';
+import { addConnectOptions, adminChannel, cleanDetails, ConnectError, rpcErrorText } from './connect';
 import { defaultAddress } from './pki';
 
 /** A failure with the exit code it means: 2 refused / usage, 1 unreachable. */
@@ -54,8 +56,8 @@ function rpcFailure(what: string, address: string, err: unknown): JoinCliError {
   const e = err as grpc.ServiceError;
   if (typeof e?.code !== 'number') return new JoinCliError(1, `${what} at ${address} failed: ${(err as Error)?.message ?? err}`);
   const name = grpc.status[e.code] ?? String(e.code);
-  if (UNREACHABLE.has(e.code)) return new JoinCliError(1, `cannot reach ${address} (${name}): ${e.details || e.message}`);
-  return new JoinCliError(2, `${address} refused ${what} (${name}): ${e.details || e.message}`);
+  if (UNREACHABLE.has(e.code)) return new JoinCliError(1, rpcErrorText(address, err, what === 'CreateJoinToken' ? '-s' : '--address'));
+  return new JoinCliError(2, `${address} refused ${what} (${name}): ${cleanDetails(e.details || e.message)}`);
 }
 
 export interface TokenCreateOptions {
@@ -88,6 +90,8 @@ export interface JoinOptions {
   advertise: string;
   dataDir: string;
   timeoutMs: number;
+  /** The other names this node is dialled by (localSans), asked for in its CSR. */
+  names: readonly string[];
 }
 
 export interface Joined {
@@ -147,7 +151,7 @@ export async function joinCluster(o: JoinOptions): Promise<Joined> {
 
   // 2. The key stays here; the request carries its public half.
   const { createCsr, writeJoinedNodeFiles } = await import('../common/pki');
-  const { csr, key } = await createCsr(o.nodeId);
+  const { csr, key } = await createCsr(o.nodeId, o.names);
 
   // 3. Join, over a channel that trusts only that CA: the server must be a node of the cluster.
   const trusted = grpc.credentials.createSsl(Buffer.from(ca.toString()), null, null, {
@@ -239,12 +243,13 @@ export function registerJoin(program: Command): void {
     .option('--node-id <id>', 'this node\'s id, written into its certificate (default: the host name)')
     .option('--advertise <host:port>', 'address other nodes reach this one at; its host goes into the certificate (default: first IPv4 address, port 7400)')
     .option('--data-dir <dir>', 'where the node keeps its data (default: as `herd agent`)')
+    .option('--tls-san <name>', TLS_SAN_HELP, (v: string, prev: string[] = []) => [...prev, v])
     .option('--timeout <ms>', 'per-call timeout', (v) => Number(v), 20_000)
     .action(async (opts) => {
       try {
-        const s = parseSettings({ dataDir: opts.dataDir, nodeId: opts.nodeId, ...(opts.advertise ? { advertise: opts.advertise } : {}) }, 'command-line flags');
+        const s = parseSettings({ dataDir: opts.dataDir, nodeId: opts.nodeId, ...(opts.advertise ? { advertise: opts.advertise } : {}), tls: { sans: opts.tlsSan ?? [] } }, 'command-line flags');
         const advertise = s.advertise ?? defaultAddress();
-        const r = await joinCluster({ token: opts.token, address: opts.address, nodeId: s.nodeId, advertise, dataDir: s.dataDir, timeoutMs: opts.timeout });
+        const r = await joinCluster({ token: opts.token, address: opts.address, nodeId: s.nodeId, advertise, dataDir: s.dataDir, timeoutMs: opts.timeout, names: localSans(s.tls.sans) });
         process.stdout.write(
           [
             `node "${s.nodeId}" (${advertise}) joined: certificate signed by ${r.signedBy}${r.answeredBy && r.answeredBy !== r.signedBy ? ` (through ${r.answeredBy})` : ''}, valid until ${r.notAfter}`,

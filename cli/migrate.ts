@@ -5,7 +5,7 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Command } from 'commander';
 import { loadProtos } from '../common/proto';
-import { addConnectOptions, adminChannel, type Channel } from './connect';
+import { addConnectOptions, adminChannel, rpcErrorText, type Channel } from './connect';
 
 const FS = { none: 'FS_MODE_NONE', diff: 'FS_MODE_DIFF', full: 'FS_MODE_FULL' } as const;
 
@@ -66,7 +66,7 @@ export function registerMigrate(program: Command): void {
       try {
         address = await coordinatorAddress(opts.server, channel);
       } catch (err) {
-        process.stderr.write(`herd migrate: cannot reach ${opts.server}: ${(err as grpc.ServiceError).details ?? err}\n`);
+        process.stderr.write(`herd migrate: ${rpcErrorText(opts.server, err)}\n`);
         process.exit(1);
       }
       const admin = new herd.Admin(address, channel.credentials, channel.options);
@@ -79,7 +79,7 @@ export function registerMigrate(program: Command): void {
         process.stderr.write(tty ? `\r${line}` : `${line}\n`);
       });
       stream.on('error', (err: grpc.ServiceError) => {
-        process.stderr.write(`${tty ? '\n' : ''}herd migrate: ${grpc.status[err.code]}: ${err.details}\n`);
+        process.stderr.write(`${tty ? '\n' : ''}herd migrate: ${rpcErrorText(address, err)}\n`);
         process.exit(1);
       });
       stream.on('end', () => {

@@ -10,7 +10,7 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Command } from 'commander';
 import { loadProtos } from '../common/proto';
-import { addConnectOptions, adminChannel, type Channel } from './connect';
+import { addConnectOptions, adminChannel, rpcErrorText, type Channel } from './connect';
 
 const DEADLINE_MS = 10_000;
 
@@ -44,16 +44,14 @@ export async function onCoordinator(what: string, opts: any, method: string, req
   try {
     address = await coordinatorOf(opts.server, channel);
   } catch (err) {
-    const e = err as grpc.ServiceError;
-    process.stderr.write(`herd ${what}: cannot reach ${opts.server}: ${e.code !== undefined ? `${grpc.status[e.code]}: ${e.details}` : e.message}\n`);
+    process.stderr.write(`herd ${what}: ${rpcErrorText(opts.server, err)}\n`);
     process.exit(1);
   }
   const admin = new herd.Admin(address, channel.credentials, channel.options);
   try {
     return await unaryCall(admin, method, req);
   } catch (err) {
-    const e = err as grpc.ServiceError;
-    process.stderr.write(`herd ${what}: ${address} answered ${grpc.status[e.code] ?? e.code}: ${e.details || e.message}\n`);
+    process.stderr.write(`herd ${what}: ${rpcErrorText(address, err)}\n`);
     process.exit(1);
   } finally {
     admin.close();

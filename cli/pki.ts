@@ -4,9 +4,16 @@
  * docs/security.md. common/pki is imported when a command runs, so that other commands
  * do not load the X.509 library.
  */
+import * as grpc from '@grpc/grpc-js';
 import { Command, Option } from 'commander';
 import { networkInterfaces } from 'node:os';
 import { ConfigError, defaultDataDir, parseSettings } from '../agent/config';
+import { loadProtos } from '../common/proto';
+import { checkSan, LOOPBACK_NAMES, localSans } from '../common/sans';
+import { addConnectOptions, adminChannel, ConnectError, rpcErrorText } from './connect';
+import { TLS_SAN_HELP } from './flags';
+
+const collect = (v: string, prev: string[] = []) => [...prev, v];
 
 /** The first external IPv4 address with port 7400 (what `herd agent` advertises by default). */
 export function defaultAddress(): string {
@@ -18,7 +25,7 @@ export function defaultAddress(): string {
 
 function fail(cmd: string, err: unknown): never {
   process.stderr.write(`herd ${cmd}: ${err instanceof Error ? err.message : String(err)}\n`);
-  process.exit(err instanceof ConfigError || (err as Error)?.name === 'PkiError' ? 2 : 1); // 2: a usage or state problem the operator fixes
+  process.exit(err instanceof ConfigError || err instanceof ConnectError || (err as Error)?.name === 'PkiError' ? 2 : 1); // 2: a usage or state problem the operator fixes
 }
 
 export function registerPki(program: Command): void {
@@ -28,11 +35,12 @@ export function registerPki(program: Command): void {
     .option('--data-dir <dir>', 'where the node keeps its data (default: as `herd agent`)')
     .option('--node-id <id>', 'this node\'s id, written into its certificate (default: the host name)')
     .option('--address <host:port>', 'address other nodes reach this one at; its host goes into the certificate (default: first IPv4 address, port 7400)')
+    .option('--tls-san <name>', TLS_SAN_HELP, collect)
     .action(async (opts) => {
       try {
-        const s = parseSettings({ dataDir: opts.dataDir, nodeId: opts.nodeId, ...(opts.address ? { advertise: opts.address } : {}) }, 'command-line flags');
+        const s = parseSettings({ dataDir: opts.dataDir, nodeId: opts.nodeId, ...(opts.address ? { advertise: opts.address } : {}), tls: { sans: opts.tlsSan ?? [] } }, 'command-line flags');
         const { initCluster } = await import('../common/pki');
-        const r = await initCluster(s.dataDir, s.nodeId, s.advertise ?? defaultAddress());
+        const r = await initCluster(s.dataDir, s.nodeId, s.advertise ?? defaultAddress(), { names: localSans(s.tls.sans) });
         process.stdout.write(
           [
             `cluster CA and certificate of node "${r.nodeId}" (${r.address}) created in ${r.dir}:`,
@@ -55,17 +63,43 @@ export function registerPki(program: Command): void {
     .requiredOption('--out <dir>', 'where to write node.crt, node.key and ca.crt')
     .option('--data-dir <dir>', 'the data dir holding tls/ca.key (default: as `herd agent`)')
     .option('--ttl-seconds <n>', 'certificate lifetime (default: one year)', (v) => Number(v))
+    .option('--tls-san <name>', "another DNS name or IP address of that node for its certificate, besides localhost, 127.0.0.1, ::1 and the --address host; repeat for each (its own host name and interface addresses are not known here: they come at its first renewal, or `herd node-cert renew` there)", collect)
     .action(async (nodeId: string, opts) => {
       try {
         const { createNodeCertFiles } = await import('../common/pki');
         const ttl = opts.ttlSeconds;
         if (ttl !== undefined && (!Number.isInteger(ttl) || ttl < 60)) throw new ConfigError('--ttl-seconds must be an integer of at least 60');
-        const r = await createNodeCertFiles(opts.dataDir ?? defaultDataDir(), nodeId, opts.address, opts.out, ttl ? { notAfter: new Date(Date.now() + ttl * 1000) } : {});
+        for (const n of opts.tlsSan ?? []) {
+          const bad = checkSan(n);
+          if (bad) throw new ConfigError(`--tls-san ${bad}`);
+        }
+        const names = [...LOOPBACK_NAMES, ...(opts.tlsSan ?? [])];
+        const r = await createNodeCertFiles(opts.dataDir ?? defaultDataDir(), nodeId, opts.address, opts.out, { names, ...(ttl ? { notAfter: new Date(Date.now() + ttl * 1000) } : {}) });
         process.stdout.write([`certificate of node "${nodeId}" (${opts.address}):`, ...r.files.map((f) => `  ${f}`), `CA fingerprint (SHA-256): ${r.caFingerprint}`, ''].join('\n'));
       } catch (err) {
         fail('node-cert create', err);
       }
     });
+
+  const renew = nodeCert
+    .command('renew')
+    .description("renew a running node's certificate now (default: this node's), with the names it is dialled by today (localhost, 127.0.0.1, ::1, host name, interface addresses, advertised address, its --tls-san); it serves the new one at once")
+    .option('-s, --server <host:port>', 'the node whose certificate to renew', '127.0.0.1:7400')
+    .option('--timeout <ms>', 'call timeout', (v) => Number(v), 20_000);
+  addConnectOptions(renew).action(async (opts) => {
+    try {
+      const r = await renewNodeCert(opts.server, opts.timeout, adminChannel(opts));
+      process.stdout.write(
+        [
+          `node "${r.node_id}" renewed its certificate: serial ${r.serial} (was ${r.old_serial}), signed by ${r.signed_by}, valid until ${new Date(Number(r.not_after_ms)).toISOString()}`,
+          `names: ${r.names.join(', ')}`,
+          '',
+        ].join('\n'),
+      );
+    } catch (err) {
+      fail('node-cert renew', err);
+    }
+  });
 
   const adminCert = program.command('admin-cert').description('operator client certificates, for grpcurl (-cacert/-cert/-key) and the herd commands');
   adminCert
@@ -86,6 +120,19 @@ export function registerPki(program: Command): void {
         fail('admin-cert create', err);
       }
     });
+}
+
+/** Admin.RenewNodeCertificate on `server`; throws an error that says what was tried and what to do. */
+async function renewNodeCert(server: string, timeoutMs: number, channel: ReturnType<typeof adminChannel>): Promise<any> {
+  const { herd } = loadProtos();
+  const admin = new herd.Admin(server, channel.credentials, channel.options);
+  try {
+    return await new Promise((resolve, reject) =>
+      admin.RenewNodeCertificate({}, { deadline: Date.now() + timeoutMs }, (err: grpc.ServiceError | null, res: unknown) => (err ? reject(new Error(rpcErrorText(server, err))) : resolve(res))),
+    );
+  } finally {
+    admin.close();
+  }
 }
 
 /** NAME.p12 next to NAME.crt, for browsers (the cluster page); returns the lines to print. */

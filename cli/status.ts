@@ -6,7 +6,7 @@ import { isDraining } from '../common/labels';
 import * as grpc from '@grpc/grpc-js';
 import type { Command } from 'commander';
 import { loadProtos } from '../common/proto';
-import { addConnectOptions, adminChannel, ConnectError, type Channel } from './connect';
+import { addConnectOptions, adminChannel, ConnectError, rpcErrorText, type Channel } from './connect';
 
 function unaryCall(client: any, method: string, req: unknown, timeoutMs: number): Promise<any> {
   return new Promise((resolve, reject) => client[method](req, { deadline: Date.now() + timeoutMs }, (err: grpc.ServiceError | null, res: any) => (err ? reject(err) : resolve(res))));
@@ -72,8 +72,7 @@ export function registerStatus(program: Command): void {
           process.stderr.write(`herd status: ${err.message}\n`);
           process.exit(2);
         }
-        const e = err as grpc.ServiceError;
-        process.stderr.write(`herd status: cannot ask ${opts.server}: ${e.details || e.message}\n`);
+        process.stderr.write(`herd status: ${rpcErrorText(opts.server, err)}\n`);
         process.exit(1);
       }
     });

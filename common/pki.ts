@@ -17,11 +17,11 @@
  */
 import { X509Certificate, createHash, createPrivateKey, randomBytes, webcrypto } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { ID_PATTERN } from './validate';
 
 import { ADMIN_URI_PREFIX, CA_HOLDER_URI_PREFIX, NODE_URI_PREFIX, ROLES, type Role } from './identity';
+import { assertSans, checkSan, MAX_NAMES, sanEntries } from './sans';
 
 export * from './identity';
 
@@ -61,6 +61,14 @@ export interface IssueOptions {
   notBefore?: Date;
   /** Validity end; default: per kind (CA 10 years, node 1 year, admin 1 year). */
   notAfter?: Date;
+}
+
+export interface NodeCertOptions extends IssueOptions {
+  /**
+   * Host names and IP addresses the node is dialled by, besides its address's host
+   * (common/sans.ts: localSans() on the node itself). Checked: DNS names and IPs only.
+   */
+  names?: readonly string[];
 }
 
 async function newKeyPair(): Promise<webcrypto.CryptoKeyPair> {
@@ -167,37 +175,61 @@ function hostOf(address: string): string {
 }
 
 /**
- * A node certificate: CN and `herd://node/<nodeId>` name the node; the address's host is
- * a SAN IP (or DNS) so that TLS host-name checks pass when a peer dials that address.
- * Usable as both server and client certificate (every node is both).
+ * A node certificate: CN and `herd://node/<nodeId>` name the node (the only thing that
+ * says who it is); the address's host and `opts.names` are SAN IPs and DNS names so that
+ * TLS host-name checks pass however the node is dialled. Usable as both server and client
+ * certificate (every node is both).
  */
-export async function issueNodeCert(ca: CertAndKey, nodeId: string, address: string, opts: IssueOptions = {}): Promise<CertAndKey> {
-  return issueLeaf(ca, nodeProfile(nodeId, address), opts);
+export async function issueNodeCert(ca: CertAndKey, nodeId: string, address: string, opts: NodeCertOptions = {}): Promise<CertAndKey> {
+  return issueLeaf(ca, nodeProfile(nodeId, address, opts.names ?? []), opts);
 }
 
-function nodeProfile(nodeId: string, address: string): LeafProfile {
+function nodeProfile(nodeId: string, address: string, names: readonly string[]): LeafProfile {
   if (!ID_PATTERN.test(nodeId)) throw new PkiError(`node id "${nodeId}" is not valid: use 1-128 letters, digits, '.', '_' or '-'`);
+  assertSans(names, (m) => new PkiError(m));
   const host = hostOf(address);
-  const sans: LeafProfile['sans'] = [{ type: 'url', value: NODE_URI_PREFIX + nodeId }];
-  if (host) sans.push({ type: isIP(host) ? 'ip' : 'dns', value: host });
+  const sans: LeafProfile['sans'] = [{ type: 'url', value: NODE_URI_PREFIX + nodeId }, ...sanEntries(host ? [host, ...names] : names)];
   return { subject: `CN=${nodeId}, O=herd`, sans, usages: ['1.3.6.1.5.5.7.3.1', '1.3.6.1.5.5.7.3.2'], days: 365 };
 }
+
+const SAN_OID = '2.5.29.17';
 
 /**
  * A new key pair and a PKCS#10 request for it (PEM both): what a joining or renewing
  * node sends. The key never leaves the node; the CSR's signature proves it holds it.
+ * `names` (DNS names and IPs the node is dialled by) travel as the request's subject
+ * alternative names; the signer copies them after checking them (signNodeCsr).
  */
-export async function createCsr(nodeId: string): Promise<{ csr: string; key: string }> {
+export async function createCsr(nodeId: string, names: readonly string[] = []): Promise<{ csr: string; key: string }> {
+  assertSans(names, (m) => new PkiError(m));
   const x509 = await lib();
   const keys = await newKeyPair();
-  const csr = await x509.Pkcs10CertificateRequestGenerator.create({ name: `CN=${nodeId}, O=herd`, keys: keys as unknown as CryptoKeyPair, signingAlgorithm: SIGN });
+  const extensions = names.length ? [new x509.SubjectAlternativeNameExtension(sanEntries(names))] : [];
+  const csr = await x509.Pkcs10CertificateRequestGenerator.create({ name: `CN=${nodeId}, O=herd`, keys: keys as unknown as CryptoKeyPair, signingAlgorithm: SIGN, extensions });
   return { csr: csr.toString('pem') + '\n', key: await keyToPem(keys.privateKey) };
+}
+
+/** The DNS names and IPs a CSR asks for; anything else (a URI that could claim an identity, an e-mail) is refused. */
+function requestedNames(x509: X509Lib, csr: InstanceType<X509Lib['Pkcs10CertificateRequest']>): string[] {
+  const ext = csr.getExtension(SAN_OID);
+  if (!ext) return [];
+  const san = ext instanceof x509.SubjectAlternativeNameExtension ? ext : new x509.SubjectAlternativeNameExtension(ext.rawData);
+  const names: string[] = [];
+  for (const n of san.names.toJSON()) {
+    if (n.type !== 'dns' && n.type !== 'ip') throw new PkiError(`the certificate signing request asks for a ${n.type} name ("${n.value}"): a node may ask only for DNS names and IP addresses (who it is comes from its token or its certificate)`);
+    const bad = checkSan(n.value);
+    if (bad) throw new PkiError(`the certificate signing request asks for a name that cannot be signed: ${bad}`);
+    names.push(n.value);
+  }
+  if (names.length > MAX_NAMES) throw new PkiError(`the certificate signing request asks for ${names.length} names; at most ${MAX_NAMES}`);
+  return names;
 }
 
 /**
  * A node certificate for the key in a CSR, after checking the CSR's self-signature. The
  * node id and address come from the caller (the token's request, or the renewing node's
- * verified certificate), never from the CSR's subject.
+ * verified certificate), never from the CSR's subject; the CSR's DNS and IP names are
+ * copied (host-name checks only: the herd://node URI is the signer's, never the CSR's).
  */
 export async function signNodeCsr(ca: CertAndKey, csrPem: string, nodeId: string, address: string, opts: IssueOptions = {}): Promise<string> {
   const x509 = await lib();
@@ -210,8 +242,9 @@ export async function signNodeCsr(ca: CertAndKey, csrPem: string, nodeId: string
   if (!(await csr.verify())) throw new PkiError('the certificate signing request is not signed by its own key');
   const alg = csr.publicKey.algorithm as { name?: string; namedCurve?: string };
   if (alg.name !== 'ECDSA' || alg.namedCurve !== 'P-256') throw new PkiError(`the request's key must be EC P-256, not ${alg.name}${alg.namedCurve ? ` ${alg.namedCurve}` : ''}`);
+  const names = requestedNames(x509, csr);
   const publicKey = await csr.publicKey.export(EC, ['verify'], webcrypto as unknown as Crypto);
-  return signLeaf(ca, nodeProfile(nodeId, address), publicKey as unknown as webcrypto.CryptoKey, opts);
+  return signLeaf(ca, nodeProfile(nodeId, address, names), publicKey as unknown as webcrypto.CryptoKey, opts);
 }
 
 /** An operator's client certificate: `herd://admin/<name>`, role in OU. Client use only. */
@@ -248,13 +281,14 @@ export interface InitResult {
  * `herd init`: a new cluster CA and this node's certificate in `<dataDir>/tls/`.
  * Refuses if a CA is already there (a second init would split the cluster).
  */
-export async function initCluster(dataDir: string, nodeId: string, address: string, opts: { clusterName?: string } = {}): Promise<InitResult> {
+export async function initCluster(dataDir: string, nodeId: string, address: string, opts: { clusterName?: string; names?: readonly string[] } = {}): Promise<InitResult> {
+  assertSans(opts.names ?? [], (m) => new PkiError(m)); // before anything is written
   const dir = tlsDir(dataDir);
   const paths = Object.fromEntries(Object.entries(TLS_FILES).map(([k, f]) => [k, join(dir, f)])) as Record<keyof typeof TLS_FILES, string>;
   for (const p of Object.values(paths)) if (existsSync(p)) throw new PkiError(`${p} exists: this node already belongs to a cluster (remove ${dir} to start a new one)`);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const ca = await createCa(opts.clusterName, { holder: nodeId });
-  const node = await issueNodeCert(ca, nodeId, address);
+  const node = await issueNodeCert(ca, nodeId, address, { names: opts.names });
   writeSecret(paths.caKey, ca.key);
   writePublic(paths.caCert, ca.cert);
   writeSecret(paths.nodeKey, node.key);
@@ -272,7 +306,8 @@ export const LOCAL_ADMIN = 'local';
  * ca.crt into outDir (e.g. the new node's `<dataDir>/tls`), for provisioning without a
  * join token (images, tests). `herd join` is the online way.
  */
-export async function createNodeCertFiles(caDataDir: string, nodeId: string, address: string, outDir: string, opts: IssueOptions = {}): Promise<{ files: string[]; caFingerprint: string }> {
+export async function createNodeCertFiles(caDataDir: string, nodeId: string, address: string, outDir: string, opts: NodeCertOptions = {}): Promise<{ files: string[]; caFingerprint: string }> {
+  assertSans(opts.names ?? [], (m) => new PkiError(m)); // before anything is read or written
   const ca = loadCa(caDataDir);
   const node = await issueNodeCert(ca, nodeId, address, opts);
   mkdirSync(outDir, { recursive: true, mode: 0o700 });

@@ -28,7 +28,8 @@ export async function ensureCertificates(settings: Settings, address: string): P
     );
   }
   const { initCluster } = await import('../../common/pki');
-  const r = await initCluster(settings.dataDir, settings.nodeId, address);
+  const { localSans } = await import('../../common/sans');
+  const r = await initCluster(settings.dataDir, settings.nodeId, address, { names: localSans(settings.tls.sans) });
   log.info('no certificates yet and no peers: created a new cluster CA and this node\'s certificate (as `herd init` does)', {
     dir: r.dir,
     ca_fingerprint: r.caFingerprint,

@@ -14,6 +14,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Env } from '../../common/db';
 import { caHolderOf, parseBundle, peerIdentity, principal } from '../../common/identity';
+import { cleanDetails } from '../../common/grpc-text';
 import { logger } from '../../common/log';
 import { loadProtos } from '../../common/proto';
 import type { Transport } from '../../common/transport';
@@ -132,7 +133,7 @@ export function joinHandlers(deps: JoinDeps): JoinHandlers {
         client.SignJoin(req, { deadline: Date.now() + FORWARD_DEADLINE_MS }, (err: grpc.ServiceError | null, res: unknown) => {
           if (!err) return resolve(res);
           if (err.code === grpc.status.UNAVAILABLE || err.code === grpc.status.DEADLINE_EXCEEDED) {
-            return reject(new RpcError(grpc.status.UNAVAILABLE, `cannot reach the CA holder "${h.id}" at ${h.address} to sign the join: ${err.details || err.message}; try again, or join with --address ${h.address}`));
+            return reject(new RpcError(grpc.status.UNAVAILABLE, `cannot reach the CA holder "${h.id}" at ${h.address} to sign the join: ${cleanDetails(err.details || err.message)}; try again, or join with --address ${h.address}`));
           }
           reject(new RpcError(err.code, `the CA holder "${h.id}" (asked by "${deps.nodeId}") refused: ${err.details || err.message}`));
         }),

@@ -19,6 +19,7 @@ import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { closeSync, existsSync, fchmodSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { SKEW_MS, caHolderOf, identityOf, peerIdentity } from '../../common/identity';
+import { cleanDetails } from '../../common/grpc-text';
 import { logger } from '../../common/log';
 import { loadProtos } from '../../common/proto';
 import { ClusterTls, type Transport } from '../../common/transport';
@@ -256,6 +257,8 @@ export interface RenewerOptions {
   ttlSeconds: number;
   /** This node's address, into the new certificate. */
   address: () => string;
+  /** The other names it is dialled by today (common/sans.ts localSans), asked for in the CSR. */
+  names: () => readonly string[];
   /** Where a member is reached (the election's cluster view, then the configured peers). */
   addressOf: (nodeId: string) => string | undefined;
   clock?: () => number;
@@ -337,11 +340,31 @@ export class CertificateRenewer {
     }
   }
 
+  /**
+   * Renews now, whatever the certificate's age (`herd node-cert renew`): after a running
+   * check, never beside one. Throws why it failed; the node keeps its certificate then.
+   */
+  async renewNow(): Promise<{ cert: X509Certificate; old: X509Certificate; signedBy: string }> {
+    while (this.running) await this.running;
+    const old = this.opts.transport.certificate;
+    const job = this.renew();
+    this.running = job.then(
+      () => 'renewed' as const,
+      () => 'failed' as const,
+    );
+    void this.running.finally(() => (this.running = undefined));
+    const { cert, signedBy } = await job;
+    const x = new X509Certificate(cert.cert);
+    log.info('renewed this node\'s certificate on request', { signed_by: signedBy, old_serial: old.serialNumber, serial: x.serialNumber, names: x.subjectAltName });
+    this.opts.onRenewed?.(x);
+    return { cert: x, old, signedBy };
+  }
+
   /** New key, CSR, signature (here or at the CA holder), checks, files, reload. */
   private async renew(): Promise<{ cert: { cert: string; key: string }; signedBy: string }> {
     const { createCsr, loadCa, signNodeCsr } = await import('../../common/pki');
     const { nodeId, dataDir, transport } = this.opts;
-    const { csr, key } = await createCsr(nodeId);
+    const { csr, key } = await createCsr(nodeId, this.opts.names());
     const address = this.opts.address();
     let certPem: string;
     let signedBy: string;
@@ -372,7 +395,7 @@ export class CertificateRenewer {
     return new Promise<string>((resolve, reject) => {
       client.RenewCertificate({ csr_pem: csr, address: selfAddress }, { deadline: Date.now() + RENEW_DEADLINE_MS }, (err: grpc.ServiceError | null, res: any) => {
         client.close();
-        if (err) return reject(new RenewalError(`node "${holder}" at ${address} answered ${grpc.status[err.code] ?? err.code}: ${err.details || err.message}`));
+        if (err) return reject(new RenewalError(`node "${holder}" at ${address} answered ${grpc.status[err.code] ?? err.code}: ${cleanDetails(err.details || err.message)}`));
         if (typeof res?.node_cert_pem !== 'string' || !res.node_cert_pem) return reject(new RenewalError(`node "${holder}" at ${address} sent no certificate`));
         resolve(res.node_cert_pem);
       });

@@ -47,6 +47,8 @@ describe('accessOf', () => {
     ['/herd.v1.Admin/ApproveDecision', 'admin'],
     ['/herd.v1.Admin/RunContainer', 'admin'],
     ['/herd.v1.Peer/RunContainer', 'node'],
+    ['/herd.v1.Admin/RenewNodeCertificate', 'admin'],
+    ['/herd.v1.Admin/RenewNodeCertificate', 'admin'],
     // unlisted: protected by default
     ['/herd.v1.Admin/DrainNode', 'admin'],
     ['/herd.v1.Admin/SetPolicy', 'admin'],

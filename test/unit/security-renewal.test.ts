@@ -197,6 +197,7 @@ describe('renewal over mutual TLS', () => {
       checkMs: 60_000,
       ttlSeconds: 120,
       address: () => '127.0.0.1:2',
+      names: () => ['localhost', '::1', 'n2.example.org', '10.9.8.7'],
       addressOf: (id) => (id === 'n1' ? holderAt : undefined),
       onRenewed: (x) => renewed.push(x),
       // validity is in whole seconds: with fraction 0.999 the renewal is due about 0.1 s after the
@@ -235,6 +236,9 @@ describe('renewal over mutual TLS', () => {
     expect(statSync(join(far.dir, 'tls', 'node.key')).mode & 0o777).toBe(0o600);
     expect(onDisk.subjectAltName).toContain('URI:herd://node/n2');
     expect(onDisk.subjectAltName).toContain('IP Address:127.0.0.1');
+    // the names n2 asked for in its CSR (what it is dialled by), copied by the holder
+    for (const n of ['DNS:localhost', 'DNS:n2.example.org', 'IP Address:10.9.8.7', 'IP Address:0:0:0:0:0:0:0:1']) expect(onDisk.subjectAltName).toContain(n);
+    expect(onDisk.subjectAltName!.match(/URI:/g)).toHaveLength(1); // still exactly one identity
     // the holder's lifetime (ttlSeconds 120), counted from now
     expect(Date.parse(onDisk.validTo) - Date.now()).toBeGreaterThan(100_000);
     expect(Date.parse(onDisk.validTo) - Date.now()).toBeLessThan(125_000);
@@ -246,12 +250,20 @@ describe('renewal over mutual TLS', () => {
     const pair = await issueNodeCert(ca, 'n1', '127.0.0.1:1', { notAfter: new Date(Date.now() + 10_000) });
     const dir = dataDirWith('n1-self', { 'ca.crt': ca.cert, 'ca.key': ca.key, 'node.crt': pair.cert, 'node.key': pair.key });
     const transport = new ClusterTls({ ca: ca.cert, cert: pair.cert, key: pair.key });
-    const renewer = new CertificateRenewer({ nodeId: 'n1', dataDir: dir, transport, renewBeforeFraction: 0.5, checkMs: 60_000, ttlSeconds: 3600, address: () => '127.0.0.1:1', addressOf: () => undefined });
+    const renewer = new CertificateRenewer({ nodeId: 'n1', dataDir: dir, transport, renewBeforeFraction: 0.5, checkMs: 60_000, ttlSeconds: 3600, address: () => '127.0.0.1:1', names: () => [], addressOf: () => undefined });
     // 10 s of a 10 s lifetime left: not due until half is gone; a clock 6 s ahead makes it due
     expect(await renewer.check()).toBe('not-due');
-    const ahead = new CertificateRenewer({ nodeId: 'n1', dataDir: dir, transport, renewBeforeFraction: 0.5, checkMs: 60_000, ttlSeconds: 3600, address: () => '127.0.0.1:1', addressOf: () => undefined, clock: () => Date.now() + 6000 });
+    const ahead = new CertificateRenewer({ nodeId: 'n1', dataDir: dir, transport, renewBeforeFraction: 0.5, checkMs: 60_000, ttlSeconds: 3600, address: () => '127.0.0.1:1', names: () => ['localhost'], addressOf: () => undefined, clock: () => Date.now() + 6000 });
     expect(await ahead.check()).toBe('renewed');
     expect(Date.parse(transport.certificate.validTo) - Date.now()).toBeGreaterThan(3_500_000);
+    expect(transport.certificate.subjectAltName).toContain('DNS:localhost');
+    // renewNow: at once, though not due; a certificate lacking the names gets them
+    const bare = transport.certificate.serialNumber;
+    const now = await renewer.renewNow();
+    expect(now.old.serialNumber).toBe(bare);
+    expect(now.cert.serialNumber).toBe(transport.certificate.serialNumber);
+    expect(now.cert.serialNumber).not.toBe(bare);
+    expect(now.signedBy).toMatch(/this node holds the CA key/);
   });
 
   it('a failed renewal is reported, changes nothing, and is retried at the next check', async () => {
@@ -259,6 +271,10 @@ describe('renewal over mutual TLS', () => {
     const before = readFileSync(join(n2.dir, 'tls', 'node.crt'), 'utf8');
     const gen = n2.transport.generation;
     expect(await n2.renewer.check()).toBe('failed');
+    expect(readFileSync(join(n2.dir, 'tls', 'node.crt'), 'utf8')).toBe(before);
+    expect(n2.transport.generation).toBe(gen);
+    // renewNow says why, and changes nothing either
+    await expect(n2.renewer.renewNow()).rejects.toThrow(/node "n1" at 127\.0\.0\.1:1 answered UNAVAILABLE/);
     expect(readFileSync(join(n2.dir, 'tls', 'node.crt'), 'utf8')).toBe(before);
     expect(n2.transport.generation).toBe(gen);
     // a holder this node does not know of

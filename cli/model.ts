@@ -1,0 +1,141 @@
+/**
+ * Forecast models from files (no cluster needed):
+ *   herd model train --csv FILE --target COL [--out model.onnx]   train, export to ONNX
+ *   herd model predict --model M --csv F [--out FILE]             run a model over a CSV
+ * Training runs in a worker thread (coordinator/forecast/driver.ts) as on a coordinator.
+ */
+import * as fs from 'node:fs';
+import type { Command } from 'commander';
+import { predict } from '../coordinator/forecast/trainer/booster';
+import { splitByTime } from '../coordinator/forecast/dataset';
+import { trainInWorker } from '../coordinator/forecast/driver';
+import { boosterToOnnx } from '../coordinator/forecast/onnx-export';
+import { ModelError } from '../coordinator/forecast/onnx-binding';
+import { checkParams, DEFAULT_PARAMS, ParamError, type TrainParams } from '../coordinator/forecast/trainer/params';
+import { loadRegressor } from '../coordinator/forecast/regressor';
+import { checkTrainable, column, matrixOf, parseCsv, TableError, toCsv } from '../coordinator/forecast/table';
+import { table } from './nodes';
+
+/** Hyperparameter -> flag (the errors name the flag the user typed). */
+const FLAGS: Record<keyof TrainParams, string> = {
+  rounds: '--rounds',
+  maxDepth: '--max-depth',
+  eta: '--eta',
+  lambda: '--lambda',
+  gamma: '--gamma',
+  minChildWeight: '--min-child-weight',
+  maxBin: '--max-bin',
+  earlyStoppingRounds: '--early-stopping-rounds',
+};
+
+function fail(what: string, err: unknown): never {
+  const known = err instanceof TableError || err instanceof ModelError || err instanceof ParamError;
+  let msg = (err as Error).message ?? String(err);
+  if (err instanceof ParamError && err.field in FLAGS) msg = `${FLAGS[err.field as keyof TrainParams]}: ${msg}`;
+  process.stderr.write(`herd model ${what}: ${msg}\n`);
+  process.exit(known ? 2 : 1);
+}
+
+function readFile(file: string, what: string): Buffer {
+  try {
+    return fs.readFileSync(file);
+  } catch (e) {
+    throw new TableError(`cannot read ${what} ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+}
+
+const list = (v: string) => v.split(',').map((s) => s.trim()).filter(Boolean);
+const fmt = (v: number) => (Math.abs(v) >= 1000 || v === 0 ? v.toFixed(0) : v.toPrecision(4));
+
+async function trainCommand(opts: any): Promise<void> {
+  const source = opts.csv as string;
+  const t = parseCsv(readFile(source, 'the CSV').toString('utf8'), source);
+  column(t, opts.target, source);
+  if (opts.time) column(t, opts.time, source);
+  const features: string[] = opts.features ? list(opts.features) : t.columns.filter((c) => c !== opts.target && c !== opts.time);
+  for (const f of features) if (f === opts.target) throw new TableError(`--features names the target "${f}": a model cannot read what it forecasts`);
+  checkTrainable(t, opts.target, features, source);
+  const validFraction = Number(opts.validFraction);
+  const given: Partial<Record<keyof TrainParams, unknown>> = {};
+  for (const key of Object.keys(FLAGS) as (keyof TrainParams)[]) if (opts[key] !== undefined) given[key] = opts[key];
+  if (given.earlyStoppingRounds === undefined && validFraction > 0) given.earlyStoppingRounds = 10;
+  const params = checkParams(given);
+  const split = splitByTime(t, { target: opts.target, features, time: opts.time, validFraction }, source);
+  const model = await trainInWorker({ ...split, params });
+  const validRmse = split.valid ? model.validRmse[model.bestRounds - 1] : undefined;
+  const bytes = boosterToOnnx(model, {
+    featureNames: features,
+    target: opts.target,
+    metadata: {
+      'herd.rounds': String(model.trees.length),
+      'herd.params': JSON.stringify(params),
+      ...(validRmse !== undefined ? { 'herd.valid_rmse': String(validRmse) } : {}),
+    },
+  });
+  // the file must forecast what the trainer does: run it once before it is written
+  const check = split.valid ?? split.train;
+  const reg = await loadRegressor(bytes, features, opts.out);
+  let maxDiff = 0;
+  try {
+    const theirs = await reg.predict(check.x, check.rows);
+    const ours = predict(model, check.x, check.rows);
+    for (let r = 0; r < check.rows; r++) maxDiff = Math.max(maxDiff, Math.abs(theirs[r] - ours[r]));
+  } finally {
+    await reg.close();
+  }
+  fs.writeFileSync(opts.out, bytes);
+  const out = [
+    `trained on ${split.train.rows} rows (${features.length} features), validated on ${split.valid?.rows ?? 0} later rows`,
+    `trees: ${model.trees.length}${split.valid && params.earlyStoppingRounds > 0 ? ` (early stopping after ${params.earlyStoppingRounds} rounds without improvement)` : ''}`,
+    `RMSE: train ${fmt(model.trainRmse[model.trees.length - 1])}${validRmse !== undefined ? `, validation ${fmt(validRmse)}` : ''}`,
+    `wrote ${opts.out} (${bytes.length} bytes; onnxruntime agrees with the trainer to ${maxDiff.toExponential(1)})`,
+    '',
+    'feature importance (mean gain of its splits):',
+    table([['FEATURE', 'GAIN', 'SPLITS'], ...features.map((f, i) => [f, fmt(model.importance.gain[i]), String(model.importance.splits[i])]).sort((a, b) => Number(b[1]) - Number(a[1]))]),
+  ];
+  process.stdout.write(out.join('\n') + '\n');
+}
+
+async function predictCommand(opts: any): Promise<void> {
+  const bytes = readFile(opts.model, 'the model');
+  const t = parseCsv(readFile(opts.csv, 'the CSV').toString('utf8'), opts.csv);
+  const reg = await loadRegressor(bytes, t.columns, opts.model);
+  try {
+    const x = matrixOf(t, reg.binding.features, opts.csv);
+    const y = await reg.predict(x, t.rows);
+    const text = toCsv([...t.columns, opts.column], [...t.values, y]);
+    if (opts.out) fs.writeFileSync(opts.out, text);
+    else {
+      // `| head` closing the pipe early is not an error
+      process.stdout.on('error', (e: NodeJS.ErrnoException) => process.exit(e.code === 'EPIPE' ? 0 : 1));
+      process.stdout.write(text);
+    }
+  } finally {
+    await reg.close();
+  }
+}
+
+export function registerModel(program: Command): void {
+  const model = program.command('model').description('forecast models: train one from a CSV and export it to ONNX, or run an ONNX regressor over a CSV');
+  const train = model
+    .command('train')
+    .description('train gradient-boosted trees (XGBoost hist style) on a CSV and write an ONNX model; the latest rows validate it and stop the boosting early')
+    .requiredOption('--csv <file>', 'the training table: a header of column names, then rows of numbers (an empty cell is a missing value)')
+    .requiredOption('--target <column>', 'the column to forecast')
+    .option('--out <file>', 'where to write the ONNX model', 'model.onnx')
+    .option('--features <a,b,...>', 'the feature columns (default: every column but the target and --time)')
+    .option('--time <column>', 'order rows by this column for the validation split (default: file order); not a feature')
+    .option('--valid-fraction <f>', 'share of the latest rows held out for validation and early stopping (0 turns both off)', '0.2');
+  for (const [key, flag] of Object.entries(FLAGS)) {
+    train.option(`${flag} <n>`, `${key} (default ${DEFAULT_PARAMS[key as keyof TrainParams]}${key === 'earlyStoppingRounds' ? '; 10 with a validation set' : ''})`);
+  }
+  train.action((opts) => trainCommand(opts).catch((e) => fail('train', e)));
+  model
+    .command('predict')
+    .description('run an ONNX regressor (herd\'s, or one with an input per column) over a CSV; prints the CSV with a prediction column')
+    .requiredOption('--model <file>', 'the ONNX model')
+    .requiredOption('--csv <file>', 'the rows to forecast; must have the columns the model reads')
+    .option('--out <file>', 'write the CSV here instead of to standard output')
+    .option('--column <name>', 'name of the prediction column', 'prediction')
+    .action((opts) => predictCommand(opts).catch((e) => fail('predict', e)));
+}

@@ -1,0 +1,98 @@
+/**
+ * Training tables from CSV text (a dataset a user exported or brought): a header line of
+ * column names, then one row per line of numbers; an empty cell, NaN or NA is a missing
+ * value. Every refusal names the line and column to fix. Pure: the caller reads the file.
+ */
+import { parse } from 'csv-parse/sync';
+
+export class TableError extends Error {}
+
+/** Numeric columns, each a float64 array over the rows (NaN = missing). */
+export interface Table {
+  columns: string[];
+  values: Float64Array[];
+  rows: number;
+  /** The file line each row came from (for errors). */
+  lines: Uint32Array;
+}
+
+const MISSING = new Set(['', 'nan', 'na', 'null']);
+
+export function parseCsv(text: string, source = 'the CSV'): Table {
+  let records: { record: string[]; info: { lines: number } }[];
+  try {
+    records = parse(text, { info: true, skip_empty_lines: true, trim: true, relax_column_count: false }) as unknown as typeof records;
+  } catch (e) {
+    throw new TableError(`${source}: ${(e as Error).message}`);
+  }
+  if (records.length === 0) throw new TableError(`${source} is empty: it needs a header line of column names, then rows of numbers`);
+  const columns = records[0].record;
+  const seen = new Set<string>();
+  columns.forEach((c, i) => {
+    if (c === '') throw new TableError(`${source}, line ${records[0].info.lines}: column ${i + 1} has no name in the header`);
+    if (seen.has(c)) throw new TableError(`${source}, line ${records[0].info.lines}: column "${c}" appears twice in the header`);
+    seen.add(c);
+  });
+  const rows = records.length - 1;
+  const values = columns.map(() => new Float64Array(rows));
+  const lines = new Uint32Array(rows);
+  for (let r = 0; r < rows; r++) {
+    const { record, info } = records[r + 1];
+    lines[r] = info.lines;
+    for (let c = 0; c < columns.length; c++) {
+      const cell = record[c];
+      if (MISSING.has(cell.toLowerCase())) {
+        values[c][r] = NaN;
+        continue;
+      }
+      const v = Number(cell);
+      if (!Number.isFinite(v)) throw new TableError(`${source}, line ${info.lines}, column "${columns[c]}": "${cell}" is not a number (leave the cell empty for a missing value)`);
+      values[c][r] = v;
+    }
+  }
+  return { columns, values, rows, lines };
+}
+
+export const column = (t: Table, name: string, source = 'the CSV'): Float64Array => {
+  const i = t.columns.indexOf(name);
+  if (i < 0) throw new TableError(`${source} has no column "${name}"; its columns are: ${t.columns.join(', ')}`);
+  return t.values[i];
+};
+
+/** Row-major float32 matrix of the named columns, in that order. */
+export function matrixOf(t: Table, names: string[], source = 'the CSV'): Float32Array {
+  const cols = names.map((n) => column(t, n, source));
+  const out = new Float32Array(t.rows * names.length);
+  for (let c = 0; c < cols.length; c++) for (let r = 0; r < t.rows; r++) out[r * names.length + c] = cols[c][r];
+  return out;
+}
+
+/** Refuses a table a model cannot be trained on: too few rows, a column with no values or only one. */
+export function checkTrainable(t: Table, target: string, features: string[], source = 'the CSV'): void {
+  const y = column(t, target, source);
+  if (t.rows < 2) throw new TableError(`${source} has ${t.rows} row${t.rows === 1 ? '' : 's'} of data: training needs at least 2 (and a useful model many more)`);
+  for (let r = 0; r < t.rows; r++) {
+    if (Number.isNaN(y[r])) throw new TableError(`${source}, line ${t.lines[r]}, column "${target}": the target is missing; every row needs a value to learn from`);
+  }
+  if (features.length === 0) throw new TableError(`${source} has no feature column besides the target "${target}"`);
+  for (const name of features) {
+    const v = column(t, name, source);
+    let first = NaN;
+    let varies = false;
+    for (let r = 0; r < t.rows && !varies; r++) {
+      if (Number.isNaN(v[r])) continue;
+      if (Number.isNaN(first)) first = v[r];
+      else if (v[r] !== first) varies = true;
+    }
+    if (Number.isNaN(first)) throw new TableError(`${source}, column "${name}" is empty (no row has a value): drop it or choose the features with --features`);
+    if (!varies) throw new TableError(`${source}, column "${name}" is constant (${first} in every row with a value): it cannot inform a split; drop it or choose the features with --features`);
+  }
+}
+
+/** CSV text of named columns (for `herd model predict`'s output). */
+export function toCsv(names: string[], cols: ArrayLike<number>[]): string {
+  const rows = cols.length ? cols[0].length : 0;
+  const out = [names.join(',')];
+  for (let r = 0; r < rows; r++) out.push(cols.map((c) => (Number.isNaN(c[r]) ? '' : String(c[r]))).join(','));
+  return out.join('\n') + '\n';
+}
