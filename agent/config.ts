@@ -80,9 +80,11 @@ export const SettingsSchema = z
       .object({
         maxAgeHours: z.number().positive().max(24 * 3650).default(24 * 7),
         maxBytes: z.number().int().min(1 << 20).default(2 * 1024 ** 3),
+        /** Below this much free space on the data dir's file system, sample rounds are not stored (common/storage.ts). */
+        minFreeBytes: z.number().int().min(1 << 20).default(64 * 1024 ** 2),
       })
       .strict()
-      .default({ maxAgeHours: 24 * 7, maxBytes: 2 * 1024 ** 3 }),
+      .default({ maxAgeHours: 24 * 7, maxBytes: 2 * 1024 ** 3, minFreeBytes: 64 * 1024 ** 2 }),
     /** Most unacknowledged batches in flight to the coordinator. */
     maxInFlight: z.number().int().min(1).max(10_000).default(64),
     /** Labels describing this node. */

@@ -3,6 +3,7 @@
  * agent modules (collectors, sample log, uplink) and one gRPC server; the coordinator
  * modules (ingest, admin) answer only while this node is the leader.
  */
+import { isLmdbWriteFailure, StorageGuard } from '../common/storage';
 import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import os from 'node:os';
@@ -86,8 +87,10 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
   const revocations = new RevocationStore(env);
   const transport = nodeTransport(settings, revocations);
   const audit = new AuditTrail(env);
-  const sampleLog = new SampleLog(env, settings.nodeId);
-  const store = new SampleStore(env);
+  const storage = new StorageGuard(settings.dataDir, { minFreeBytes: settings.retention.minFreeBytes });
+  watchLmdbWriteFailures(storage);
+  const sampleLog = new SampleLog(env, settings.nodeId, Date.now, storage);
+  const store = new SampleStore(env, storage);
   const registry = new Registry(env);
   const migrations = new Migrations(env);
   const control = controlRecords(env);
@@ -224,7 +227,12 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
     ],
   });
   server.addService(herd.Mesh.service, { Connect: ingest.connect });
-  const migrationAdmin = migrateHandlers({ registry, migrations, ingest, term: () => leadership.current().term });
+  const migrationAdmin = migrateHandlers({
+    registry,
+    migrations,
+    ingest,
+    term: () => leadership.current().term,
+  });
   const securityAdmin = securityAdminHandlers({ revocations, audit, registry, nodeId: settings.nodeId, knownNodes: () => settings.peers.map((p) => p.id) });
   // Joining: every node serves Join (forwarding to the CA holder); the CA holder makes tokens whoever leads.
   const joining = joinHandlers({
@@ -259,7 +267,9 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
     ...peerRunHandlers({ nodeId: settings.nodeId, fence, runtime }),
   });
   server.addService(herd.Transfer.service, transferService(artifacts, { faults: faultsFromEnv(process.env.HERD_FAULTS), onBytes: (n) => metrics.transferBytes.inc(n) }));
-  const health = new HealthImplementation({ '': 'SERVING', 'herd.v1.Mesh': 'SERVING', 'herd.v1.Admin': 'SERVING' });
+  const health = new HealthImplementation({ '': 'SERVING', 'herd.v1.Mesh': 'SERVING', 'herd.v1.Admin': 'SERVING', 'herd.storage': storage.status().ok ? 'SERVING' : 'NOT_SERVING' });
+  // `herd.storage`: whether this node can store what it collects (docs/config.md, retention.minFreeBytes).
+  storage.onChange((s) => health.setStatus('herd.storage', s.ok ? 'SERVING' : 'NOT_SERVING'));
   health.addToServer(server);
   addReflection(server, new DescriptorIndex(descriptorSet), reflection, ['herd.v1.Admin', 'herd.v1.Join', 'herd.v1.Mesh', 'herd.v1.Peer', 'herd.v1.Transfer', 'grpc.health.v1.Health', 'grpc.reflection.v1.ServerReflection', 'grpc.reflection.v1alpha.ServerReflection']);
 
@@ -397,7 +407,10 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
         ingest.closeAll('the coordinator is shutting down');
         await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
         server.forceShutdown();
-        await env.close();
+        // After a failed commit lmdb-js's close aborts the process (heap corruption); every
+        // commit is durable without it, so the store is left to the exit.
+        if (storage.sawWriteFailure) log.warn('not closing the store after a failed write; it is consistent as committed');
+        else await env.close();
         log.info('herd node stopped', { node: settings.nodeId });
       })()),
   };
@@ -408,8 +421,11 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
   return running;
 }
 
-/** Admin calls are answered by the coordinator only; elsewhere the reply names it. */
-function leaderOnly(handlers: grpc.UntypedServiceImplementation, leadership: Pick<Leadership, 'current'>, anyNode: string[]): grpc.UntypedServiceImplementation {
+/**
+ * Admin calls are answered by the coordinator only; elsewhere the reply names it. A
+ * server-streaming call (Migrate) has no callback: its refusal is the stream's error.
+ */
+export function leaderOnly(handlers: grpc.UntypedServiceImplementation, leadership: Pick<Leadership, 'current'>, anyNode: string[]): grpc.UntypedServiceImplementation {
   const out: grpc.UntypedServiceImplementation = {};
   for (const [name, fn] of Object.entries(handlers)) {
     if (anyNode.includes(name)) {
@@ -420,7 +436,8 @@ function leaderOnly(handlers: grpc.UntypedServiceImplementation, leadership: Pic
       const v = leadership.current();
       if (!v.isLeader) {
         const e = unavailable(v.leaderId ? `this node is not the coordinator: ask ${v.leaderId} at ${v.leaderAddress}` : 'no coordinator is elected yet; try again shortly');
-        return callback({ code: e.code, details: e.message });
+        const refusal = { code: e.code, details: e.message };
+        return typeof callback === 'function' ? callback(refusal) : call.emit('error', refusal);
       }
       return (fn as any)(call, callback);
     }) as any;
@@ -445,4 +462,20 @@ export function advertiseFrom(listen: string): string {
     for (const a of addrs ?? []) if (a.family === 'IPv4' && !a.internal) return `${a.address}:${port}`;
   }
   return `127.0.0.1:${port}`;
+}
+
+const lmdbWatchers = new Set<StorageGuard>();
+/**
+ * lmdb-js rejects a failed commit's `commitError`, and every write of that commit nobody
+ * awaited, with no handler: by default that ends the process. Those are recorded as a
+ * storage failure instead; any other unhandled rejection still ends it.
+ */
+function watchLmdbWriteFailures(guard: StorageGuard): void {
+  if (lmdbWatchers.size === 0) {
+    process.on('unhandledRejection', (reason) => {
+      if (!isLmdbWriteFailure(reason)) throw reason;
+      for (const g of lmdbWatchers) g.writeFailedWith(reason);
+    });
+  }
+  lmdbWatchers.add(guard);
 }

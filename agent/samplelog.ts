@@ -12,6 +12,7 @@ import { dbBytes } from '../common/db';
 import { logger } from '../common/log';
 import { meshCodec } from '../common/proto';
 import type { Sample } from '../common/types';
+import type { StorageGuard } from '../common/storage';
 import type { SeriesPoints } from '../common/samples';
 
 const log = logger('samplelog');
@@ -54,6 +55,8 @@ export class SampleLog {
     env: Env,
     private readonly nodeId: string,
     private readonly clock: () => number = Date.now,
+    /** Refuses sample rounds on a full file system (migration records and audit events still go: the reserve is theirs). */
+    private readonly guard?: StorageGuard,
   ) {
     this.batches = env.openDB({ name: 'agent.batches', keyEncoding: 'uint32', encoding: 'binary' });
     this.meta = env.openDB({ name: 'agent.meta' });
@@ -104,6 +107,8 @@ export class SampleLog {
    * records (herd.v1.ControlRecords: decisions and settings).
    */
   async append(samples: Sample[], migrations: unknown[] = [], audit: unknown[] = [], control: { decisions?: unknown[]; policy?: unknown[] } = {}): Promise<number> {
+    // Refused before a seq is taken: a skipped round leaves no gap in the sequence.
+    if (migrations.length === 0 && audit.length === 0 && !control.decisions?.length && !control.policy?.length) this.guard?.check();
     const seq = this.nextSeq++;
     // Strictly increasing times for the seq series: two rounds in the same ms must not collide.
     const now = Math.max(this.clock(), this.lastSeqTs + 1);
@@ -114,7 +119,14 @@ export class SampleLog {
     const value = Buffer.allocUnsafe(8 + message.length);
     value.writeDoubleLE(now, 0);
     message.copy(value, 8);
-    await this.batches.put(seq, value);
+    try {
+      await this.batches.put(seq, value);
+    } catch (err) {
+      if (this.nextSeq === seq + 1) this.nextSeq = seq; // not stored: the seq is taken again
+      this.guard?.writeFailedWith(err);
+      throw err;
+    }
+    this.guard?.succeeded();
     // Commits resolve in order, so every lower seq is durable too.
     if (seq > this.lastCommitted) this.lastCommitted = seq;
     for (const fn of this.listeners) fn(seq);

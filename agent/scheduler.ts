@@ -3,6 +3,7 @@
  * as one batch. A round that is still running when the next is due is not doubled up:
  * that tick is skipped (and counted), so a slow source cannot pile up work.
  */
+import { StorageFullError } from '../common/storage';
 import { logger } from '../common/log';
 import type { Collector, Sample } from '../common/types';
 import type { SampleLog } from './samplelog';
@@ -34,7 +35,8 @@ export class Scheduler {
       const samples = sanitize(await collector.collect(Date.now()), collector.name);
       await this.sampleLog.append(samples);
     } catch (err) {
-      log.error('collector round failed', { collector: collector.name, error: err });
+      // A full data dir is said once by the storage guard, not every round.
+      if (!(err instanceof StorageFullError)) log.error('collector round failed', { collector: collector.name, error: err });
     } finally {
       this.running.delete(collector.name);
     }

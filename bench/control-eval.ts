@@ -14,6 +14,7 @@ import { loadsOf } from '../coordinator/control/load';
 import { POLICY_NAMES, validateSettings } from '../coordinator/control/settings';
 import type { Snapshot } from '../coordinator/control/snapshot';
 import { syntheticSnapshot } from '../test/fixtures/control-snapshot';
+import { report } from './stats';
 
 const TARGET_MS = 200;
 
@@ -72,3 +73,6 @@ for (const [name, xs] of runs) {
   console.log(`${name.padEnd(34)} ${f1(m).padStart(8)} ${`${f1(Math.min(...xs))}..${f1(Math.max(...xs))}`.padStart(14)} ${(m / baseMs).toFixed(1).padStart(11)} ${moves.get(name) ?? ''}`);
 }
 console.log(`worst policy median ${f1(worst)} ms: ${worst < TARGET_MS ? 'within' : 'OVER'} the ${TARGET_MS} ms target`);
+const [baseName, baseXs] = runs.entries().next().value!;
+const slowest = [...runs].filter(([name]) => settingsOf.has(name)).sort((a, b) => median(b[1]) - median(a[1]))[0];
+if (slowest) report({ name: `controller evaluation, ${nodes} nodes / ${containers} containers, slowest policy (${slowest[0]})`, unit: 'ms CPU', herd: slowest[1], baselineName: baseName, baseline: baseXs, target: `< ${TARGET_MS} ms` });

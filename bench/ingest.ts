@@ -1,137 +1,175 @@
 /**
- * Ingest throughput: samples/s from 3 agent processes into the coordinator's LMDB, end to
- * end (agent LMDB log -> gRPC Mesh stream -> coordinator validation -> LMDB -> ack), and
- * as a ratio to raw batched lmdb puts of the same keys measured in the same run; then
- * the same over mutual TLS (what every cluster runs by default) as a ratio to plain text.
+ * Ingest throughput as a cluster meets it: 3 agent processes each write collection rounds
+ * to their own durable sample log (one batch per round, awaited as the daemon's scheduler
+ * awaits it), their uplinks stream them to a real coordinator daemon (`herd agent`, a
+ * one-node cluster that elected itself, started from dist/herd.cjs), which commits them
+ * to its LMDB and acknowledges. The clock runs from the first write to the last ack.
  *
- *   node bench/run.mjs ingest [samplesPerAgent=400000] [samplesPerBatch=5000]
+ * Baseline, alternated with the runs: raw batched LMDB puts of the same samples under the
+ * coordinator's keys in one process, LMDB free to group them into few commits: the least
+ * any durable store of these samples costs on this disk. Each round of the bench runs
+ * raw, then over mutual TLS (the default), then in plain text.
+ *
+ *   node bench/run.mjs ingest [rounds=300] [containers=100] [runs=3]
+ *   (a round is one container collection: containers x 11 metrics + the batch's seq sample)
  */
-import { fork } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
 import { openEnv } from '../common/db';
 import { SampleLog } from '../agent/samplelog';
-import { Uplink } from '../agent/uplink';
+import { DEFAULT_UPLINK, Uplink } from '../agent/uplink';
+import { CONTAINER_METRICS } from '../agent/collectors/cgroup';
 import { setLogLevel } from '../common/log';
-import { startCoordinator } from '../test/helpers/coord';
-import { ClusterTls, type TlsMaterial } from '../common/transport';
-import { createCa, issueNodeCert } from '../common/pki';
+import { loadProtos } from '../common/proto';
+import { ClusterTls } from '../common/transport';
+import type { Sample } from '../common/types';
+import { freePort } from '../cross/harness';
+import { HERD } from '../test/helpers/herd';
+import { testPki } from '../test/helpers/pki';
+import { report, sleep } from './stats';
 
 setLogLevel('warn');
 const AGENTS = 3;
-const ROUNDS = 3;
-const perAgent = Number(process.argv[2] === "agent" ? process.argv[6] : process.argv[2] ?? 400_000);
-const perBatch = Number(process.argv[2] === "agent" ? process.argv[7] : process.argv[3] ?? 5000);
+const isAgent = process.argv[2] === 'agent';
+const args = isAgent ? process.argv.slice(7) : process.argv.slice(2);
+const rounds = Number(args[0] ?? 300);
+const containers = Number(args[1] ?? 100);
+const runs = Number(args[2] ?? 3);
 const BASE = Date.now() - 3_600_000; // within a batch's +-24 day offset range
-const METRICS = ['container.cpu.usage', 'container.mem.usage_bytes', 'container.blkio.read_ops', 'container.blkio.write_ops', 'container.pids', 'container.net.rx_bytes', 'container.net.tx_bytes', 'container.cpu.throttled_ms'];
+const METRICS = Object.values(CONTAINER_METRICS);
+const perRound = containers * METRICS.length;
 
-/** The samples of batch b of an agent: containers x metrics at one round's time. */
-function batchSamples(agent: number, b: number) {
-  const out = [];
-  const containers = Math.ceil(perBatch / METRICS.length);
-  for (let c = 0; c < containers && out.length < perBatch; c++) {
-    for (const m of METRICS) {
-      if (out.length >= perBatch) break;
-      out.push({ entity: `a${agent}-c${String(c).padStart(4, '0')}`, metric: m, ts: BASE + b * 5000, value: Math.random() * 100 });
-    }
+/** Agent `agent`'s collection round r, as the cgroup collector returns it. */
+function roundSamples(agent: number, r: number): Sample[] {
+  const out: Sample[] = [];
+  for (let c = 0; c < containers; c++) {
+    for (const m of METRICS) out.push({ entity: `a${agent}-c${String(c).padStart(4, '0')}`, metric: m, ts: BASE + r * 5000, value: Math.random() * 100 });
   }
   return out;
 }
 
-async function agentMain(index: number, dir: string, target: string, tlsDir: string) {
+async function agentMain(index: number, dir: string, target: string, tlsDir: string): Promise<void> {
   const env = openEnv(dir, { mapSizeBytes: 4 * 1024 ** 3 });
   const log = new SampleLog(env, `a${index}`);
-  const batches = Math.ceil(perAgent / perBatch);
-  if (log.lastSeq() === 0) for (let b = 0; b < batches; b++) void log.append(batchSamples(index, b));
-  await env.committed;
+  const work = Array.from({ length: rounds }, (_, r) => roundSamples(index, r));
+  const transport = tlsDir ? new ClusterTls({ ca: readFileSync(join(tlsDir, 'ca.crt'), 'utf8'), cert: readFileSync(join(tlsDir, 'node.crt'), 'utf8'), key: readFileSync(join(tlsDir, 'node.key'), 'utf8') }) : undefined;
+  const uplink = new Uplink({ log, transport, targetId: () => 'coord', target: () => target, hello: () => ({ node_id: `a${index}`, address: 'bench:0', log_id: log.logId }), inventory: () => undefined, ...DEFAULT_UPLINK });
   process.send!({ ready: true });
   await new Promise<void>((resolve) => process.once('message', () => resolve()));
-  const t0 = performance.now();
-  const transport = tlsDir ? new ClusterTls({ ca: readFileSync(join(tlsDir, 'ca.crt'), 'utf8'), cert: readFileSync(join(tlsDir, `a${index}.crt`), 'utf8'), key: readFileSync(join(tlsDir, `a${index}.key`), 'utf8') }) : undefined;
-  const uplink = new Uplink({ log, transport, targetId: () => 'coord', target: () => target, hello: () => ({ node_id: `a${index}`, address: 'bench:0', log_id: log.logId }), inventory: () => undefined, maxInFlight: 64, keepaliveMs: 2000, deadAfterMs: 30_000 });
   uplink.start();
-  const last = log.lastSeq();
-  while (uplink.ackedSeq() < last) await new Promise((r) => setTimeout(r, 2));
-  process.send!({ done: true, ms: performance.now() - t0 });
+  let last = 0;
+  for (const samples of work) last = await log.append(samples);
+  while (uplink.ackedSeq() < last) await sleep(1);
+  process.send!({ done: true, batches: last });
   uplink.stop();
   await env.close();
   process.exit(0);
 }
 
-async function rawBaseline(total: number): Promise<number> {
-  const dir = mkdtempSync(join(tmpdir(), 'herd-bench-raw-'));
+/**
+ * Raw puts of the same samples under the coordinator's key layout, issued back to back and
+ * awaited once at the end, so LMDB groups them into as few commits as it likes: the least
+ * a durable store of these samples costs on this disk. (The agents cannot do that: each
+ * round is on disk before it is sent, and the daemon's rounds are seconds apart.)
+ */
+async function rawBaseline(dir: string): Promise<number> {
   const env = openEnv(dir, { mapSizeBytes: 4 * 1024 ** 3 });
   const db = env.openDB<number, [string, string, number]>({ name: 'raw' });
-  const batches = [];
-  for (let a = 0; a < AGENTS; a++) for (let b = 0; b < Math.ceil(perAgent / perBatch); b++) batches.push(batchSamples(a, b));
+  const work = Array.from({ length: AGENTS }, (_, a) => Array.from({ length: rounds }, (_, r) => roundSamples(a, r)));
   const t0 = performance.now();
   let last: Promise<unknown> = Promise.resolve();
-  for (const batch of batches) for (const s of batch) last = db.put([s.entity, s.metric, s.ts], s.value);
+  for (let r = 0; r < rounds; r++) for (const agentRounds of work) for (const s of agentRounds[r]) last = db.put([s.entity, s.metric, s.ts], s.value);
   await last;
   const ms = performance.now() - t0;
   await env.close();
   rmSync(dir, { recursive: true, force: true });
-  return (total / ms) * 1000;
+  return ((AGENTS * rounds * perRound) / ms) * 1000;
 }
 
-/** Certificates of a throwaway cluster: the coordinator's and one per agent. */
-async function makeCerts(dir: string): Promise<TlsMaterial> {
-  mkdirSync(dir, { recursive: true });
-  const ca = await createCa('bench');
-  writeFileSync(join(dir, 'ca.crt'), ca.cert);
-  for (let i = 0; i < AGENTS; i++) {
-    const a = await issueNodeCert(ca, `a${i}`, '127.0.0.1:0');
-    writeFileSync(join(dir, `a${i}.crt`), a.cert);
-    writeFileSync(join(dir, `a${i}.key`), a.key);
+/** The coordinator daemon, as a user starts it; resolves once it leads (a one-node cluster elects itself). */
+async function startDaemon(dataDir: string, port: number, tlsTemplate: string | undefined): Promise<ChildProcess> {
+  mkdirSync(dataDir, { recursive: true });
+  if (tlsTemplate) cpSync(tlsTemplate, join(dataDir, 'tls'), { recursive: true });
+  const flags = ['agent', '--node-id', 'coord', '--data-dir', dataDir, '--listen', `127.0.0.1:${port}`, '--pmproxy-url', '', '--log-level', 'error'];
+  const child = spawn(process.execPath, [HERD, ...flags, ...(tlsTemplate ? [] : ['--insecure'])], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const { herd } = loadProtos();
+  const creds = tlsTemplate ? testPki().credentials() : { credentials: grpc.credentials.createInsecure(), options: {} };
+  const admin = new herd.Admin(`127.0.0.1:${port}`, creds.credentials, creds.options);
+  try {
+    for (let i = 0; i < 600; i++) {
+      const leader = await new Promise<any>((res) => admin.GetLeader({}, { deadline: Date.now() + 1000 }, (e: unknown, r: any) => res(e ? undefined : r)));
+      if (leader?.leader_id === 'coord') return child;
+      if (child.exitCode !== null) break;
+      await sleep(50);
+    }
+  } finally {
+    admin.close();
   }
-  const c = await issueNodeCert(ca, 'coord', '127.0.0.1:0');
-  return { ca: ca.cert, cert: c.cert, key: c.key };
+  child.kill('SIGKILL');
+  throw new Error('the coordinator daemon did not become leader within 30 s');
 }
 
-/** One end-to-end run: samples/s stored and acknowledged. */
-async function run(work: string, tls: TlsMaterial | undefined, tlsDir: string): Promise<{ rate: number; stored: number; ms: number }> {
-  const coord = await startCoordinator(join(work, 'coord'), 0, {}, tls ? new ClusterTls(tls) : undefined);
-  const children = Array.from({ length: AGENTS }, (_, i) => fork(__filename, ['agent', String(i), join(work, `a${i}`), coord.address, String(perAgent), String(perBatch), tls ? tlsDir : ''], { stdio: 'inherit' }));
-  await Promise.all(children.map((c) => new Promise((r) => c.once('message', r))));
-  const t0 = performance.now();
-  for (const c of children) c.send('go');
-  await Promise.all(children.map((c) => new Promise((r) => c.once('message', r))));
-  const ms = performance.now() - t0;
-  const stored = coord.ingest.storedSamples;
-  await coord.stop();
-  for (const d of readdirSync(work)) if (d !== 'tls') rmSync(join(work, d), { recursive: true, force: true });
-  return { rate: (stored / ms) * 1000, stored, ms };
+async function stopDaemon(child: ChildProcess): Promise<void> {
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  await exited;
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+/** One end-to-end run: samples/s written, streamed, stored and acknowledged. */
+async function run(work: string, port: number, tls: { daemon: string; agents: string[] } | undefined): Promise<number> {
+  const dir = mkdtempSync(join(work, 'run-'));
+  const daemon = await startDaemon(join(dir, 'coord'), port, tls?.daemon);
+  try {
+    const children = Array.from({ length: AGENTS }, (_, i) => fork(__filename, ['agent', String(i), join(dir, `a${i}`), `127.0.0.1:${port}`, tls?.agents[i] ?? '', String(rounds), String(containers)], { stdio: 'inherit' }));
+    const next = () => Promise.all(children.map((c) => new Promise<any>((r, j) => (c.once('message', r), c.once('exit', (code) => j(new Error(`an agent exited with ${code}`)))))));
+    await next();
+    const t0 = performance.now();
+    for (const c of children) c.send('go');
+    const done = await next();
+    const ms = performance.now() - t0;
+    if (done.some((d) => d.batches !== rounds)) throw new Error(`agents wrote ${done.map((d) => d.batches)} batches, expected ${rounds} each`);
+    return ((AGENTS * rounds * (perRound + 1)) / ms) * 1000;
+  } finally {
+    await stopDaemon(daemon);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
 
-async function main() {
+async function main(): Promise<void> {
   const work = mkdtempSync(join(tmpdir(), 'herd-bench-ingest-'));
-  const tlsDir = join(work, 'tls');
-  const tls = await makeCerts(tlsDir);
-  const total = AGENTS * Math.ceil(perAgent / perBatch) * perBatch;
-  // Alternate plain and TLS runs so that drift (page cache, CPU frequency) hits both alike.
-  const plain: number[] = [];
+  const port = await freePort();
+  const pki = testPki();
+  const daemonTls = join(work, 'tls-coord');
+  pki.provision(daemonTls, 'coord', `127.0.0.1:${port}`);
+  const agentTls = Array.from({ length: AGENTS }, (_, i) => {
+    pki.provision(join(work, `tls-a${i}`), `a${i}`, '127.0.0.1:1');
+    return join(work, `tls-a${i}`, 'tls');
+  });
+  const tls = { daemon: join(daemonTls, 'tls'), agents: agentTls };
+  const raw: number[] = [];
   const secure: number[] = [];
-  let last = { stored: 0, ms: 0 };
-  for (let round = 0; round < ROUNDS; round++) {
-    const p = await run(work, undefined, tlsDir);
-    plain.push(p.rate);
-    last = p;
-    secure.push((await run(work, tls, tlsDir)).rate);
+  const plain: number[] = [];
+  try {
+    for (let i = 0; i < runs; i++) {
+      raw.push(await rawBaseline(join(work, 'raw')));
+      secure.push(await run(work, port, tls));
+      plain.push(await run(work, port, undefined));
+      process.stderr.write(`run ${i + 1}: raw ${Math.round(raw[i])}/s, mTLS ${Math.round(secure[i])}/s, plain ${Math.round(plain[i])}/s\n`);
+    }
+  } finally {
+    rmSync(work, { recursive: true, force: true });
   }
-  rmSync(work, { recursive: true, force: true });
-  const e2e = median(plain);
-  const e2eTls = median(secure);
-  const raw = await rawBaseline(total);
-  console.log(`ingest: ${AGENTS} agents x ${perAgent} samples in batches of ${perBatch}, median of ${ROUNDS} runs each`);
-  console.log(`  end to end (agents' LMDB -> gRPC -> coordinator LMDB, acked): ${Math.round(e2e).toLocaleString('en')} samples/s  (last run: ${last.stored} samples in ${last.ms.toFixed(0)} ms)`);
-  console.log(`  the same over mutual TLS:                                    ${Math.round(e2eTls).toLocaleString('en')} samples/s  (runs: ${secure.map((r) => Math.round(r / 1000) + 'k').join(', ')}; plain: ${plain.map((r) => Math.round(r / 1000) + 'k').join(', ')})`);
-  console.log(`  baseline, raw batched lmdb puts of the same keys:            ${Math.round(raw).toLocaleString('en')} samples/s`);
-  console.log(`  ratio end-to-end / raw: ${(e2e / raw).toFixed(2)}  (target >= 100,000 samples/s and >= 0.50)`);
-  console.log(`  TLS / plain: ${(e2eTls / e2e).toFixed(2)}, TLS cost ${((1 - e2eTls / e2e) * 100).toFixed(1)}%  (target: cost <= 15%)`);
+  console.log(`ingest: ${AGENTS} agents x ${rounds} rounds of ${containers} containers (${perRound + 1} samples per batch), ${runs} alternated runs`);
+  report({ name: 'ingest, 3 agents -> coordinator daemon over mutual TLS, end to end', unit: 'samples/s', higherIsBetter: true, herd: secure, baselineName: 'raw batched LMDB puts', baseline: raw, target: '>= 100,000 samples/s and >= 0.50 of raw' });
+  report({ name: 'ingest over mutual TLS vs plain text', unit: 'samples/s', higherIsBetter: true, herd: secure, baselineName: 'the same in plain text (--insecure)', baseline: plain, target: 'TLS costs <= 15% (ratio >= 0.85)' });
 }
 
-if (process.argv[2] === 'agent') void agentMain(Number(process.argv[3]), process.argv[4], process.argv[5], process.argv[8] ?? '');
-else void main();
+// agent <index> <data dir> <coordinator> <tls dir or ''> <rounds> <containers>
+if (isAgent) void agentMain(Number(process.argv[3]), process.argv[4], process.argv[5], process.argv[6]);
+else void main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

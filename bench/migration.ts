@@ -1,25 +1,28 @@
 /**
- * Migration figures on the test bed (real dockerd + CRIU, two nodes, real herd processes):
- *  - small busybox counter, each filesystem mode: per-step breakdown, downtime and total, median of N;
- *  - the same done by hand in the same run (docker CLI, tar and nc in sequence, as
- *    ../shared/recipes/docker-criu-reference.sh does), as the baseline;
+ * Migration figures on the test bed (real dockerd + CRIU, two nodes, real herd processes,
+ * mutual TLS). Every figure is alternated run by run with its baseline, Docker's own floor:
+ * the same container checkpointed and started from that checkpoint in place on one node
+ * through the Engine API (POST /checkpoints, then POST /start?checkpoint=), nothing moved.
+ * No migration built on Docker's checkpoint and restore can be shorter.
+ *  - small busybox counter, each filesystem mode: downtime and total, per-step medians;
  *  - a 200 MB-memory container: downtime, total, and the agents' RSS growth during it;
  *  - a container on a 200 MB image: diff layer vs whole filesystem, on the bed's link as it
  *    is (veth, several GB/s) and shaped to 1 Gbit/s (tc tbf on each node's eth0), the link
  *    between the thesis's Raspberry Pis.
  *
- *   npx vite-node bench/migration.ts [rounds=10] [small|image]   (root; uses test/bed;
- *   'small': the first two figures only; 'image': the 200 MB image figures only)
+ *   npx vite-node bench/migration.ts [rounds=10] [small|memory|image]   (root; bed "bn", subnet 91;
+ *   no second argument: all three)
  */
 import { randomUUID } from 'node:crypto';
-import { readFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { BUSYBOX_IMAGE, startBed, type Bed } from '../test/bed/bed';
 import { agreedLeader, connectedNodes, startHerdOn, type HerdNode } from '../test/helpers/cluster';
 import { migrate } from '../test/helpers/migrate';
+import { report } from './stats';
 
 const rounds = Number(process.argv[2] ?? 10);
-const only = process.argv[3]; // 'small': only the small-container figures; 'image': only the 200 MB image
+const only = process.argv[3]; // 'small', 'memory' or 'image': only those figures
 const COUNTER = 'i=0; while true; do i=$((i+1)); echo $i; sleep 0.1; done';
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
@@ -35,41 +38,6 @@ function rssMb(pid: number): number {
   } catch {
     return NaN;
   }
-}
-
-/** The recipe's steps by hand, timed the same way: create on B, checkpoint on A, tar the upper dir, nc, untar, start --checkpoint. */
-async function byHand(bed: Bed, name: string): Promise<{ downtime: number; total: number }> {
-  const [a, b] = bed.nodes;
-  await must(bed.docker(a.id, 'run', '-d', '--name', name, BUSYBOX_IMAGE, 'sh', '-c', COUNTER));
-  await new Promise((r) => setTimeout(r, 1000));
-  const t0 = performance.now();
-  await must(bed.docker(b.id, 'create', '--name', name, BUSYBOX_IMAGE, 'sh', '-c', COUNTER));
-  const idB = await must(bed.docker(b.id, 'inspect', '-f', '{{.Id}}', name));
-  const upperB = await must(bed.docker(b.id, 'inspect', '-f', '{{.GraphDriver.Data.UpperDir}}', name));
-  const upperA = await must(bed.docker(a.id, 'inspect', '-f', '{{.GraphDriver.Data.UpperDir}}', name));
-  const rootB = await must(bed.docker(b.id, 'info', '-f', '{{.DockerRootDir}}'));
-  const x = `${a.dir}/byhand/${name}`;
-  const rcv = `${b.dir}/byhand/${name}`;
-  mkdirSync(x, { recursive: true });
-  mkdirSync(rcv, { recursive: true });
-  const tf = performance.now();
-  await must(bed.docker(a.id, 'checkpoint', 'create', `--checkpoint-dir=${x}`, name, 'cp1'));
-  await must(bed.exec(a.id, 'tar', ['-C', upperA, '--xattrs', "--xattrs-include=*", '-cf', `${x}/upper.tar`, '.']));
-  // the receiver's stdin is a FIFO opened read-write, so nc never sees EOF and half-closes early
-  const listener = bed.spawn(b.id, 'sh', ['-c', `rm -f ${rcv}/.idle; mkfifo ${rcv}/.idle; busybox nc -l -p 7099 0<>${rcv}/.idle | tar -C ${rcv} -xf -`], { name: `nc-${name}` });
-  for (let i = 0; i < 100; i++) {
-    if ((await bed.exec(b.id, 'sh', ['-c', 'busybox netstat -ltn | grep -q ":7099 "'])).code === 0) break;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  await must(bed.exec(a.id, 'sh', ['-c', `tar -C ${x} -cf - cp1 upper.tar | busybox nc ${b.ip} 7099`]));
-  await listener.exited;
-  await must(bed.exec(b.id, 'tar', ['-C', upperB, '--xattrs', "--xattrs-include=*", '-xpf', `${rcv}/upper.tar`]));
-  await must(bed.exec(b.id, 'sh', ['-c', `mkdir -p ${rootB}/containers/${idB}/checkpoints && mv ${rcv}/cp1 ${rootB}/containers/${idB}/checkpoints/cp1`]));
-  await must(bed.docker(b.id, 'start', '--checkpoint', 'cp1', name));
-  const t1 = performance.now();
-  await must(bed.docker(a.id, 'rm', '-f', name));
-  await must(bed.docker(b.id, 'rm', '-f', name));
-  return { downtime: t1 - tf, total: performance.now() - t0 };
 }
 
 /** One Docker Engine API call over a node's socket, from this process (no CLI start-up in the timing). */
@@ -89,9 +57,9 @@ function dockerApi(sock: string, method: string, path: string, body?: unknown): 
  * Docker's own floor for any migration built on its checkpoint and restore: the same
  * container checkpointed and restored in place on one node through the API, nothing moved.
  */
-async function dockerFloor(bed: Bed, image: string, name: string): Promise<{ checkpoint: number; restore: number }> {
+async function dockerFloor(bed: Bed, image: string, name: string, cmd: string, extra: string[]): Promise<{ checkpoint: number; restore: number }> {
   const n = bed.nodes[0];
-  const id = await must(bed.docker(n.id, 'run', '-d', '--name', name, image, 'sh', '-c', COUNTER));
+  const id = await must(bed.docker(n.id, 'run', '-d', '--name', name, ...extra, image, 'sh', '-c', cmd));
   const root = await must(bed.docker(n.id, 'info', '-f', '{{.DockerRootDir}}'));
   await new Promise((r) => setTimeout(r, 1500));
   const t0 = performance.now();
@@ -106,17 +74,20 @@ async function dockerFloor(bed: Bed, image: string, name: string): Promise<{ che
   return { checkpoint: t1 - t0, restore: t2 - t1b };
 }
 
+type Move = { total: number; downtime: number; timings: Array<{ step: string; ms: number }>; bytes: number };
+const STEPS = ['PREPARE', 'CHECKPOINT', 'PACKAGE', 'TRANSFER', 'APPLY_FS', 'RESTORE', 'REMOVE_SOURCE'];
+const stepMedians = (runs: Move[], steps = STEPS) => steps.map((st) => `${st.toLowerCase()} ${median(runs.map((r) => r.timings.find((t) => t.step === st)?.ms ?? 0))}`).join(', ');
+
 async function main() {
-  const bed = await startBed({ nodes: 2, docker: true, name: 'mb' });
+  const bed = await startBed({ nodes: 2, docker: true, name: 'bn', subnet: 91 });
   const nodes = new Map<string, HerdNode>();
   for (const n of bed.nodes) nodes.set(n.id, startHerdOn(bed, n.id, ['--log-level', 'warn']));
   const addrs = () => [...nodes.values()].map((n) => n.address);
   let coordinator = (await agreedLeader(addrs(), 20_000)).address;
   for (let i = 0; i < 200 && (await connectedNodes(coordinator)).length < 2; i++) await new Promise((r) => setTimeout(r, 100));
   await new Promise((r) => setTimeout(r, 2000)); // criu check, inventories
-  const out: string[] = [];
   let seq = 0;
-  const herdMove = async (image: string, cmd: string, mode: string, extra: string[] = []) => {
+  const herdMove = async (image: string, cmd: string, mode: string, extra: string[] = []): Promise<Move> => {
     const name = `b${++seq}`;
     const id = (await must(bed.docker('n1', 'run', '-d', '--name', name, ...extra, image, 'sh', '-c', cmd))).slice(0, 12);
     await new Promise((r) => setTimeout(r, 1500)); // listed by the coordinator, warmed up
@@ -126,76 +97,88 @@ async function main() {
     const total = performance.now() - t0;
     if (r.last?.state !== 'SUCCEEDED') throw new Error(`${name} (${mode}): ${r.last?.state} ${r.last?.reason ?? JSON.stringify(r.error)}`);
     await must(bed.docker('n2', 'rm', '-f', name));
-    return { total, onSource: Number(r.last.ended_ms) - Number(r.last.started_ms), downtime: Number(r.last.downtime_ms), timings: r.last.timings as Array<{ step: string; ms: number }>, bytes: Number(r.last.bytes_total) };
+    return { total, downtime: Number(r.last.downtime_ms), timings: r.last.timings as Array<{ step: string; ms: number }>, bytes: Number(r.last.bytes_total) };
+  };
+  /** Docker's floor for the same container: checkpoint + start from it, in place on n1. */
+  const floor = async (image: string, cmd: string, extra: string[] = []) => {
+    const f = await dockerFloor(bed, image, `floor${++seq}`, cmd, extra);
+    return f.checkpoint + f.restore;
   };
   try {
-    if (only !== 'image') await smallAndMemory();
-    if (only !== 'small') await bigImage();
+    if (!only || only === 'small') await small();
+    if (!only || only === 'memory') await memory();
+    if (!only || only === 'image') await bigImage();
   } finally {
     for (const n of nodes.values()) await n.proc.stop().catch(() => {});
     await bed.stop();
-    console.log(out.join('\n'));
   }
 
-  async function smallAndMemory() {
-    out.push(`small busybox counter, ${rounds} migrations per mode (median ms):`);
-    out.push('  mode  total  downtime  ' + ['PREPARE', 'CHECKPOINT', 'PACKAGE', 'TRANSFER', 'APPLY_FS', 'RESTORE', 'REMOVE_SOURCE'].map((s) => s.padStart(10)).join(''));
-    const small: Record<string, number> = {};
-    for (const mode of ['FS_MODE_NONE', 'FS_MODE_DIFF', 'FS_MODE_FULL']) {
-      const runs: Array<Awaited<ReturnType<typeof herdMove>>> = [];
-      for (let i = 0; i < rounds; i++) runs.push(await herdMove(BUSYBOX_IMAGE, COUNTER, mode));
-      const step = (s: string) => median(runs.map((r) => r.timings.find((t) => t.step === s)?.ms ?? 0));
-      small[mode] = median(runs.map((r) => r.total));
-      out.push(`  ${mode.slice(8).toLowerCase().padEnd(4)} ${String(Math.round(small[mode])).padStart(6)} ${String(median(runs.map((r) => r.downtime))).padStart(9)}  ` + ['PREPARE', 'CHECKPOINT', 'PACKAGE', 'TRANSFER', 'APPLY_FS', 'RESTORE', 'REMOVE_SOURCE'].map((s) => String(step(s)).padStart(10)).join(''));
+  /** The small counter in each mode, each round next to a floor run of the same container. */
+  async function small() {
+    const runs: Record<string, Move[]> = { FS_MODE_DIFF: [], FS_MODE_NONE: [], FS_MODE_FULL: [] };
+    const floors: number[] = [];
+    for (let i = 0; i < rounds; i++) {
+      runs.FS_MODE_DIFF.push(await herdMove(BUSYBOX_IMAGE, COUNTER, 'FS_MODE_DIFF'));
+      floors.push(await floor(BUSYBOX_IMAGE, COUNTER));
+      runs.FS_MODE_NONE.push(await herdMove(BUSYBOX_IMAGE, COUNTER, 'FS_MODE_NONE'));
+      runs.FS_MODE_FULL.push(await herdMove(BUSYBOX_IMAGE, COUNTER, 'FS_MODE_FULL'));
+      process.stderr.write(`small #${i + 1}: diff ${runs.FS_MODE_DIFF[i].downtime}/${Math.round(runs.FS_MODE_DIFF[i].total)} ms, floor ${Math.round(floors[i])} ms\n`);
     }
-    const hand: Array<{ downtime: number; total: number }> = [];
-    for (let i = 0; i < rounds; i++) hand.push(await byHand(bed, `h${i}`));
-    const handTotal = median(hand.map((h) => h.total));
-    out.push(`  by hand (docker CLI + tar + nc, same steps, diff layer): total ${Math.round(handTotal)}, downtime ${Math.round(median(hand.map((h) => h.downtime)))}`);
-    out.push(`  herd diff-layer total / by hand: ${(small.FS_MODE_DIFF / handTotal).toFixed(2)}  (target: downtime <= 800 ms, total <= 1200 ms)`);
-    if (only === 'small') return;
+    console.log(`small busybox counter, ${rounds} rounds (diff, floor, none, whole filesystem in turn); step medians, ms:`);
+    for (const [mode, rs] of Object.entries(runs)) console.log(`  ${mode.slice(8).toLowerCase().padEnd(4)}: ${stepMedians(rs)}`);
+    const base = "Docker's checkpoint + start --checkpoint in place";
+    const target = 'downtime <= 800 ms, total <= 1200 ms';
+    report({ name: 'migration downtime, small busybox counter, diff layer', unit: 'ms', herd: runs.FS_MODE_DIFF.map((r) => r.downtime), baselineName: base, baseline: floors, target });
+    report({ name: 'migration total (Migrate call to SUCCEEDED), small busybox counter, diff layer', unit: 'ms', herd: runs.FS_MODE_DIFF.map((r) => r.total), baselineName: base, baseline: floors, target });
+    report({ name: 'migration total, small busybox counter, no filesystem', unit: 'ms', herd: runs.FS_MODE_NONE.map((r) => r.total), baselineName: base, baseline: floors });
+    report({ name: 'migration total, small busybox counter, whole filesystem', unit: 'ms', herd: runs.FS_MODE_FULL.map((r) => r.total), baselineName: base, baseline: floors });
+  }
 
-    // 200 MB of anonymous memory in the container
+  /** 200 MB of anonymous memory in the container; the agents' RSS is sampled during the moves. */
+  async function memory() {
+    const cmd = 'x=$(head -c 209715200 /dev/zero | tr "\\0" a); while true; do sleep 1; done';
+    const extra = ['--memory', '1g'];
     const pids = [...nodes.values()].map((n) => n.proc.pid);
     const idle = pids.map(rssMb);
     let peak = idle.slice();
-    const sampler = setInterval(() => (peak = peak.map((p, i) => Math.max(p, rssMb(pids[i])))), 50);
-    const big = await herdMove(BUSYBOX_IMAGE, 'x=$(head -c 209715200 /dev/zero | tr "\\0" a); while true; do sleep 1; done', 'FS_MODE_DIFF', ['--memory', '1g']);
-    clearInterval(sampler);
-    out.push(`200 MB-memory container: total ${Math.round(big.total)} ms, downtime ${big.downtime} ms, ${(big.bytes / 1048576).toFixed(0)} MB moved; steps ${big.timings.map((t) => `${t.step} ${t.ms}`).join(', ')}`);
-    out.push(`  agents' RSS growth during it: ${peak.map((p, i) => `${[...nodes.keys()][i]} +${(p - idle[i]).toFixed(0)} MB`).join(', ')} (target < 100 MB)`);
+    const moves: Move[] = [];
+    const floors: number[] = [];
+    const n = Math.max(1, Math.min(rounds, 3));
+    for (let i = 0; i < n; i++) {
+      const sampler = setInterval(() => (peak = peak.map((p, j) => Math.max(p, rssMb(pids[j])))), 50);
+      moves.push(await herdMove(BUSYBOX_IMAGE, cmd, 'FS_MODE_DIFF', extra));
+      clearInterval(sampler);
+      floors.push(await floor(BUSYBOX_IMAGE, cmd, extra));
+    }
+    console.log(`200 MB-memory container, ${n} rounds; step medians: ${stepMedians(moves)}; ${(median(moves.map((m) => m.bytes)) / 1048576).toFixed(0)} MB moved`);
+    console.log(`  agents' RSS growth during the moves: ${peak.map((p, i) => `${[...nodes.keys()][i]} +${(p - idle[i]).toFixed(0)} MB`).join(', ')} (target < 100 MB)`);
+    report({ name: 'migration downtime, 200 MB-memory container, diff layer', unit: 'ms', herd: moves.map((m) => m.downtime), baselineName: "Docker's checkpoint + start --checkpoint in place", baseline: floors });
   }
 
   /** A 200 MB image: diff layer vs whole filesystem, on the bed's link and on a 1 Gbit/s one. */
   async function bigImage() {
-    for (const n of ['n1', 'n2']) {
-      await must(bed.exec(n, 'sh', ['-c', `mkdir -p /tmp/herd-bigimg && cd /tmp/herd-bigimg && [ -f big.tar ] || { docker save ${BUSYBOX_IMAGE} >/dev/null; }; true`]));
-    }
     const image = 'herd-bigimage:latest';
     await must(bed.exec('n1', 'sh', ['-c', `set -e; d=$(mktemp -d); docker create --name mkbig ${BUSYBOX_IMAGE} true >/dev/null; docker export mkbig | tar -C $d -xf -; docker rm mkbig >/dev/null; head -c 209715200 /dev/urandom > $d/blob; tar -C $d -cf /tmp/herd-bigimage.tar .; rm -rf $d`]));
     for (const n of ['n1', 'n2']) await must(bed.docker(n, 'import', '/tmp/herd-bigimage.tar', image));
+    const n = Math.max(1, Math.min(rounds, 3));
     for (const link of ['bed veth, unshaped', '1 Gbit/s (tc tbf)']) {
       if (link.startsWith('1 Gbit')) {
-        for (const n of ['n1', 'n2']) await must(bed.exec(n, 'tc', ['qdisc', 'replace', 'dev', 'eth0', 'root', 'tbf', 'rate', '1gbit', 'burst', '256kb', 'latency', '50ms']));
+        for (const node of ['n1', 'n2']) await must(bed.exec(node, 'tc', ['qdisc', 'replace', 'dev', 'eth0', 'root', 'tbf', 'rate', '1gbit', 'burst', '256kb', 'latency', '50ms']));
       }
-      const diff: Array<Awaited<ReturnType<typeof herdMove>>> = [];
-      const full: Array<Awaited<ReturnType<typeof herdMove>>> = [];
-      for (let i = 0; i < 3; i++) {
+      const diff: Move[] = [];
+      const full: Move[] = [];
+      const floors: number[] = [];
+      for (let i = 0; i < n; i++) {
         diff.push(await herdMove(image, COUNTER, 'FS_MODE_DIFF'));
+        floors.push(await floor(image, COUNTER));
         full.push(await herdMove(image, COUNTER, 'FS_MODE_FULL'));
       }
-      const d = median(diff.map((r) => r.total));
-      const f = median(full.map((r) => r.total));
-      const steps = (rs: typeof diff) => ['CHECKPOINT', 'PACKAGE', 'TRANSFER', 'APPLY_FS', 'RESTORE'].map((st) => `${st.toLowerCase()} ${median(rs.map((r) => r.timings.find((t) => t.step === st)?.ms ?? 0))}`).join(', ');
-      const floors: Array<{ checkpoint: number; restore: number }> = [];
-      for (let i = 0; i < 3; i++) floors.push(await dockerFloor(bed, image, `floor${++seq}`));
-      const fc = median(floors.map((x) => x.checkpoint));
-      const fr = median(floors.map((x) => x.restore));
-      const floor = median(floors.map((x) => x.checkpoint + x.restore));
-      out.push(`200 MB image, ${link}, median of 3: diff layer ${Math.round(d)} ms (${median(diff.map((r) => r.onSource))} ms from the source's start to its end; ${(median(diff.map((r) => r.bytes)) / 1048576).toFixed(1)} MB; ${steps(diff)}), whole filesystem ${Math.round(f)} ms (${(median(full.map((r) => r.bytes)) / 1048576).toFixed(0)} MB; ${steps(full)}): diff is ${(f / d).toFixed(1)}x faster (target >= 8x)`);
-      out.push(`  Docker's floor, the same container checkpointed and restored in place through the API, nothing moved: ${Math.round(floor)} ms (checkpoint ${Math.round(fc)}, restore ${Math.round(fr)}); whole filesystem / floor = ${(f / floor).toFixed(1)}x is the most any diff-layer migration on Docker's checkpoint and restore could reach here`);
+      console.log(`200 MB image, ${link}, ${n} rounds: diff layer ${(median(diff.map((r) => r.bytes)) / 1048576).toFixed(1)} MB (${stepMedians(diff, STEPS.slice(1, 6))}); whole filesystem ${(median(full.map((r) => r.bytes)) / 1048576).toFixed(0)} MB (${stepMedians(full, STEPS.slice(1, 6))})`);
+      report({ name: `200 MB image, ${link}: whole filesystem over diff layer, total`, unit: 'ms', ratioHigherIsBetter: true, herd: full.map((r) => r.total), baselineName: 'the diff layer (ratio = how many times faster the diff layer is)', baseline: diff.map((r) => r.total), target: '>= 8x' });
+      report({ name: `200 MB image, ${link}: diff layer total`, unit: 'ms', herd: diff.map((r) => r.total), baselineName: "Docker's checkpoint + start --checkpoint in place", baseline: floors });
+      report({ name: `200 MB image, ${link}: whole filesystem total (whole / floor bounds the diff-vs-whole ratio)`, unit: 'ms', herd: full.map((r) => r.total), baselineName: "Docker's checkpoint + start --checkpoint in place", baseline: floors });
     }
-    for (const n of ['n1', 'n2']) await bed.exec(n, 'tc', ['qdisc', 'del', 'dev', 'eth0', 'root']);
+    for (const node of ['n1', 'n2']) await bed.exec(node, 'tc', ['qdisc', 'del', 'dev', 'eth0', 'root']);
   }
 }
 

@@ -34,6 +34,8 @@ export interface Probes {
   embedded(): string[] | null;
   /** statfs(2)'s f_type of the file system holding dir; undefined if it cannot be read. */
   fsType(dir: string): number | undefined;
+  /** Free bytes (for an unprivileged user) on the file system holding dir; undefined if unknown. */
+  freeBytes?(dir: string): number | undefined;
 }
 
 
@@ -157,8 +159,34 @@ export function checkPlatform(p: Probes): Check[] {
   return out;
 }
 
-export async function checkDataDir(s: Settings): Promise<Check[]> {
+/**
+ * Free space for the store: below the reserve the node stores no sample rounds (and LMDB
+ * must not be tried: common/storage.ts); below four reserves it warns.
+ */
+export function checkDataSpace(s: Settings, p: Probes): Check[] {
+  const dir = existingParent(s.dataDir);
+  const free = p.freeBytes?.(dir);
+  const reserve = s.retention.minFreeBytes;
+  const data = { dataDir: s.dataDir, freeBytes: free, minFreeBytes: reserve };
+  if (free === undefined) return [warn('data-space', `cannot tell the free space of the file system holding ${s.dataDir}`, 'check it by hand: df -h ' + s.dataDir, data)];
+  const mib = (n: number) => `${(n / 1024 / 1024).toFixed(1)} MiB`;
+  const fix = `free space on that file system (df -h ${s.dataDir}); a running node resumes storing by itself, or lower retention.minFreeBytes (--min-free-bytes)`;
+  if (free < reserve) return [fail('data-space', `the file system holding ${s.dataDir} has ${mib(free)} free, below the ${mib(reserve)} reserve: the node stores no samples until there is more`, fix, data)];
+  if (free < 4 * reserve) return [warn('data-space', `the file system holding ${s.dataDir} has ${mib(free)} free, close to the ${mib(reserve)} reserve`, fix, data)];
+  return [ok('data-space', `${mib(free)} free for ${s.dataDir} (reserve ${mib(reserve)})`, data)];
+}
+
+function existingParent(dir: string): string {
+  let d = path.resolve(dir);
+  while (!fs.existsSync(d) && path.dirname(d) !== d) d = path.dirname(d);
+  return d;
+}
+
+export async function checkDataDir(s: Settings, p?: Probes): Promise<Check[]> {
   const dir = s.dataDir;
+  // No test write on a full file system: lmdb-js does not survive its own ENOSPC well.
+  const free = p?.freeBytes?.(existingParent(dir));
+  if (free !== undefined && free < s.retention.minFreeBytes && fs.existsSync(dir)) return [warn('data-dir', `${dir} exists; no test write there while its file system is full (see data-space)`, undefined, { dataDir: dir })];
   const scratch = path.join(dir, `.doctor-${process.pid}`);
   try {
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -279,7 +307,8 @@ export async function runDoctor(s: Settings, p: Probes, opts: { onnxModel?: stri
     ...(await checkCriu(p)),
     ...checkCgroups(s, p),
     ...(await checkPcp(s, p)),
-    ...(await checkDataDir(s)),
+    ...checkDataSpace(s, p),
+    ...(await checkDataDir(s, p)),
     ...(await checkPort(s)),
     ...(await checkClock(p)),
     ...(await checkOnnx(opts.onnxModel, opts.onnxInput)),
@@ -329,6 +358,14 @@ export const realProbes: Probes = {
   fsType: (dir) => {
     try {
       return fs.statfsSync(dir).type;
+    } catch {
+      return undefined;
+    }
+  },
+  freeBytes: (dir) => {
+    try {
+      const st = fs.statfsSync(dir);
+      return Number(st.bavail) * Number(st.bsize);
     } catch {
       return undefined;
     }

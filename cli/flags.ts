@@ -37,6 +37,7 @@ export function mergeFlags(file: Record<string, any>, o: Record<string, any>): R
   const retention = { ...(file.retention ?? {}) };
   if (o.retentionHours !== undefined) retention.maxAgeHours = o.retentionHours;
   if (o.retentionBytes !== undefined) retention.maxBytes = o.retentionBytes;
+  if (o.minFreeBytes !== undefined) retention.minFreeBytes = o.minFreeBytes;
   if (Object.keys(retention).length) s.retention = retention;
   if (o.tlsSan !== undefined) s.tls = { ...(file.tls ?? {}), sans: o.tlsSan };
   if (o.label) {

@@ -47,6 +47,7 @@ program
   .option('--pcp-interval <ms>', 'PCP fetch period (default: 5000)', num)
   .option('--retention-hours <h>', 'keep acknowledged samples this long on this node (default: 168)', num)
   .option('--retention-bytes <n>', 'cap on the local sample log size, bytes (default: 2 GiB)', num)
+  .option('--min-free-bytes <n>', 'stop storing samples below this much free space on the data dir\'s file system (default: 64 MiB)', num)
   .option('--max-in-flight <n>', 'most unacknowledged batches in flight to the coordinator (default: 64)', num)
   .option('--label <key=value>', 'a label of this node; repeat for each', collect)
   .option('--tls-san <name>', TLS_SAN_HELP, collect)

@@ -33,7 +33,8 @@ async function coordinatorAddress(server: string, channel: Channel): Promise<str
 
 export function formatSummary(m: any): string {
   const lines = [`migration ${m.migration_id}: ${m.state}${m.reason ? ` - ${m.reason}` : ''}`];
-  lines.push(`  ${m.herd_id}: ${m.source_node_id} -> ${m.target_node_id}, ${String(m.fs_mode).replace('FS_MODE_', '').toLowerCase()} filesystem, ${mb(Number(m.bytes_total))} moved`);
+  lines.push(`  ${m.herd_id}: ${m.source_node_id} -> ${m.target_node_id}, ${String(m.fs_mode).replace('FS_MODE_', '').toLowerCase()} filesystem, ${mb(Number(m.bytes_total))} moved${m.tcp_established ? ', TCP connections kept' : ''}`);
+  if (m.checkpoint_method) lines.push(`  checkpoint ${m.checkpoint_method === 'containerd' ? 'straight through containerd' : `through Docker${m.checkpoint_fallback_reason ? ` (${m.checkpoint_fallback_reason})` : ''}`}${m.restore_method ? `, restore ${m.restore_method}` : ''}`);
   for (const t of m.timings ?? []) lines.push(`  ${String(t.step).padEnd(14)} ${String(t.ms).padStart(7)} ms`);
   const total = Number(m.ended_ms) && Number(m.started_ms) ? Number(m.ended_ms) - Number(m.started_ms) : 0;
   lines.push(`  ${'total'.padEnd(14)} ${String(total).padStart(7)} ms   (downtime ${m.downtime_ms} ms)`);
@@ -47,6 +48,7 @@ export function registerMigrate(program: Command): void {
     .argument('<container>', 'herd id of the container (herd status / ListContainers show them)')
     .requiredOption('--to <node>', 'target node id')
     .option('--fs <mode>', 'what of the filesystem moves: diff (the overlay diff layer), none, or full', 'diff')
+    .option('--tcp-established', "keep the container's established TCP connections (CRIU tcp-established; its IP must follow it)", false)
     .option('-s, --server <host:port>', 'any node of the cluster', '127.0.0.1:7400');
   addConnectOptions(cmd).action(async (container: string, opts) => {
       const mode = FS[opts.fs as keyof typeof FS];
@@ -72,7 +74,7 @@ export function registerMigrate(program: Command): void {
       const admin = new herd.Admin(address, channel.credentials, channel.options);
       const tty = process.stderr.isTTY;
       let last: any;
-      const stream = admin.Migrate({ herd_id: container, target_node_id: opts.to, fs_mode: mode });
+      const stream = admin.Migrate({ herd_id: container, target_node_id: opts.to, fs_mode: mode, tcp_established: Boolean(opts.tcpEstablished) });
       stream.on('data', (m: any) => {
         last = m;
         const line = `${String(m.step).padEnd(14)} ${bar(Number(m.bytes_done), Number(m.bytes_total))} ${mb(Number(m.bytes_done))}/${mb(Number(m.bytes_total))}`;

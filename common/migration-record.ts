@@ -21,11 +21,21 @@ export interface MigrationRecord {
   target_docker_id: string;
   term: number;
   version: number;
+  /** 'containerd' (the fast path) or 'docker' (the fallback); '' before the checkpoint */
+  checkpoint_method: string;
+  /** why the fast path was not used; '' when it was */
+  checkpoint_fallback_reason: string;
+  /** 'linked' or 'placed'; '' until the target restored */
+  restore_method: string;
+  tcp_established: boolean;
 }
 
 /** A new record: the identifying fields given, every counter at zero. */
-export function newMigrationRecord(f: Pick<MigrationRecord, 'migration_id' | 'herd_id' | 'source_node_id' | 'target_node_id' | 'fs_mode' | 'step' | 'state' | 'term' | 'version'>): MigrationRecord {
-  return { ...f, bytes_done: 0, bytes_total: 0, timings: [], reason: '', started_ms: Date.now(), ended_ms: 0, downtime_ms: 0, target_docker_id: '' };
+export function newMigrationRecord(f: Pick<MigrationRecord, 'migration_id' | 'herd_id' | 'source_node_id' | 'target_node_id' | 'fs_mode' | 'step' | 'state' | 'term' | 'version'> & { tcp_established?: boolean }): MigrationRecord {
+  return {
+    bytes_done: 0, bytes_total: 0, timings: [], reason: '', started_ms: Date.now(), ended_ms: 0, downtime_ms: 0, target_docker_id: '',
+    checkpoint_method: '', checkpoint_fallback_reason: '', restore_method: '', tcp_established: false, ...f,
+  };
 }
 
 export interface NodeVisit {

@@ -34,7 +34,7 @@ export const LOADER_OPTIONS: protoLoader.Options = {
   oneofs: true,
 };
 
-function protoDir(): string {
+export function protoDir(): string {
   // the single executable carries proto/ and extracts it once (common/natives.ts)
   if (!process.env.HERD_PROTO_DIR && isSea()) return join(seaExtractor().group('proto'), 'proto');
   const candidates = [

@@ -5,6 +5,7 @@
  * Anything malformed ends that stream with INVALID_ARGUMENT and a reason; it never
  * touches other streams or stored samples.
  */
+import { StorageFullError } from '../common/storage';
 import * as grpc from '@grpc/grpc-js';
 import { logger } from '../common/log';
 import { checkId, checkMetric, truncate } from '../common/validate';
@@ -70,10 +71,24 @@ export class Ingest {
   }
 
   /** Sends a command down a node's stream; false when the node is not connected. */
-  command(nodeId: string, command: Record<string, unknown>): boolean {
+  command(nodeId: string, command: Record<string, unknown>, opts: { redeliver?: boolean } = {}): boolean {
     const call = this.streams.get(nodeId);
     if (!call) return false;
-    call.write({ command });
+    try {
+      call.write({ command });
+    } catch (err) {
+      // the stream is going away under us (the node died a moment ago)
+      log.warn('could not write a command to a node\'s stream', { node: nodeId, reason: (err as Error).message });
+      if (!opts.redeliver) return false;
+    }
+    // A stream that breaks may lose what was written to it: sent again on the node's next
+    // stream until settled (the agent ignores a command it already has).
+    if (opts.redeliver) {
+      const id = String(command.command_id);
+      const pending = this.undelivered.get(nodeId) ?? new Map<string, Record<string, unknown>>();
+      pending.set(id, command);
+      this.undelivered.set(nodeId, pending);
+    }
     return true;
   }
 
@@ -87,6 +102,13 @@ export class Ingest {
     }
     return reached;
   }
+
+  /** The node has shown it got the command (e.g. reported the migration): no more redelivery. */
+  settle(nodeId: string, commandId: string): void {
+    this.undelivered.get(nodeId)?.delete(commandId);
+  }
+
+  private readonly undelivered = new Map<string, Map<string, Record<string, unknown>>>();
 
   /** grpc-js handler for Mesh.Connect. */
   readonly connect = (call: Duplex): void => {
@@ -155,6 +177,10 @@ export class Ingest {
           call.write({ welcome: { coordinator_id: this.opts.coordinatorId, term: this.opts.term(), acked_seq: state.ackedSeq, max_in_flight: this.opts.maxInFlight } });
           log.info('agent connected', { node: nodeId, address: h.address, acked_seq: state.ackedSeq });
           this.security.connected?.(nodeId);
+          for (const command of this.undelivered.get(nodeId)?.values() ?? []) {
+            log.info('sending a command again: the stream it went down may have lost it', { node: nodeId, command: command.command_id });
+            call.write({ command });
+          }
           const revocations = this.security.revocations;
           if (revocations) {
             const node = nodeId;
@@ -202,7 +228,8 @@ export class Ingest {
                 this.storedSamples += points;
                 if (!closed) call.write({ ack: { seq } });
               })
-              .catch((err) => fail(grpc.status.INTERNAL, `storing batch ${seq} failed: ${err?.message ?? err}`));
+              // Not stored, not acknowledged: the agent keeps the batch and sends it again on its next stream.
+              .catch((err) => fail(err instanceof StorageFullError ? grpc.status.UNAVAILABLE : grpc.status.INTERNAL, `storing batch ${seq} failed: ${err?.message ?? err}`));
             return;
           }
           case 'inventory': {

@@ -20,7 +20,7 @@ export const FS_MODES = ['FS_MODE_UNSPECIFIED', 'FS_MODE_NONE', 'FS_MODE_DIFF', 
 export interface MigrateDeps {
   registry: Registry;
   migrations: Migrations;
-  ingest: Pick<Ingest, 'command'>;
+  ingest: Pick<Ingest, 'command' | 'settle'>;
   term: () => number;
 }
 
@@ -77,6 +77,7 @@ export function startMigration(
   targetId: string,
   fsMode: string,
   progress: (m: MigrationRecord) => void,
+  opts: { tcpEstablished?: boolean } = {},
 ): { record: MigrationRecord; sent: boolean; unwatch: () => void } {
   const target = deps.registry.get(targetId)!;
   const id = randomUUID();
@@ -86,6 +87,7 @@ export function startMigration(
     source_node_id: container.node_id,
     target_node_id: target.node_id,
     fs_mode: fsMode,
+    tcp_established: Boolean(opts.tcpEstablished),
     step: 'MIGRATION_STEP_UNSPECIFIED',
     state: 'PENDING',
     term: deps.term(),
@@ -93,6 +95,7 @@ export function startMigration(
   });
   deps.migrations.update(record);
   const unwatch = deps.migrations.watch(id, (m) => {
+    if (m.state !== 'PENDING') deps.ingest.settle(container.node_id, id); // the source has it: no more redelivery
     if (FINAL_STATES.has(m.state)) unwatch();
     progress(m);
   });
@@ -100,8 +103,8 @@ export function startMigration(
   const sent = deps.ingest.command(container.node_id, {
     term: record.term,
     command_id: id,
-    migrate: { migration_id: id, herd_id: container.herd_id, target_node_id: target.node_id, target_address: target.address, fs_mode: fsMode },
-  });
+    migrate: { migration_id: id, herd_id: container.herd_id, target_node_id: target.node_id, target_address: target.address, fs_mode: fsMode, tcp_established: record.tcp_established },
+  }, { redeliver: true });
   if (!sent) {
     unwatch();
     deps.migrations.update({ ...record, state: 'ROLLED_BACK', step: 'ROLLBACK', reason: `the source node ${container.node_id} disconnected before the command reached it`, ended_ms: Date.now(), version: 1 });
@@ -127,7 +130,7 @@ export function migrateHandlers(deps: MigrateDeps): grpc.UntypedServiceImplement
       const started = startMigration(deps, container, call.request.target_node_id, fsMode, (m) => {
         call.write(m);
         if (FINAL_STATES.has(m.state)) call.end();
-      });
+      }, { tcpEstablished: Boolean(call.request.tcp_established) });
       call.on('cancelled', started.unwatch);
       if (!started.sent) call.emit('error', { code: grpc.status.UNAVAILABLE, details: `the source node ${container.node_id} is not connected` });
     },

@@ -7,6 +7,7 @@
 import type { Database } from 'lmdb';
 import type { Env } from '../common/db';
 import type { SeriesPoints } from '../common/samples';
+import type { StorageGuard } from '../common/storage';
 
 export interface SeriesInfo {
   entity: string;
@@ -37,7 +38,7 @@ export class SampleStore {
   private readonly logs: Database<NodeLogState, string>;
   private readonly series = new Map<string, SeriesInfo>();
 
-  constructor(env: Env) {
+  constructor(env: Env, private readonly guard?: StorageGuard) {
     this.samples = env.openDB({ name: 'coord.samples' });
     this.seriesDb = env.openDB({ name: 'coord.series' });
     this.logs = env.openDB({ name: 'coord.logs' });
@@ -64,6 +65,11 @@ export class SampleStore {
    * cumulative and correct.
    */
   ingest(nodeId: string, logId: string, seq: number, baseMs: number, series: SeriesPoints[]): Promise<unknown> {
+    try {
+      this.guard?.check(); // below the reserve: not stored, so not acknowledged; the agent keeps it
+    } catch (err) {
+      return Promise.reject(err);
+    }
     for (const sp of series) {
       const n = sp.offsets_ms.length;
       if (n === 0) continue;
@@ -77,7 +83,18 @@ export class SampleStore {
       }
       this.noteSeries(sp.entity, sp.metric, nodeId, lo, hi);
     }
-    return this.logs.put(nodeId, { logId, ackedSeq: seq });
+    const done = this.logs.put(nodeId, { logId, ackedSeq: seq });
+    if (!this.guard) return done;
+    return done.then(
+      (r) => {
+        this.guard!.succeeded();
+        return r;
+      },
+      (err) => {
+        this.guard!.writeFailedWith(err);
+        throw err;
+      },
+    );
   }
 
   /**

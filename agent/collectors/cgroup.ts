@@ -164,15 +164,6 @@ export class CgroupCollector implements Collector {
     return out;
   }
 
-  /** collect() in one synchronous piece, for benchmarks. */
-  collectSync(now: number): Sample[] {
-    const list = this.begin();
-    const out: Sample[] = [];
-    for (let i = 0; i < list.length; i++) this.one(list[i], now, out);
-    this.end(list);
-    return out;
-  }
-
   private begin(): CgroupContainerRef[] {
     if (!this.hierarchies) this.init();
     this.round++;

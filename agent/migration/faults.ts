@@ -4,12 +4,15 @@
  *   HERD_FAULTS=migration.fail_restore          the target's restore fails (once per process)
  *   HERD_FAULTS=migration.fail_source_restore   the source's rollback restore fails
  *   HERD_FAULTS=migration.pause_before_complete_ms=3000   the source waits before the transfer
+ *   HERD_FAULTS=migration.pause_after_restore_ms=3000     the target waits between its restore and
+ *                                                          recording and answering it (a window to kill it in)
  * Off unless set. An unknown migration.* key is an error, so a typo cannot hide a fault.
  */
 export interface MigrationFaults {
   failRestore?: boolean;
   failSourceRestore?: boolean;
   pauseBeforeCompleteMs?: number;
+  pauseAfterRestoreMs?: number;
 }
 
 export function migrationFaultsFromEnv(spec: string | undefined): MigrationFaults {
@@ -25,12 +28,20 @@ export function migrationFaultsFromEnv(spec: string | undefined): MigrationFault
         f.failSourceRestore = true;
         break;
       case 'pause_before_complete_ms':
-        f.pauseBeforeCompleteMs = Number(value);
-        if (!Number.isSafeInteger(f.pauseBeforeCompleteMs) || f.pauseBeforeCompleteMs < 0) throw new Error(`HERD_FAULTS: ${name} needs a non-negative integer, got "${value}"`);
+        f.pauseBeforeCompleteMs = milliseconds(name, value);
+        break;
+      case 'pause_after_restore_ms':
+        f.pauseAfterRestoreMs = milliseconds(name, value);
         break;
       default:
-        throw new Error(`HERD_FAULTS: unknown fault "${name}" (known: migration.fail_restore, migration.fail_source_restore, migration.pause_before_complete_ms)`);
+        throw new Error(`HERD_FAULTS: unknown fault "${name}" (known: migration.fail_restore, migration.fail_source_restore, migration.pause_before_complete_ms, migration.pause_after_restore_ms)`);
     }
   }
   return f;
+}
+
+function milliseconds(name: string, value: string): number {
+  const ms = Number(value);
+  if (value === '' || !Number.isSafeInteger(ms) || ms < 0) throw new Error(`HERD_FAULTS: ${name} needs a non-negative integer, got "${value}"`);
+  return ms;
 }

@@ -4,7 +4,8 @@
  * before acting on it, and publishes the migration's record (progress, timings, outcome)
  * into the sample log, which carries it to the coordinator. After a crash, unfinished
  * journal entries are resumed: finished forward if the target runs the container, else
- * undone.
+ * undone. A call the target did not answer is asked again with back-off (the record's
+ * reason and the log say so meanwhile) until it answers.
  */
 import * as grpc from '@grpc/grpc-js';
 import { Insecure, type Transport } from '../../common/transport';
@@ -17,6 +18,7 @@ import type { Env } from '../../common/db';
 import { logger } from '../../common/log';
 import { loadProtos } from '../../common/proto';
 import { checkId } from '../../common/validate';
+import { IMAGE_ARTIFACT, imageArtifact, splitCheckpoint } from '../runtime/fast-checkpoint';
 import type { ContainerRuntime } from '../runtime/runtime';
 import type { ArtifactRegistry } from '../transfer/artifacts';
 import type { MigrationFaults } from './faults';
@@ -32,7 +34,7 @@ const CHECKPOINT_NAME = 'cp';
 type Record_ = MigrationRecord;
 
 interface JournalEntry {
-  cmd: { migration_id: string; herd_id: string; target_node_id: string; target_address: string; fs_mode: string; term: number };
+  cmd: { migration_id: string; herd_id: string; target_node_id: string; target_address: string; fs_mode: string; term: number; tcp_established?: boolean };
   sourceDockerId: string;
   state: MigrationState;
   record: Record_;
@@ -40,6 +42,8 @@ interface JournalEntry {
   freezeMs?: number;
   /** The source container's overlay upper dir, from the inspect at prepare. */
   upperDir?: string;
+  /** Where the checkpoint's images are (on the image tmpfs on the fast path); the checkpoint tar goes beside it. */
+  checkpointDir?: string;
 }
 
 export interface RunnerDeps {
@@ -70,14 +74,21 @@ export class MigrationRunner {
     this.journal = deps.env.openDB({ name: 'migration.journal' });
   }
 
-  /** Resumes what a crash interrupted. */
+  /**
+   * Resumes what a crash interrupted. What the target did meanwhile is not asked here: the
+   * machine asks it where it matters, with AbortMigration(keep_running), which answers and
+   * fences in one step (a separate question could be overtaken by a restore landing).
+   */
   async recover(): Promise<void> {
     for (const { value } of this.journal.getRange()) {
-      if (value.state.phase === 'done') continue;
-      const target = await this.targetState(value).catch(() => 'unknown');
-      log.warn('resuming a migration interrupted by a restart of this agent', { migration: value.cmd.migration_id, phase: value.state.phase, target: target });
+      if (value.state.phase === 'done') {
+        // Crashed between journaling the end and finishing it (clean-up, final record).
+        if (value.record.state === 'RUNNING') void this.finish(value, value.state.outcome!, value.state.reasons.join('; '));
+        continue;
+      }
+      log.warn('resuming a migration interrupted by a restart of this agent', { migration: value.cmd.migration_id, phase: value.state.phase });
       this.active.set(value.cmd.migration_id, value);
-      void this.apply(value, step(value.state, { type: 'recover', targetRunning: target === 'running' }));
+      void this.apply(value, step(value.state, { type: 'recover' }));
     }
   }
 
@@ -95,6 +106,7 @@ export class MigrationRunner {
       source_node_id: this.deps.nodeId,
       target_node_id: String(cmd.target_node_id),
       fs_mode: String(cmd.fs_mode || 'FS_MODE_DIFF'),
+      tcp_established: Boolean(cmd.tcp_established),
       step: 'PREPARE',
       state: 'RUNNING',
       term,
@@ -103,12 +115,12 @@ export class MigrationRunner {
     const refuse = (reason: string) => this.deps.publish({ ...record, state: 'ROLLED_BACK', step: 'ROLLBACK', reason, ended_ms: Date.now() });
     const bad = checkId('migration_id', id) ?? checkId('herd_id', cmd.herd_id) ?? checkId('target_node_id', cmd.target_node_id);
     if (bad) return void refuse(bad);
-    if (this.journal.get(id)) return; // a command delivered twice
+    if (this.journal.get(id) || this.active.has(id)) return; // a command delivered twice (the coordinator sends it again after a broken stream)
     const c = this.deps.findContainer(record.herd_id);
     if (!c) return void refuse(`container ${record.herd_id} does not run on ${this.deps.nodeId}`);
     if ([...this.active.values()].some((e) => e.cmd.herd_id === record.herd_id)) return void refuse(`container ${record.herd_id} is already migrating`);
     const entry: JournalEntry = {
-      cmd: { migration_id: id, herd_id: record.herd_id, target_node_id: record.target_node_id, target_address: String(cmd.target_address), fs_mode: record.fs_mode, term },
+      cmd: { migration_id: id, herd_id: record.herd_id, target_node_id: record.target_node_id, target_address: String(cmd.target_address), fs_mode: record.fs_mode, term, tcp_established: record.tcp_established },
       sourceDockerId: c.dockerId,
       state: start().state,
       record,
@@ -121,7 +133,11 @@ export class MigrationRunner {
 
   private async apply(entry: JournalEntry, t: { state: MigrationState; actions: Action[] }): Promise<void> {
     entry.state = t.state;
-    if (t.state.phase !== 'done') entry.record.step = stepOf(t.state);
+    if (t.state.phase !== 'done') {
+      entry.record.step = stepOf(t.state);
+      // While a call is asked again, the record says what it waits for (cleared once answered).
+      entry.record.reason = t.state.waitingOn ? `waiting for ${this.waitingFor(entry, t.state)} (attempt ${t.state.unanswered! + 1}, next in ${Math.round(retryDelayMs(t.state.unanswered!) / 100) / 10} s): ${t.state.waitingOn}` : '';
+    }
     // Journaled before acting on it; the report goes with it (one LMDB commit for both).
     await Promise.all([this.journal.put(entry.cmd.migration_id, entry), this.publish(entry)]);
     for (const a of t.actions) void this.act(entry, a);
@@ -135,7 +151,16 @@ export class MigrationRunner {
     entry.record.timings.push({ step: name, ms: Math.round(ms) });
   }
 
+  private waitingFor(entry: JournalEntry, s: MigrationState): string {
+    if (s.phase === 'removing-source') return `the source container to be removed on ${this.deps.nodeId}`;
+    const t = entry.cmd.target_node_id;
+    return s.completeSent ? `${t} to say whether it runs the container (kept if so, else removed)` : `${t} to remove what it prepared`;
+  }
+
   private async act(entry: JournalEntry, a: Action): Promise<void> {
+    if (this.stopped) return;
+    // A call asked again waits longer each time (0.5 s doubling up to 5 s).
+    if (entry.state.unanswered) await new Promise((r) => setTimeout(r, retryDelayMs(entry.state.unanswered!)));
     if (this.stopped) return;
     const id = entry.cmd.migration_id;
     const t0 = performance.now();
@@ -162,14 +187,21 @@ export class MigrationRunner {
         case 'checkpoint': {
           await mkdir(outDir, { recursive: true });
           entry.freezeMs = Date.now();
-          await this.deps.runtime.checkpoint(entry.sourceDockerId, outDir, CHECKPOINT_NAME);
+          const cp = await this.deps.runtime.checkpoint(entry.sourceDockerId, outDir, CHECKPOINT_NAME, { tcpEstablished: entry.cmd.tcp_established });
+          entry.checkpointDir = cp.dir;
+          entry.record.checkpoint_method = cp.method;
+          entry.record.checkpoint_fallback_reason = cp.fallbackReason;
           this.timed(entry, 'CHECKPOINT', performance.now() - t0);
           return this.feed(entry, { type: 'checkpointed' });
         }
         case 'package': {
           // The checkpoint tar and the filesystem artifact are made side by side.
           const files = ['checkpoint.tar'];
-          const work: Array<Promise<unknown>> = [run('tar', ['-C', join(outDir, CHECKPOINT_NAME), '-cf', join(outDir, 'checkpoint.tar'), '.'])];
+          const cpDir = checkpointDirOf(entry, outDir);
+          // the memory images travel as they are (one artifact each), the small rest as a tar
+          const parts = splitCheckpoint(cpDir);
+          files.push(...parts.big.map(imageArtifact));
+          const work: Array<Promise<unknown>> = [run('tar', ['-C', cpDir, '-cf', `${cpDir}.tar`, '--', ...parts.small])];
           if (entry.cmd.fs_mode !== 'FS_MODE_NONE') {
             files.push('fs.tar');
             if (entry.cmd.fs_mode === 'FS_MODE_FULL') work.push(this.deps.runtime.exportFull(entry.sourceDockerId, join(outDir, 'fs.tar')));
@@ -182,7 +214,10 @@ export class MigrationRunner {
           if (await logCopied) files.push('log.json');
           entry.artifacts = await Promise.all(
             files.map(async (name) => {
-              const art = await this.deps.artifacts.register({ migrationId: id, name, path: join(outDir, name), allowedNodeId: entry.cmd.target_node_id });
+              // the checkpoint tar sits beside its images (on the image tmpfs on the fast path: never on disk)
+              const image = IMAGE_ARTIFACT.exec(name)?.[1];
+              const file = name === 'checkpoint.tar' ? `${cpDir}.tar` : image ? join(cpDir, image) : join(outDir, name);
+              const art = await this.deps.artifacts.register({ migrationId: id, name, path: file, allowedNodeId: entry.cmd.target_node_id });
               return { name, size: art.size, sha256: art.sha256 };
             }),
           );
@@ -192,7 +227,7 @@ export class MigrationRunner {
         }
         case 'complete': {
           if (this.deps.faults?.pauseBeforeCompleteMs) await new Promise((r) => setTimeout(r, this.deps.faults!.pauseBeforeCompleteMs));
-          const last = await this.peer(entry).stream('CompleteMigration', { migration_id: id, artifacts: entry.artifacts, checkpoint_name: CHECKPOINT_NAME }, (p: any) => {
+          const last = await this.peer(entry).stream('CompleteMigration', { migration_id: id, artifacts: entry.artifacts, checkpoint_name: CHECKPOINT_NAME, tcp_established: entry.cmd.tcp_established ?? false }, (p: any) => {
             entry.record.bytes_done = Number(p.bytes_done);
             entry.record.step = p.step;
             void this.publish(entry, true);
@@ -200,6 +235,7 @@ export class MigrationRunner {
           if (!last?.done) throw new Error('the target ended the stream without a result');
           for (const t of last.timings ?? []) entry.record.timings.push({ step: t.step, ms: Number(t.ms) });
           if (!last.ok) return this.feed(entry, { type: 'complete-failed', reason: last.reason || 'the target could not restore' });
+          entry.record.restore_method = String(last.restore_method ?? '');
           entry.record.downtime_ms = Date.now() - (entry.freezeMs ?? Date.now());
           return this.feed(entry, { type: 'completed' });
         }
@@ -211,14 +247,15 @@ export class MigrationRunner {
           return this.feed(entry, { type: 'source-removed' });
         }
         case 'abort-target': {
-          await this.peer(entry).call('AbortMigration', { migration_id: id, reason: entry.state.reasons.join('; ') });
-          return this.feed(entry, { type: 'target-aborted' });
+          // The question and the fence in one: a container that runs there is kept and said so.
+          const r = await this.peer(entry).call('AbortMigration', { migration_id: id, reason: entry.state.reasons.join('; '), keep_running: true });
+          return this.feed(entry, { type: r.running ? 'target-runs' : 'target-aborted' });
         }
         case 'restore-source': {
           const c = await this.deps.runtime.inspect(entry.sourceDockerId);
           if (c.state !== 'running') {
             if (this.deps.faults?.failSourceRestore) throw new Error('restore failed (fault injected: migration.fail_source_restore)');
-            await this.deps.runtime.restoreFromDir(entry.sourceDockerId, join(outDir, CHECKPOINT_NAME), CHECKPOINT_NAME, { keepSource: true });
+            await this.deps.runtime.restoreFromDir(entry.sourceDockerId, checkpointDirOf(entry, outDir), CHECKPOINT_NAME, { keepSource: true, tcpEstablished: entry.cmd.tcp_established });
             entry.record.downtime_ms = Date.now() - (entry.freezeMs ?? Date.now());
           }
           this.timed(entry, 'ROLLBACK', performance.now() - t0);
@@ -235,10 +272,9 @@ export class MigrationRunner {
       }
     } catch (err) {
       const reason = errorText(err);
-      const retryable = a.type === 'abort-target' || a.type === 'remove-source';
-      if (retryable) await new Promise((r) => setTimeout(r, 500)); // these are retried until they work
       const failed: Record<string, Event> = {
-        'prepare-target': { type: 'prepare-failed', reason },
+        // Refused by the target itself (it made nothing), or lost on the way (it may have).
+        'prepare-target': { type: 'prepare-failed', reason, refused: REFUSALS.has((err as { code?: number }).code!) },
         checkpoint: { type: 'checkpoint-failed', reason },
         package: { type: 'package-failed', reason },
         complete: { type: 'complete-failed', reason },
@@ -259,6 +295,8 @@ export class MigrationRunner {
     entry.record.ended_ms = Date.now();
     this.deps.artifacts.remove(id);
     await rm(join(this.deps.dataDir, 'migrations', 'out', id), { recursive: true, force: true });
+    // a fast-path checkpoint lives on the image tmpfs: memory, until removed
+    if (entry.checkpointDir) await Promise.all([entry.checkpointDir, `${entry.checkpointDir}.tar`].map((p) => rm(p, { recursive: true, force: true })));
     await this.journal.put(id, entry);
     await this.publish(entry);
     this.active.delete(id);
@@ -275,11 +313,6 @@ export class MigrationRunner {
     await this.deps.publish({ ...entry.record, timings: [...entry.record.timings] });
   }
 
-  private async targetState(entry: JournalEntry): Promise<string> {
-    const r = await this.peer(entry).call('GetTargetMigration', { migration_id: entry.cmd.migration_id });
-    return r.state;
-  }
-
   private peer(entry: JournalEntry): { call: (m: string, req: unknown) => Promise<any>; stream: (m: string, req: unknown, on: (p: any) => void) => Promise<any> } {
     const transport = this.deps.transport ?? INSECURE;
     const key = `${entry.cmd.target_node_id}@${entry.cmd.target_address}#${transport.generation}`;
@@ -290,7 +323,7 @@ export class MigrationRunner {
       this.peers.set(key, client);
     }
     return {
-      call: (m, req) => new Promise((res, rej) => client[m](req, { deadline: Date.now() + 60_000 }, (e: grpc.ServiceError | null, r: any) => (e ? rej(new Error(`${entry.cmd.target_node_id}: ${e.details || e.message}`)) : res(r)))),
+      call: (m, req) => new Promise((res, rej) => client[m](req, { deadline: Date.now() + 60_000 }, (e: grpc.ServiceError | null, r: any) => (e ? rej(Object.assign(new Error(`${entry.cmd.target_node_id}: ${e.details || e.message}`), { code: e.code })) : res(r)))),
       stream: (m, req, on) =>
         new Promise((res, rej) => {
           let last: any;
@@ -305,6 +338,19 @@ export class MigrationRunner {
         }),
     };
   }
+}
+
+/** The checkpoint's images: where the runtime put them (journaled), else the old place under the data dir. */
+function checkpointDirOf(entry: JournalEntry, outDir: string): string {
+  return entry.checkpointDir ?? join(outDir, CHECKPOINT_NAME);
+}
+
+/** Answers by which the target refused a prepare itself: nothing was made there. */
+const REFUSALS = new Set<number>([grpc.status.INVALID_ARGUMENT, grpc.status.NOT_FOUND, grpc.status.PERMISSION_DENIED, grpc.status.FAILED_PRECONDITION]);
+
+/** Back-off before asking again: 0.5 s, doubling, at most 5 s. */
+export function retryDelayMs(unanswered: number): number {
+  return Math.min(500 * 2 ** Math.max(0, unanswered - 1), 5000);
 }
 
 async function copyIfExists(from: string, to: string): Promise<boolean> {

@@ -21,6 +21,7 @@ import { logger } from '../../common/log';
 import { checkDockerName, checkHostPort, checkId, invalid, notFound, pathInside, permissionDenied, RpcError, truncate } from '../../common/validate';
 import { TermFence } from '../../common/fencing';
 import { extractCheckpoint } from '../runtime/checkpoint-files';
+import { IMAGE_ARTIFACT } from '../runtime/fast-checkpoint';
 import type { ContainerRuntime, CreateSpec } from '../runtime/runtime';
 import { SHA256_HEX } from '../transfer/artifacts';
 import { FETCH_WINDOW_BYTES, fetchArtifact, type FetchOptions, type TransferClient } from '../transfer/client';
@@ -32,6 +33,10 @@ const log = logger('migration-target');
 
 /** The artifacts a target knows what to do with; a request naming any other is refused. */
 export const TARGET_ARTIFACTS = ['checkpoint.tar', 'fs.tar', 'log.json'] as const;
+/** Besides those, CRIU's big images, each as it is: `image.<file>` (IMAGE_ARTIFACT), at most this many. */
+export const MAX_IMAGE_ARTIFACTS = 1024;
+/** The label a target container carries with its migration's id (found by it if the record lacks the Docker id). */
+export const MIGRATION_LABEL = 'herd.migration';
 export const FS_MODES = ['FS_MODE_UNSPECIFIED', 'FS_MODE_DIFF', 'FS_MODE_FULL', 'FS_MODE_NONE'];
 /** create_json larger than this is refused (a real ContainerCreate body is a few KiB). */
 export const MAX_CREATE_JSON_BYTES = 1 << 20;
@@ -46,7 +51,9 @@ interface TargetRecord {
   dockerId: string;
   /** The new container's overlay upper dir, looked up at prepare (off the downtime path). */
   upperDir?: string;
-  state: 'prepared' | 'restoring' | 'running' | 'failed' | 'aborted';
+  state: 'creating' | 'prepared' | 'restoring' | 'running' | 'failed' | 'aborted';
+  /** The container's name, known before its Docker id: a restart between the two must not leave it unknown. */
+  name?: string;
   reason?: string;
 }
 
@@ -69,8 +76,10 @@ const INSECURE_TRANSPORT = new Insecure();
 export class MigrationTarget {
   private readonly db: Database<TargetRecord, string>;
   private failRestoreLeft: boolean;
-  /** Migrations whose CompleteMigration is running in this process. */
-  private readonly busy = new Set<string>();
+  /** Migrations whose CompleteMigration is running in this process, and its end. */
+  private readonly completing = new Map<string, Promise<void>>();
+  /** Migrations aborted while completing: their restore must not start. */
+  private readonly fenced = new Set<string>();
   /** One Transfer channel per source node, kept between migrations (see sourceClient). */
   private readonly sources = new Map<string, { key: string; client: TransferClient }>();
   /** Channels with fetches running, by how many: a replaced one is closed when its last ends (its fetches may still resume on it). */
@@ -135,11 +144,7 @@ export class MigrationTarget {
         this.abort(call.request, peerIdentity(call)).then((r) => cb(null, r), (e) => cb(toStatus(e)));
       },
       GetTargetMigration: (call: grpc.ServerUnaryCall<any, any>, cb: grpc.sendUnaryData<any>) => {
-        try {
-          cb(null, this.status(call.request, peerIdentity(call)));
-        } catch (e) {
-          cb(toStatus(e));
-        }
+        this.status(call.request, peerIdentity(call)).then((r) => cb(null, r), (e) => cb(toStatus(e)));
       },
     };
   }
@@ -160,12 +165,28 @@ export class MigrationTarget {
   }
 
   /** GetTargetMigration. */
-  status(req: any, caller?: PeerIdentity): { state: string; target_docker_id: string } {
+  async status(req: any, caller?: PeerIdentity): Promise<{ state: string; target_docker_id: string }> {
     const bad = checkId('migration_id', req?.migration_id);
     if (bad) throw invalid(bad);
     const r = this.db.get(req.migration_id);
     this.authorize(caller, r?.sourceNodeId, 'ask about', req.migration_id);
-    return { state: r?.state ?? 'unknown', target_docker_id: r?.dockerId ?? '' };
+    if (!r) return { state: 'unknown', target_docker_id: '' };
+    let state: string = r.state;
+    // A restore this process is not running was cut short by a restart of this agent:
+    // the container says how it ended (dockerd finished or refused it meanwhile).
+    if (r.state === 'restoring' && !this.completing.has(r.migrationId)) state = (await this.runsContainer(r)) ? 'running' : 'failed';
+    return { state, target_docker_id: r.dockerId };
+  }
+
+  /** Whether the migration's container runs here (dockerd answers once a start under way has settled). */
+  private async runsContainer(r: TargetRecord): Promise<boolean> {
+    if (!r.dockerId) return false;
+    try {
+      return (await this.deps.runtime.inspect(r.dockerId)).state === 'running';
+    } catch (err) {
+      if ((err as { code?: string }).code === 'NOT_FOUND') return false;
+      throw err;
+    }
   }
 
   async prepare(req: any, caller?: PeerIdentity): Promise<{ target_docker_id: string }> {
@@ -196,17 +217,19 @@ export class MigrationTarget {
       throw new RpcError(grpc.status.FAILED_PRECONDITION, `image ${spec.Image} is not on node ${this.deps.nodeId}; load it there first`);
     }
     const name = typeof req.name === 'string' ? req.name : '';
-    const dockerId = await this.deps.runtime.create(spec, name);
-    const record: TargetRecord = {
-      migrationId: req.migration_id,
-      herdId: req.herd_id,
-      sourceAddress: req.source_address,
-      sourceNodeId: req.source_node_id,
-      fsMode: req.fs_mode,
-      dockerId,
-      state: 'prepared',
-    };
-    await this.db.put(req.migration_id, record); // recorded first: an abort must find what was made
+    const base = { migrationId: req.migration_id, herdId: req.herd_id, sourceAddress: req.source_address, sourceNodeId: req.source_node_id, fsMode: req.fs_mode, name };
+    // Recorded before the container exists, with the name and a label that mark it as this
+    // migration's: a kill of this agent between create and record must not leave it unknown
+    // to an abort (the nemesis found one left behind).
+    await this.db.put(req.migration_id, { ...base, dockerId: '', state: 'creating' });
+    const dockerId = await this.deps.runtime.create({ ...spec, Labels: { ...(spec.Labels ?? {}), [MIGRATION_LABEL]: req.migration_id } }, name);
+    const record: TargetRecord = { ...base, dockerId, state: 'prepared' };
+    if (this.db.get(req.migration_id)?.state === 'aborted') {
+      // aborted while it was being created: it goes, and so does this prepare
+      await this.deps.runtime.remove(dockerId, { force: true }).catch((err) => log.warn('could not remove a container created for an aborted migration', { docker_id: dockerId, reason: errorText(err) }));
+      throw new RpcError(grpc.status.ABORTED, `migration ${req.migration_id} was aborted while its container was being created`);
+    }
+    await this.db.put(req.migration_id, record); // an abort must find what was made
     // Looked up now, while the source checkpoints, rather than inside the downtime. Only a
     // shortcut: if it fails here, CompleteMigration looks again and reports that failure.
     if (req.fs_mode !== 'FS_MODE_NONE') {
@@ -228,19 +251,20 @@ export class MigrationTarget {
     const rec = this.db.get(req.migration_id);
     this.authorize(caller, rec?.sourceNodeId, 'complete', req.migration_id);
     if (!rec) throw notFound(`migration ${req.migration_id} was never prepared here`);
-    if (rec.state !== 'prepared' || this.busy.has(req.migration_id)) {
-      throw new RpcError(grpc.status.FAILED_PRECONDITION, `migration ${req.migration_id} is ${this.busy.has(req.migration_id) ? 'being completed' : rec.state} here, not prepared`);
+    if (rec.state !== 'prepared' || this.completing.has(req.migration_id)) {
+      throw new RpcError(grpc.status.FAILED_PRECONDITION, `migration ${req.migration_id} is ${this.completing.has(req.migration_id) ? 'being completed' : rec.state} here, not prepared`);
     }
     // The record's state is written asynchronously: this guards a second call arriving meanwhile.
-    this.busy.add(req.migration_id);
+    const done = this.doComplete(req.migration_id, rec, artifacts, checkpointName, Boolean(req.tcp_established), progress);
+    this.completing.set(req.migration_id, done);
     try {
-      await this.doComplete(req.migration_id, rec, artifacts, checkpointName, progress);
+      await done;
     } finally {
-      this.busy.delete(req.migration_id);
+      this.completing.delete(req.migration_id);
     }
   }
 
-  private async doComplete(migrationId: string, rec: TargetRecord, artifacts: ArtifactSpec[], checkpointName: string, progress: (p: unknown) => void): Promise<void> {
+  private async doComplete(migrationId: string, rec: TargetRecord, artifacts: ArtifactSpec[], checkpointName: string, tcpEstablished: boolean, progress: (p: unknown) => void): Promise<void> {
     const req = { migration_id: migrationId };
     const total = artifacts.reduce((a, x) => a + x.size, 0);
     const timings: Timing[] = [];
@@ -248,7 +272,11 @@ export class MigrationTarget {
     let stepName = 'TRANSFER';
     const send = (extra: Record<string, unknown> = {}) => progress({ step: stepName, bytes_done: done, bytes_total: total, timings, ...extra });
     const dir = this.dir(req.migration_id);
+    // On a node with the image tmpfs the checkpoint goes there and stays there (restored through links).
+    let fast: string | undefined;
+    let staged: string | undefined;
     try {
+      fast = await this.deps.runtime.stagingDir(req.migration_id);
       await this.db.put(req.migration_id, { ...rec, state: 'restoring' });
       await mkdir(dir, { recursive: true });
       let t0 = performance.now();
@@ -256,11 +284,26 @@ export class MigrationTarget {
       // All artifacts at once: their transfers overlap, and every byte is still verified.
       // No fsync: a crash of this node mid-migration aborts it anyway (the source undoes it).
       const got = new Map<string, number>();
+      const root = await this.deps.runtime.dockerRootDir();
+      // The Docker id came from this node's own Docker; checked anyway, as it names paths.
+      const containerDir = pathInside(join(root, 'containers'), rec.dockerId);
+      // Unpacked inside Docker's root dir, the restore can rename it into place instead of
+      // copying it (dockerd bind-mounts its root onto itself: a rename from outside is EXDEV).
+      const into = fast ?? pathInside(containerDir, 'herd-incoming-checkpoint');
+      staged = into;
+      await rm(into, { recursive: true, force: true });
+      await mkdir(into, { recursive: true });
+      // CRIU's big images are fetched straight to where the restore reads them
+      const fetchPath = (name: string) => {
+        const image = IMAGE_ARTIFACT.exec(name)?.[1];
+        if (image) return pathInside(into, image);
+        return name === 'checkpoint.tar' && fast ? `${fast}.tar` : pathInside(dir, name);
+      };
       const source = this.sourceClient(rec.sourceNodeId, rec.sourceAddress);
       this.inUse.set(source, (this.inUse.get(source) ?? 0) + 1);
       await Promise.all(
         artifacts.map((a) =>
-          fetchArtifact(source, { migration_id: req.migration_id, artifact: a.name, requester_node_id: this.deps.nodeId } as any, pathInside(dir, a.name), {
+          fetchArtifact(source, { migration_id: req.migration_id, artifact: a.name, requester_node_id: this.deps.nodeId } as any, fetchPath(a.name), {
             fsync: false,
             ...this.deps.fetchOptions,
             expectedSize: a.size,
@@ -281,12 +324,6 @@ export class MigrationTarget {
       stepName = 'APPLY_FS';
       send();
       t0 = performance.now();
-      const root = await this.deps.runtime.dockerRootDir();
-      // The Docker id came from this node's own Docker; checked anyway, as it names paths.
-      const containerDir = pathInside(join(root, 'containers'), rec.dockerId);
-      // Unpacked inside Docker's root dir, the restore can rename it into place instead of
-      // copying it (dockerd bind-mounts its root onto itself: a rename from outside is EXDEV).
-      const staged = pathInside(containerDir, 'herd-incoming-checkpoint');
       // The three are independent; all are awaited (none left writing) before a failure counts.
       await settleAll([
         (async () => {
@@ -299,24 +336,32 @@ export class MigrationTarget {
         // Docker's json-file driver appends to this file: the history comes first.
         artifacts.some((a) => a.name === 'log.json') ? copyFile(pathInside(dir, 'log.json'), pathInside(containerDir, `${rec.dockerId}-json.log`)) : undefined,
         // The checkpoint tar comes from a peer: extractCheckpoint checks every entry first.
-        rm(staged, { recursive: true, force: true }).then(() => extractCheckpoint(pathInside(dir, 'checkpoint.tar'), staged)),
+        extractCheckpoint(fetchPath('checkpoint.tar'), into),
       ]);
       timings.push({ step: 'APPLY_FS', ms: Math.round(performance.now() - t0) });
       stepName = 'RESTORE';
       send();
       t0 = performance.now();
+      if (this.fenced.has(migrationId)) throw new Error('the source aborted the migration before the restore');
       if (this.failRestoreLeft) {
         this.failRestoreLeft = false;
         throw new Error('restore failed (fault injected: migration.fail_restore)');
       }
-      await this.deps.runtime.restoreFromDir(rec.dockerId, staged, checkpointName);
+      const restored = await this.deps.runtime.restoreFromDir(rec.dockerId, into, checkpointName, { tcpEstablished: Boolean(tcpEstablished) });
+      if (this.deps.faults?.pauseAfterRestoreMs) {
+        log.warn('restored; pausing before recording and answering it (fault injected: migration.pause_after_restore_ms)', { migration: migrationId });
+        await new Promise((r) => setTimeout(r, this.deps.faults!.pauseAfterRestoreMs));
+      }
       timings.push({ step: 'RESTORE', ms: Math.round(performance.now() - t0) });
       await this.db.put(req.migration_id, { ...rec, state: 'running' });
-      send({ done: true, ok: true });
+      send({ done: true, ok: true, restore_method: restored.method });
       log.info('restored a migrated container', { migration: req.migration_id, herd_id: rec.herdId, timings });
       // After the answer: the container runs, the source is waiting on it to end its downtime.
       await rm(dir, { recursive: true, force: true }).catch((err) => log.warn('could not remove a migration\'s incoming files', { dir, reason: errorText(err) }));
+      if (fast) await rm(`${fast}.tar`, { force: true });
     } catch (err) {
+      // what was staged for the restore goes too (a failed restore gives its input back)
+      await Promise.all([staged, fast && `${fast}.tar`].map((p) => p && rm(p, { recursive: true, force: true })));
       const reason = errorText(err);
       await this.db.put(req.migration_id, { ...rec, state: 'failed', reason });
       log.warn('could not take over a migrating container', { migration: req.migration_id, step: stepName, reason });
@@ -324,22 +369,58 @@ export class MigrationTarget {
     }
   }
 
-  async abort(req: any, caller?: PeerIdentity): Promise<{ removed: boolean }> {
+  /**
+   * AbortMigration. Answers only once the migration is settled here: a CompleteMigration
+   * still running is fenced (its restore will not start) and waited for. With keep_running
+   * a container that runs is kept and reported; anything else is removed and the record
+   * marked aborted, which refuses a late prepare, complete or restore of it.
+   */
+  async abort(req: any, caller?: PeerIdentity): Promise<{ removed: boolean; running: boolean }> {
     const bad = checkId('migration_id', req.migration_id);
     if (bad) throw invalid(bad);
-    const rec = this.db.get(req.migration_id);
-    this.authorize(caller, rec?.sourceNodeId, 'abort', req.migration_id);
-    await rm(this.dir(req.migration_id), { recursive: true, force: true });
-    if (!rec || rec.state === 'aborted') return { removed: false };
+    const id: string = req.migration_id;
+    this.authorize(caller, this.db.get(id)?.sourceNodeId, 'abort', id);
+    const underWay = this.completing.get(id);
+    if (underWay) {
+      this.fenced.add(id);
+      log.info('abort of a migration being completed: waiting for it to settle', { migration: id });
+      await underWay.catch(() => {});
+      this.fenced.delete(id);
+    }
+    const rec = this.db.get(id);
+    const reason = truncate(String(req.reason ?? ''), 2000);
+    await rm(this.dir(id), { recursive: true, force: true });
+    // a completion cut short by a crash of this agent may have left images on the tmpfs (memory)
+    const fast = await Promise.resolve().then(() => this.deps.runtime.stagingDir(id)).catch(() => undefined);
+    if (fast) await Promise.all([fast, `${fast}.tar`].map((p) => rm(p, { recursive: true, force: true })));
+    if (!rec) {
+      // Nothing here: remembered as aborted, so a prepare that arrives late makes nothing.
+      await this.db.put(id, { migrationId: id, herdId: '', sourceAddress: '', sourceNodeId: caller?.kind === 'node' ? caller.nodeId : '', fsMode: '', dockerId: '', state: 'aborted', reason });
+      return { removed: false, running: false };
+    }
+    if (rec.state === 'aborted') return { removed: false, running: false };
+    if (!rec.dockerId) {
+      // Killed between recording and creating, or the create is under way: whatever carries
+      // this migration's name and label goes; the mark makes a create that lands later undo itself.
+      await this.db.put(id, { ...rec, state: 'aborted', reason });
+      const orphan = rec.name ? await this.deps.runtime.inspect(rec.name).catch(() => undefined) : undefined;
+      if (orphan?.labels?.[MIGRATION_LABEL] === id) await this.deps.runtime.remove(orphan.dockerId, { force: true });
+      log.info('aborted a migration target whose container was being created', { migration: id, removed: Boolean(orphan), reason });
+      return { removed: Boolean(orphan && orphan.labels?.[MIGRATION_LABEL] === id), running: false };
+    }
+    if (req.keep_running && (await this.runsContainer(rec))) {
+      if (rec.state !== 'running') await this.db.put(id, { ...rec, state: 'running' });
+      log.warn('abort asked for a migrated container that runs here: kept it (the source finishes forward)', { migration: id, herd_id: rec.herdId, reason });
+      return { removed: false, running: true };
+    }
     try {
       await this.deps.runtime.remove(rec.dockerId, { force: true });
     } catch (err) {
       if ((err as { code?: string }).code !== 'NOT_FOUND') throw err;
     }
-    const reason = truncate(String(req.reason ?? ''), 2000);
-    await this.db.put(req.migration_id, { ...rec, state: 'aborted', reason });
-    log.info('aborted a migration target', { migration: req.migration_id, reason });
-    return { removed: true };
+    await this.db.put(id, { ...rec, state: 'aborted', reason });
+    log.info('aborted a migration target', { migration: id, reason });
+    return { removed: true, running: false };
   }
 }
 
@@ -348,13 +429,15 @@ interface ArtifactSpec { name: string; size: number; sha256: string }
 /** CompleteMigration's artifact list: known names, each once, checkpoint.tar among them, sizes and digests well formed. */
 function checkArtifacts(raw: unknown): ArtifactSpec[] {
   if (!Array.isArray(raw) || raw.length === 0) throw invalid('artifacts is required: at least checkpoint.tar');
-  if (raw.length > TARGET_ARTIFACTS.length) throw invalid(`artifacts lists ${raw.length} artifacts; at most ${TARGET_ARTIFACTS.length} (${TARGET_ARTIFACTS.join(', ')})`);
+  const most = TARGET_ARTIFACTS.length + MAX_IMAGE_ARTIFACTS;
+  if (raw.length > most) throw invalid(`artifacts lists ${raw.length} artifacts; at most ${most} (${TARGET_ARTIFACTS.join(', ')} and ${MAX_IMAGE_ARTIFACTS} image.<file>)`);
   const seen = new Set<string>();
   const out: ArtifactSpec[] = [];
   for (const a of raw as Array<{ name?: unknown; size?: unknown; sha256?: unknown }>) {
     const name = a?.name;
-    if (typeof name !== 'string' || !(TARGET_ARTIFACTS as readonly string[]).includes(name)) {
-      throw invalid(`artifact ${JSON.stringify(truncate(String(name)))} is not one this node can apply: expected ${TARGET_ARTIFACTS.join(', ')}`);
+    const image = typeof name === 'string' && IMAGE_ARTIFACT.test(name) && !name.includes('..');
+    if (typeof name !== 'string' || (!(TARGET_ARTIFACTS as readonly string[]).includes(name) && !image)) {
+      throw invalid(`artifact ${JSON.stringify(truncate(String(name)))} is not one this node can apply: expected ${TARGET_ARTIFACTS.join(', ')} or image.<CRIU image file>`);
     }
     if (seen.has(name)) throw invalid(`artifact ${name} is listed twice`);
     seen.add(name);

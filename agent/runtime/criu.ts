@@ -136,6 +136,30 @@ export function runcConfLogFile(conf = '/etc/criu/runc.conf'): string | undefine
 }
 
 /**
+ * Adds an option line to runc's CRIU config for one operation, and gives back the undo. runc
+ * passes no tcp-established to CRIU at restore (containerd 1.6's shim has no such option), but
+ * runc hands CRIU this file on every dump and restore; CRIU operations are serialized per engine
+ * (invariant 5), so a line there for the length of one restore applies to that restore. On a
+ * host where several engines share /etc (the test bed), a concurrent restore of another engine
+ * sees it too: for tcp-established that only permits restoring connections it would refuse.
+ */
+export function withRuncConfOption(option: string, conf = '/etc/criu/runc.conf'): () => void {
+  let before: string | undefined;
+  try {
+    before = fs.readFileSync(conf, 'utf8');
+  } catch {
+    before = undefined;
+  }
+  if (before?.split('\n').some((l) => l.trim() === option || l.trim() === `--${option}`)) return () => undefined;
+  fs.mkdirSync(path.dirname(conf), { recursive: true });
+  fs.writeFileSync(conf, `${before ?? ''}${before && !before.endsWith('\n') ? '\n' : ''}${option}\n`);
+  return () => {
+    if (before === undefined) fs.rmSync(conf, { force: true });
+    else fs.writeFileSync(conf, before);
+  };
+}
+
+/**
  * Reads a CRIU log from an open fd (the file may be unlinked already) in chunks: its error lines,
  * and optionally a copy of the whole log to keepPath. Logs of big processes run to megabytes.
  */

@@ -12,12 +12,13 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import Dockerode from 'dockerode';
 import { logger } from '../../common/log';
-import { LogCatcher, criuCheck, criuLogPathFromMessage, criuReasons, readCriuLog, runcConfLogFile } from './criu';
+import { isInside, linkCheckpoint, probeFastPath, type FastPath } from './fast-checkpoint';
+import { LogCatcher, withRuncConfOption, criuCheck, criuLogPathFromMessage, criuReasons, readCriuLog, runcConfLogFile } from './criu';
 import { META, NONCE, cleanLeaks, ctrdLeaks, placeCheckpoint, readMeta } from './checkpoint-files';
 import { checkName, dial, dockerMessage, serialized, toRuntimeError, type DialOptions, type DockerErr } from './engine';
 import { exportUpperDir, importUpperDir } from './fsdiff';
 import {
-  CriuError, RuntimeError, type CheckpointResult, type ContainerRuntime, type CreateSpec, type CriuCapability,
+  CriuError, RuntimeError, type CheckpointOptions, type CheckpointResult, type ContainerRuntime, type CreateSpec, type CriuCapability,
   type InspectedContainer, type NetworkAttachment, type RestoreOptions, type RestoreResult, type TransferResult,
 } from './runtime';
 import { createSpecFromInspect, isUserDefinedNetwork, primaryNetwork, type InspectJson } from './spec';
@@ -41,13 +42,20 @@ export interface DockerRuntimeOptions {
   timeoutMs?: number;
   /** checkpoint, restore and export (default 10 min: a memory-heavy dump passes through containerd at ~20 ms/MB) */
   longTimeoutMs?: number;
+  /** false: always `docker checkpoint create` and copied restores (default true: the fast path when containerd is reachable) */
+  fastPath?: boolean;
+  /** `size=` of the image tmpfs (default: the kernel's, half the RAM) */
+  imageTmpfsSize?: string;
 }
+
+const FAST_RETRY_MS = 30_000;
 
 export class DockerRuntime implements ContainerRuntime {
   readonly socketPath: string;
   private readonly client: Dockerode;
   private readonly opts: DockerRuntimeOptions;
   private rootDir: Promise<string> | undefined;
+  private fast: { at: number; p: Promise<FastPath> } | undefined;
 
   constructor(opts: DockerRuntimeOptions = {}) {
     this.opts = opts;
@@ -138,22 +146,59 @@ export class DockerRuntime implements ContainerRuntime {
     return id;
   }
 
-  checkpoint(dockerId: string, checkpointDir: string, name: string): Promise<CheckpointResult> {
-    checkName(name, 'checkpoint name');
-    if (!path.isAbsolute(checkpointDir)) throw new RuntimeError(`checkpoint dir ${checkpointDir} must be absolute`, 'INVALID_ARGUMENT');
-    return serialized(this.socketPath, () => this.doCheckpoint(dockerId, checkpointDir, name));
+  /**
+   * The direct path: containerd found from dockerd's flags and the image tmpfs mounted. Failures
+   * are kept for FAST_RETRY_MS, so a node without it does not scan /proc at every checkpoint.
+   */
+  fastPath(): Promise<FastPath> {
+    if (this.opts.fastPath === false) return Promise.resolve({ ok: false, reason: 'the fast path is turned off (fastPath: false)' });
+    if (this.fast && (Date.now() - this.fast.at < FAST_RETRY_MS || !this.fast.p)) return this.fast.p;
+    const p = probeFastPath(this.socketPath, this.opts);
+    this.fast = { at: Date.now(), p };
+    void p.then((f) => { if (f.ok) this.fast = { at: Infinity, p }; });
+    return p;
   }
 
-  private async doCheckpoint(dockerId: string, checkpointDir: string, name: string): Promise<CheckpointResult> {
+  async stagingDir(key: string): Promise<string | undefined> {
+    checkName(key, 'staging key');
+    const f = await this.fastPath();
+    return f.ok ? path.join(f.imageRoot, `in.${key}`) : undefined;
+  }
+
+  checkpoint(dockerId: string, checkpointDir: string, name: string, opts: CheckpointOptions = {}): Promise<CheckpointResult> {
+    checkName(name, 'checkpoint name');
+    if (!path.isAbsolute(checkpointDir)) throw new RuntimeError(`checkpoint dir ${checkpointDir} must be absolute`, 'INVALID_ARGUMENT');
+    return serialized(this.socketPath, () => this.doCheckpoint(dockerId, checkpointDir, name, opts));
+  }
+
+  /** Whether containerd runs this container's task: a live connection, and the right containerd. */
+  private async directReady(id: string): Promise<{ f: FastPath & { ok: true } } | { reason: string }> {
+    const f = await this.fastPath();
+    if (!f.ok) return { reason: f.reason };
+    try {
+      const t = await f.ctrd.taskStatus(id);
+      if (t.status !== 'running') return { reason: `containerd at ${f.loc.socket} has the task ${t.status}, not running` };
+    } catch (err) {
+      return { reason: `containerd at ${f.loc.socket} cannot be used: ${(err as Error).message}` };
+    }
+    return { f };
+  }
+
+  private async doCheckpoint(dockerId: string, checkpointDir: string, name: string, opts: CheckpointOptions): Promise<CheckpointResult> {
     const c = await this.raw(dockerId);
     const id = c.Id;
     if (!c.State?.Running) throw new RuntimeError(`cannot checkpoint ${id.slice(0, 12)}: it is ${c.State?.Status}, not running`, 'FAILED_PRECONDITION');
     if (c.HostConfig?.AutoRemove) {
       throw new RuntimeError(`cannot checkpoint ${id.slice(0, 12)}: it was started with --rm, and Docker would remove it (and its files) as soon as the checkpoint stops it`, 'FAILED_PRECONDITION');
     }
-    const dir = path.join(checkpointDir, name);
+    const direct = await this.directReady(id);
+    if ('reason' in direct) {
+      if (opts.tcpEstablished) throw new RuntimeError(`cannot checkpoint ${id.slice(0, 12)} with its TCP connections: Docker has no such option and the direct path is not available (${direct.reason})`, 'FAILED_PRECONDITION');
+      log.info('checkpoint through Docker (the direct path is not available)', { id: id.slice(0, 12), reason: direct.reason });
+    }
+    const dir = 'f' in direct ? path.join(direct.f.imageRoot, `${path.basename(checkpointDir)}.${name}`) : path.join(checkpointDir, name);
     if (fs.existsSync(dir)) throw new RuntimeError(`checkpoint dir ${dir} already exists`, 'ALREADY_EXISTS');
-    fs.mkdirSync(checkpointDir, { recursive: true });
+    fs.mkdirSync(path.dirname(dir), { recursive: true });
     // The checkpoint stops the container; its restart policy would start it again from scratch
     // (a second copy of a container that is about to run on the target). Put back on failure,
     // and by restoreFromDir on a rollback.
@@ -161,22 +206,46 @@ export class DockerRuntime implements ContainerRuntime {
     const restarts = policy.Name !== '' && policy.Name !== 'no';
     if (restarts) await this.setRestartPolicy(id, { Name: 'no', MaximumRetryCount: 0 });
     const t0 = Date.now();
+    const work = `${dir}.work`;
     try {
-      await this.dial('POST', `/containers/${id}/checkpoints`, {
-        body: { CheckpointID: name, CheckpointDir: checkpointDir, Exit: true }, timeoutMs: this.longTimeoutMs,
-      });
+      if ('f' in direct) {
+        await direct.f.ctrd.checkpoint(id, { imagePath: dir, workPath: work, openTcp: opts.tcpEstablished }, this.longTimeoutMs);
+        await this.untilStopped(id);
+      } else {
+        await this.dial('POST', `/containers/${id}/checkpoints`, {
+          body: { CheckpointID: name, CheckpointDir: path.dirname(dir), Exit: true }, timeoutMs: this.longTimeoutMs,
+        });
+      }
     } catch (err) {
       const ms = Date.now() - t0;
       if (restarts) await this.setRestartPolicy(id, policy).catch((e) => log.warn('cannot put the restart policy back', { id, reason: dockerMessage(e) }));
-      const failure = this.criuFailure('checkpoint', id, err, ms);
+      const dumpLog = 'f' in direct ? readCriuLog(path.join(work, 'dump.log'), this.keepPath(id, 'checkpoint')) : undefined;
+      if ('f' in direct) for (const d of [dir, work]) fs.rmSync(d, { recursive: true, force: true });
+      const failure = this.criuFailure('checkpoint', id, err, ms, dumpLog);
       // CRIU thaws the tasks of a failed dump; say so when that did not happen (no rollback left)
       const running = await this.raw(id).then((x) => x.State?.Running, () => undefined);
       if (running === false) failure.message += '; the container is no longer running';
       throw failure;
     }
     const ms = Date.now() - t0;
+    fs.rmSync(work, { recursive: true, force: true });
     fs.writeFileSync(path.join(dir, META), JSON.stringify({ dockerId: id, restartPolicy: policy, at: new Date().toISOString() }) + '\n');
-    return { dir, ms };
+    return { dir, ms, method: 'f' in direct ? 'containerd' : 'docker', fallbackReason: 'reason' in direct ? direct.reason : '' };
+  }
+
+  /**
+   * After a direct checkpoint the task is gone; dockerd learns it from containerd's exit event
+   * a moment later. Waited for, so that whatever comes next (a rollback's restore) finds the
+   * container stopped, as after `docker checkpoint create`.
+   */
+  private async untilStopped(id: string, timeoutMs = 10_000): Promise<void> {
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      const c = await this.raw(id);
+      if (!c.State?.Running) return;
+      if (Date.now() > until) throw new RuntimeError(`Docker still shows ${id.slice(0, 12)} running ${timeoutMs} ms after its checkpoint`, 'INTERNAL');
+      await new Promise((r) => setTimeout(r, 5));
+    }
   }
 
   private async setRestartPolicy(id: string, policy: { Name?: string; MaximumRetryCount?: number }): Promise<void> {
@@ -225,36 +294,45 @@ export class DockerRuntime implements ContainerRuntime {
     // Docker 20.10 refuses a custom checkpoint dir at restore: the checkpoint goes where it looks.
     const dest = path.join(root, 'containers', id, 'checkpoints', name);
     const keep = opts.keepSource ?? false;
-    let placed: 'renamed' | 'copied' | 'in place' = 'in place';
+    const fast = await this.fastPath();
+    let placed: 'renamed' | 'copied' | 'in place' | 'linked' = 'in place';
     if (path.resolve(src) !== dest) {
       fs.rmSync(dest, { recursive: true, force: true }); // left by a crashed attempt
       fs.mkdirSync(path.dirname(dest), { recursive: true });
-      placed = await placeCheckpoint(src, dest, keep);
+      if (fast.ok && isInside(fast.imageRoot, src)) {
+        linkCheckpoint(src, dest, fast.loc.tmpDir);
+        placed = 'linked';
+      } else {
+        placed = await placeCheckpoint(src, dest, keep);
+      }
     }
     const nonce = `${randomUUID()} ${Date.now()}`;
     fs.writeFileSync(path.join(dest, NONCE), nonce);
     const meta = readMeta(dest);
-    const tmp = this.opts.containerdTmpDir ?? '/tmp';
+    const tmp = this.opts.containerdTmpDir ?? (fast.ok ? fast.loc.tmpDir : '/tmp');
     const before = new Set(ctrdLeaks(tmp));
     const catcher = new LogCatcher(path.join(root, 'containerd/daemon/io.containerd.runtime.v2.task/moby', id, 'restore.log'));
     const t0 = Date.now();
+    const undoConf = opts.tcpEstablished ? withRuncConfOption('tcp-established') : undefined;
     try {
       await this.dial('POST', `/containers/${id}/start`, { query: { checkpoint: name }, timeoutMs: this.longTimeoutMs });
     } catch (err) {
+      undoConf?.();
       const ms = Date.now() - t0;
       const caught = catcher.finish(this.keepPath(id, 'restore'));
       cleanLeaks(tmp, before, nonce);
       // leave the input as it was given, so the caller can retry or roll back with it
       fs.rmSync(path.join(dest, NONCE), { force: true });
       if (placed === 'renamed') fs.renameSync(dest, src);
-      else if (placed === 'copied') fs.rmSync(dest, { recursive: true, force: true });
+      else if (placed === 'copied' || placed === 'linked') fs.rmSync(dest, { recursive: true, force: true });
       throw this.criuFailure('restore', id, err, ms, caught);
     }
     const ms = Date.now() - t0;
+    undoConf?.();
     catcher.close();
     const leaksRemoved = cleanLeaks(tmp, before, nonce);
     fs.rmSync(dest, { recursive: true, force: true }); // consumed; a later rollback needs a new checkpoint
-    if (placed === 'copied' && !keep) fs.rmSync(src, { recursive: true, force: true });
+    if ((placed === 'copied' || placed === 'linked') && !keep) fs.rmSync(src, { recursive: true, force: true });
     const after = await this.raw(id);
     // A rollback: checkpoint() switched this very container's restart policy off; switch it back.
     const want = meta?.dockerId === id ? meta.restartPolicy : undefined;
@@ -262,7 +340,7 @@ export class DockerRuntime implements ContainerRuntime {
     if (want?.Name && (want.Name !== have?.Name || (want.MaximumRetryCount ?? 0) !== (have?.MaximumRetryCount ?? 0))) {
       await this.setRestartPolicy(id, want);
     }
-    return { ms, pid: after.State?.Pid ?? 0, leaksRemoved };
+    return { ms, pid: after.State?.Pid ?? 0, leaksRemoved, method: placed === 'linked' ? 'linked' : 'placed' };
   }
 
   async start(dockerId: string): Promise<void> {
@@ -316,6 +394,7 @@ export class DockerRuntime implements ContainerRuntime {
   }
 
   criuCheck(): Promise<CriuCapability> {
+    void this.fastPath().then((f) => log.info(f.ok ? 'checkpoints go straight to containerd' : 'checkpoints go through Docker', f.ok ? { containerd: f.loc.socket, images: f.imageRoot } : { reason: f.reason }));
     return criuCheck();
   }
 

@@ -69,22 +69,42 @@ export interface InspectedContainer {
   caveats: string[];
 }
 
+export interface CheckpointOptions {
+  /** CRIU tcp-established: dump established TCP connections (direct path only; the restore needs it too) */
+  tcpEstablished?: boolean;
+}
+
+/**
+ * How a checkpoint was taken: 'containerd' = Tasks.Checkpoint straight into the image tmpfs
+ * (docs/runtime.md#fast-path), 'docker' = `docker checkpoint create` (containerd's content store).
+ */
+export type CheckpointMethod = 'containerd' | 'docker';
+
 export interface CheckpointResult {
-  /** the directory holding CRIU's images: <checkpointDir>/<name> */
+  /** the directory holding CRIU's images: <checkpointDir>/<name>, or a dir on the image tmpfs */
   dir: string;
   ms: number;
+  method: CheckpointMethod;
+  /** why the direct path was not used ('' when it was) */
+  fallbackReason: string;
 }
 
 export interface RestoreOptions {
   /** copy the checkpoint instead of moving it (default false; a move is a rename when it is staged under DockerRootDir) */
   keepSource?: boolean;
+  /** CRIU tcp-established at restore (a checkpoint taken with it needs it) */
+  tcpEstablished?: boolean;
 }
+
+/** 'linked': the images stayed on the tmpfs, Docker's checkpoint dir links to them; 'placed': moved or copied into Docker's root. */
+export type RestoreMethod = 'linked' | 'placed';
 
 export interface RestoreResult {
   ms: number;
   pid: number;
   /** containerd's leaked copies of this checkpoint removed from /tmp (1 on containerd 1.6) */
   leaksRemoved: number;
+  method: RestoreMethod;
 }
 
 export interface TransferResult {
@@ -110,7 +130,12 @@ export interface ContainerRuntime {
   /** Creates the restore target: stopped, never started. Returns the Docker id. */
   create(spec: CreateSpec, name: string): Promise<string>;
   /** CRIU dump into <checkpointDir>/<name>; the container stops. Serialized per engine (invariant 5). */
-  checkpoint(dockerId: string, checkpointDir: string, name: string): Promise<CheckpointResult>;
+  checkpoint(dockerId: string, checkpointDir: string, name: string, opts?: CheckpointOptions): Promise<CheckpointResult>;
+  /**
+   * A fresh dir on the image tmpfs for a checkpoint coming from a peer (restoreFromDir then links
+   * to it instead of copying), or undefined when this node restores the old way.
+   */
+  stagingDir(key: string): Promise<string | undefined>;
   /** Restores a created or stopped container from a directory of CRIU images. Serialized per engine. */
   restoreFromDir(dockerId: string, checkpointSrcDir: string, name: string, opts?: RestoreOptions): Promise<RestoreResult>;
   start(dockerId: string): Promise<void>;

@@ -41,7 +41,7 @@ export interface ControlModuleDeps {
   store: SampleStore;
   registry: Registry;
   migrations: Migrations;
-  ingest: Pick<Ingest, 'command' | 'commandAll'>;
+  ingest: Pick<Ingest, 'command' | 'commandAll' | 'settle'>;
   transport: Transport;
   term: () => number;
   /** Appends records to this node's own sample log. */

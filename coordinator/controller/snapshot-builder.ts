@@ -7,7 +7,9 @@
  *
  * A node labelled `herd.cores=N` is a slice of a machine (a capped bed node, a VM sized by
  * quota): /proc there describes the whole machine, so its CPU load is its containers' CPU
- * over its N cores instead of host.cpu.total. `herd.disk_iops=N` gives its disk capacity.
+ * over its N cores instead of host.cpu.total. `herd.disk_iops=N` gives its disk capacity; the
+ * machine's disk counters describe the whole machine too, so such a node's disk ops are its
+ * containers' (blkio) and its disk activity those ops over its N.
  */
 import { isDraining } from '../../common/labels';
 import { FINAL_STATES, type MigrationRecord } from '../../common/migration-record';
@@ -97,21 +99,23 @@ export function buildSnapshot(src: SnapshotSources, grid: Grid): Snapshot {
     const labels = labelsOf(n.labels);
     const slice = positive(labels[CORES_LABEL]);
     const mine = containers.filter((c) => c.node === n.node_id);
-    const cpu = slice ? sliceCpu(mine, steps, slice) : win(n.node_id, 'host.cpu.total', 1 / 100);
+    const cpu = slice ? sliceSum(mine, steps, (c) => c.cpu).map((v) => v / slice) : win(n.node_id, 'host.cpu.total', 1 / 100);
+    const iops = positive(labels[DISK_IOPS_LABEL]);
+    const diskOps = iops ? sliceSum(mine, steps, (c) => c.diskOps) : addWindows(win(n.node_id, 'host.disk.read_ops'), win(n.node_id, 'host.disk.write_ops'));
     return {
       id: n.node_id,
       arch: n.arch,
       cores: slice ?? n.cores,
       memoryBytes: n.memory_bytes,
-      diskIops: positive(labels[DISK_IOPS_LABEL]) ?? 0,
+      diskIops: iops ?? 0,
       labels,
       criu: n.capabilities.includes('criu') && n.docker_reachable,
       draining: isDraining(n.labels),
       connected: src.registry.isConnected(n.node_id),
       lastSampleMs: lastMs(n.node_id, 'host.cpu.total', 'host.mem.used_bytes'),
       cpu,
-      diskOps: addWindows(win(n.node_id, 'host.disk.read_ops'), win(n.node_id, 'host.disk.write_ops')),
-      diskActive: win(n.node_id, 'host.disk.active_pct', 1 / 100),
+      diskOps,
+      diskActive: iops ? diskOps.map((v) => Math.min(1, v / iops)) : win(n.node_id, 'host.disk.active_pct', 1 / 100),
       memUsedBytes: win(n.node_id, 'host.mem.used_bytes'),
     };
   });
@@ -123,18 +127,19 @@ function* scaled(samples: Iterable<[number, number]>, k: number): Generator<[num
   for (const [ts, v] of samples) yield [ts, v * k];
 }
 
-/** A slice node's load: its containers' cores over its own, step by step (NaN where none reported). */
-function sliceCpu(containers: ContainerView[], steps: number, cores: number): number[] {
+/** A slice node's load: the sum of its containers' windows, step by step (NaN where none reported). */
+function sliceSum(containers: ContainerView[], steps: number, pick: (c: ContainerView) => Window): number[] {
   const out: number[] = [];
   for (let i = 0; i < steps; i++) {
     let sum = 0;
     let seen = containers.length === 0; // an empty node is idle, not unknown
     for (const c of containers) {
-      if (Number.isNaN(c.cpu[i])) continue;
-      sum += c.cpu[i];
+      const v = pick(c)[i];
+      if (Number.isNaN(v)) continue;
+      sum += v;
       seen = true;
     }
-    out.push(seen ? sum / cores : NaN);
+    out.push(seen ? sum : NaN);
   }
   return out;
 }

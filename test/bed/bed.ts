@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { capCpu, DiskCapSplitter, diskOf } from './caps';
 
 export interface BedOptions {
   nodes: number;
@@ -19,7 +20,17 @@ export interface BedOptions {
   dockerdArgs?: string[];
   /** How long one dockerd may take to answer `docker version` (default 60 s). */
   dockerTimeoutMs?: number;
+  /** CPU capacity of each node in cores (index 0 = n1; 0 or missing: no cap); docs/testbed.md. */
+  cpuCores?: number[];
+  /** Disk capacity of each node in IOPS, read and write each (0 or missing: no cap); direct I/O only. */
+  diskIops?: number[];
+  /** Workload images imported into every node besides busybox (WORKLOAD_IMAGES). */
+  images?: WorkloadImage[];
 }
+
+/** Workload images the bed builds offline (test/bed/images.sh) and their names in each dockerd. */
+export const WORKLOAD_IMAGES = { sysbench: 'herd-sysbench:latest', fio: 'herd-fio:latest' } as const;
+export type WorkloadImage = keyof typeof WORKLOAD_IMAGES;
 
 export interface BedNode {
   id: string; // n1, n2, ...
@@ -55,7 +66,9 @@ export interface Bed {
 export const BUSYBOX_IMAGE = 'herd-busybox:latest';
 const DOCKER = '/usr/bin/docker'; // bookworm's 20.10 CLI; /usr/local/bin may hold a newer one
 const CACHE = '/var/tmp/herd-bed-images'; // outside /tmp/herd-bed*: stopBed({ all }) sweeps those
-const HERE = path.dirname(fileURLToPath(import.meta.url));
+// import.meta.url under vitest and vite-node; a CommonJS bundle of bench/run.mjs (in dist/bench/)
+// has an empty import.meta, and this directory is then ../../test/bed from the bundle
+const HERE = import.meta.url ? path.dirname(fileURLToPath(import.meta.url)) : path.join(__dirname, '..', '..', 'test', 'bed');
 // runc execs `criu` from PATH (dockerd -> containerd -> shim): the 4.2 wrapper must come first.
 const SBIN_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
@@ -239,7 +252,20 @@ async function cleanup(l: Layout, wipe: boolean): Promise<void> {
   await Promise.all([...ids].map((id) => cleanNode(l, id)));
   await sleep(100); // let SIGKILLed processes drop their mounts and namespaces
   if (fs.existsSync(l.dir)) await unmountUnder(l.dir);
-  for (const ns of spaces) if (re.test(ns) || ns === l.hub) await ip('netns', 'del', ns);
+  // the agents' checkpoint image tmpfs (agent/runtime/fast-checkpoint.ts imageRootFor): one per node's docker socket
+  for (const id of ids) {
+    const sock = path.join(l.dir, id, 'docker.sock');
+    const root = `/tmp/herd-images-${createHash('sha256').update(sock).digest('hex').slice(0, 10)}`;
+    if (!fs.existsSync(root)) continue;
+    await run('umount', [root]);
+    fs.rmSync(root, { recursive: true, force: true });
+  }
+  for (const ns of spaces) {
+    if (!re.test(ns) && ns !== l.hub) continue;
+    const r = await run('ip', ['netns', 'del', ns]);
+    // gone meanwhile (another cleanup of the same bed): fine; still there: an error
+    if (r.code !== 0 && (await netnsList()).includes(ns)) throw new Error(`ip netns del ${ns} failed: ${r.stderr.trim()}`);
+  }
   await run('ip', ['link', 'del', l.hostIf]); // normally gone with the hub already
   if (!fs.existsSync(l.dir)) return;
   if (wipe) fs.rmSync(l.dir, { recursive: true, force: true });
@@ -257,11 +283,12 @@ export async function stopBed(opts: { name?: string; all?: boolean } = {}): Prom
 }
 
 // ------------------------------------------------------------------ start
-async function busyboxTar(): Promise<string> {
+/** The rootfs tar of an image, built once by images.sh into the cache (keyed by busybox and the script). */
+async function imageTar(kind: 'busybox' | WorkloadImage): Promise<string> {
   const script = path.join(HERE, 'images.sh');
   const key = createHash('sha256').update(fs.readFileSync('/bin/busybox')).update(fs.readFileSync(script)).digest('hex').slice(0, 12);
-  const tar = path.join(CACHE, `busybox-${key}.tar`);
-  if (!fs.existsSync(tar)) { fs.mkdirSync(CACHE, { recursive: true }); await must('bash', [script, 'busybox', tar]); }
+  const tar = path.join(CACHE, `${kind}-${key}.tar`);
+  if (!fs.existsSync(tar)) { fs.mkdirSync(CACHE, { recursive: true }); await must('bash', [script, kind, tar], 600_000); }
   return tar;
 }
 
@@ -319,16 +346,25 @@ export async function startBed(opts: BedOptions): Promise<Bed> {
     await ip('-n', n.netns, 'link', 'set', 'eth0', 'up');
     await ip('-n', l.hub, 'link', 'set', n.id, 'master', 'br0', 'up');
   }
-  const bed = new BedImpl(l, nodes, hostIp);
-  fs.writeFileSync(path.join(l.dir, 'bed.json'), JSON.stringify({ hostIp, nodes }, null, 2));
+  // before dockerd starts: it then puts its containers under the capped parent as it is
+  nodes.forEach((n, i) => { if (opts.cpuCores?.[i]) capCpu(n.cgroupParent, opts.cpuCores[i]); });
+  const disk = opts.diskIops?.some((x) => x > 0)
+    ? new DiskCapSplitter(diskOf(l.dir), nodes.map((n, i) => ({ cgroupParent: n.cgroupParent, iops: opts.diskIops?.[i] ?? 0 })))
+    : undefined;
+  const bed = new BedImpl(l, nodes, hostIp, disk);
+  fs.writeFileSync(path.join(l.dir, 'bed.json'), JSON.stringify({ hostIp, nodes, cpuCores: opts.cpuCores, diskIops: opts.diskIops }, null, 2));
   if (docker) {
     try {
-      const tar = await busyboxTar();
+      const images = [{ tar: await imageTar('busybox'), name: BUSYBOX_IMAGE }];
+      for (const w of opts.images ?? []) images.push({ tar: await imageTar(w), name: WORKLOAD_IMAGES[w] });
       await Promise.all(nodes.map(async (n) => {
         await startDockerd(n, opts.dockerdArgs ?? [], opts.dockerTimeoutMs ?? 60_000);
-        const r = await bed.docker(n.id, 'import', '--change', 'CMD ["/bin/sh"]', tar, BUSYBOX_IMAGE);
-        if (r.code !== 0) throw new Error(`${n.id}: docker import failed: ${r.stderr}`);
+        for (const img of images) {
+          const r = await bed.docker(n.id, 'import', '--change', 'CMD ["/bin/sh"]', img.tar, img.name);
+          if (r.code !== 0) throw new Error(`${n.id}: docker import of ${img.name} failed: ${r.stderr}`);
+        }
       }));
+      disk?.start();
     } catch (e) {
       await bed.stop();
       throw e;
@@ -338,7 +374,7 @@ export async function startBed(opts: BedOptions): Promise<Bed> {
 }
 
 class BedImpl implements Bed {
-  constructor(private l: Layout, readonly nodes: BedNode[], readonly hostIp: string) {}
+  constructor(private l: Layout, readonly nodes: BedNode[], readonly hostIp: string, private disk?: DiskCapSplitter) {}
   get name() { return this.l.name; }
   get dir() { return this.l.dir; }
   get hubNetns() { return this.l.hub; }
@@ -385,6 +421,7 @@ class BedImpl implements Bed {
   }
 
   stop(): Promise<void> {
+    this.disk?.stop();
     return cleanup(this.l, false);
   }
 }

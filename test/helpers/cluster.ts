@@ -22,7 +22,7 @@ export function startHerdOn(bed: Bed, id: string, extra: string[] = [], env: Nod
   const dataDir = join(n.dir, 'herd');
   if (!extra.includes('--insecure')) testPki().provision(dataDir, id, `${n.ip}:${PORT}`);
   const args = [HERD, 'agent', '--node-id', id, '--data-dir', dataDir, '--listen', `${n.ip}:${PORT}`, ...peers, '--pmproxy-url', '', '--host-interval', '500', '--container-interval', '500', '--track-interval', '500', ...extra];
-  if (n.dockerSock) args.push('--docker-socket', n.dockerSock);
+  if (n.dockerSock && !extra.includes('--docker-socket')) args.push('--docker-socket', n.dockerSock);
   const proc = bed.spawn(id, process.execPath, args, { name: `herd-${id}-${Date.now()}`, env: { ...process.env, ...env } });
   return { id, address: `${n.ip}:${PORT}`, dataDir, proc };
 }

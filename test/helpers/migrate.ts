@@ -7,11 +7,11 @@ export interface MigrateResult {
   error?: { code: number; details: string };
 }
 
-export function migrate(coordinator: string, herdId: string, target: string, fsMode = 'FS_MODE_DIFF', timeoutMs = 120_000): Promise<MigrateResult> {
+export function migrate(coordinator: string, herdId: string, target: string, fsMode = 'FS_MODE_DIFF', timeoutMs = 120_000, tcpEstablished = false): Promise<MigrateResult> {
   const admin = adminClient(coordinator);
   return new Promise((resolve) => {
     const records: any[] = [];
-    const s = admin.Migrate({ herd_id: herdId, target_node_id: target, fs_mode: fsMode }, { deadline: Date.now() + timeoutMs });
+    const s = admin.Migrate({ herd_id: herdId, target_node_id: target, fs_mode: fsMode, tcp_established: tcpEstablished }, { deadline: Date.now() + timeoutMs });
     s.on('data', (m: any) => records.push(m));
     s.on('error', (e: any) => {
       admin.close();

@@ -5,6 +5,11 @@
  * and path traversal in every string field, each carrying a unique marker. For a bounded time
  * (~20 s): the daemon must answer each with a status (never hang), stay up, keep serving, and
  * no file or directory named with the marker may exist anywhere outside its data dir.
+ *
+ * Every INTERNAL is classified. Bytes that do not decode as the method's request type are
+ * answered by grpc-js itself, before any handler runs: INTERNAL "Error deserializing request"
+ * (server-interceptors.js; docs/security.md). Any other INTERNAL, and any INTERNAL for a
+ * message that decodes, is a handler failing on a well-formed request: the test fails.
  */
 import * as grpc from '@grpc/grpc-js';
 import { execFile } from 'node:child_process';
@@ -36,7 +41,7 @@ afterAll(async () => {
   tmp?.cleanup();
 });
 
-interface Method { path: string; clientStream: boolean; serverStream: boolean; encode: (o: unknown) => Buffer; fields: Field[]; pkg: string }
+interface Method { path: string; clientStream: boolean; serverStream: boolean; encode: (o: unknown) => Buffer; decode: (b: Buffer) => unknown; fields: Field[]; pkg: string }
 interface Field { name: string; label: string; type: string; typeName: string }
 
 /** Every method of every service the server offers, with its kind, a request encoder and the request's fields. */
@@ -52,6 +57,7 @@ function methods(): Method[] {
           clientStream: Boolean(m.requestStream),
           serverStream: Boolean(m.responseStream),
           encode: m.requestSerialize,
+          decode: m.requestDeserialize,
           fields: m.requestType?.type?.field ?? [],
           pkg: (m.path as string).slice(1, (m.path as string).lastIndexOf('.')),
         });
@@ -148,14 +154,15 @@ describe('hostile input to every RPC', () => {
     const rnd = mulberry32(20261124);
     const id = (b: Buffer) => b;
 
-    const call = (m: Method, msg: Buffer): Promise<{ code: number; details: string }> => {
+    const call = (m: Method, msg: Buffer): Promise<{ code: number; details: string; sent: Buffer[] }> => {
+      const sent = [msg];
       const opts = { deadline: Date.now() + (m.path.endsWith('/Watch') ? 300 : 3000) };
       return new Promise((resolve) => {
         let settled = false;
         const done = (e: grpc.ServiceError | null) => {
           if (settled) return;
           settled = true;
-          resolve(e ? { code: e.code, details: e.details } : { code: 0, details: '' });
+          resolve(e ? { code: e.code, details: e.details, sent } : { code: 0, details: '', sent });
         };
         if (!m.clientStream && !m.serverStream) client.makeUnaryRequest(m.path, id, id, msg, opts, done);
         else if (!m.clientStream) {
@@ -168,8 +175,9 @@ describe('hostile input to every RPC', () => {
           s.on('data', () => {});
           s.on('error', done);
           s.on('end', () => done(null));
+          sent.push(mutate(msg, rnd));
           s.write(msg);
-          s.write(mutate(msg, rnd));
+          s.write(sent[1]);
           setTimeout(() => s.end(), 50);
         }
       });
@@ -178,6 +186,22 @@ describe('hostile input to every RPC', () => {
     const statuses = new Map<number, number>();
     let calls = 0;
     const hung: string[] = [];
+    /** INTERNAL answers: grpc-js refusing bytes that do not decode (counted), or anything else (a failure). */
+    let undecodable = 0;
+    const internalOnWellFormed: string[] = [];
+    const decodes = (m: Method, b: Buffer) => {
+      try {
+        m.decode(b);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    const classify = (m: Method, r: { code: number; details: string; sent: Buffer[] }) => {
+      if (r.code !== grpc.status.INTERNAL) return;
+      if (r.details === 'Error deserializing request' && r.sent.some((b) => !decodes(m, b))) undecodable++;
+      else internalOnWellFormed.push(`${m.path}: ${r.details.slice(0, 200)} (request ${r.sent[0].length} bytes: ${r.sent[0].subarray(0, 40).toString('hex')})`);
+    };
     const count = (m: Method, code: number, msg?: Buffer) => {
       // Health.Watch is meant to stay open until the client goes: its deadline is no hang.
       if (code === grpc.status.DEADLINE_EXCEEDED && m.path.endsWith('/Watch')) return;
@@ -190,7 +214,6 @@ describe('hostile input to every RPC', () => {
     //    the handler. The migration target and Transfer must refuse it as INVALID_ARGUMENT.
     const mustRefuse = new Set(['/herd.v1.Peer/PrepareMigration', '/herd.v1.Peer/CompleteMigration', '/herd.v1.Peer/AbortMigration', '/herd.v1.Peer/GetTargetMigration', '/herd.v1.Transfer/Fetch']);
     const notRefused: string[] = [];
-    const internalOnWellFormed = new Set<string>();
     const seeds: Buffer[] = [];
     for (const m of all) {
       if (m.path.endsWith('/Watch')) continue;
@@ -199,7 +222,7 @@ describe('hostile input to every RPC', () => {
         seeds.push(msg);
         const r = await call(m, msg);
         count(m, r.code, msg);
-        if (r.code === grpc.status.INTERNAL) internalOnWellFormed.add(`${m.path}: ${r.details.slice(0, 120)}`);
+        classify(m, r);
         if (mustRefuse.has(m.path) && s !== VALID_MARKED && r.code !== grpc.status.INVALID_ARGUMENT) notRefused.push(`${m.path} ${JSON.stringify(s)}: ${grpc.status[r.code]} ${r.details}`);
       }
     }
@@ -222,6 +245,7 @@ describe('hostile input to every RPC', () => {
           seeds.push(msg);
           const r = await call(m, msg);
           count(m, r.code, msg);
+          classify(m, r);
           if (r.code !== grpc.status.INVALID_ARGUMENT) notRefused.push(`${path} ${key}=${JSON.stringify(s)}: ${grpc.status[r.code]} ${r.details}`);
         }
       }
@@ -230,6 +254,7 @@ describe('hostile input to every RPC', () => {
     const deepJson = find('/PrepareMigration').encode({ ...valid['/herd.v1.Peer/PrepareMigration'], create_json: '['.repeat(200_000) + ']'.repeat(200_000) });
     const dj = await call(find('/PrepareMigration'), deepJson);
     count(find('/PrepareMigration'), dj.code);
+    classify(find('/PrepareMigration'), dj);
     expect(dj.code, dj.details).toBe(grpc.status.INVALID_ARGUMENT);
     expect(notRefused, notRefused.join('\n')).toEqual([]);
 
@@ -240,7 +265,11 @@ describe('hostile input to every RPC', () => {
       if (m.path.endsWith('/Watch')) continue;
       // Health echoes the (huge) service name into its status: the node caps every status
       // message (agent/security/bounded-status.ts), or the call would never end.
-      for (const msg of deep) count(m, (await call(m, msg)).code, msg);
+      for (const msg of deep) {
+        const r = await call(m, msg);
+        count(m, r.code, msg);
+        classify(m, r);
+      }
     }
     const huge = await call(find('/CompleteMigration'), Buffer.alloc(65 * 1024 * 1024, 0x0a));
     count(find('/CompleteMigration'), huge.code);
@@ -262,7 +291,9 @@ describe('hostile input to every RPC', () => {
       const base = seeds[Math.floor(rnd() * seeds.length)];
       const kind = rnd();
       const msg = kind < 0.25 ? randomBytes(Math.floor(rnd() * 512)) : kind < 0.45 ? base : kind < 0.97 ? mutate(base, rnd) : Buffer.alloc(5 * 1024 * 1024, 0x0a); // oversized
-      count(m, (await call(m, msg)).code, msg);
+      const r = await call(m, msg);
+      count(m, r.code, msg);
+      classify(m, r);
     }
     client.close();
 
@@ -287,7 +318,9 @@ describe('hostile input to every RPC', () => {
       rmSync(control, { force: true });
     }
     expect(escaped).toEqual([control]);
-    if (internalOnWellFormed.size) console.log(`well-formed requests answered INTERNAL:\n${[...internalOnWellFormed].join('\n')}`);
-    console.log(`fuzz: ${calls} calls over ${all.length} methods; statuses ${JSON.stringify(Object.fromEntries([...statuses].map(([k, v]) => [grpc.status[k] ?? k, v])))}; marker ${MARKER}: nothing outside ${tmp.dir}`);
+    // every INTERNAL was grpc-js refusing undecodable bytes; a well-formed request never gets one
+    expect(internalOnWellFormed, `well-formed requests answered INTERNAL:\n${internalOnWellFormed.join('\n')}`).toEqual([]);
+    expect(undecodable).toBe(statuses.get(grpc.status.INTERNAL) ?? 0);
+    console.log(`fuzz: ${calls} calls over ${all.length} methods; INTERNAL only for ${undecodable} undecodable requests (grpc-js); statuses ${JSON.stringify(Object.fromEntries([...statuses].map(([k, v]) => [grpc.status[k] ?? k, v])))}; marker ${MARKER}: nothing outside ${tmp.dir}`);
   }, 90_000);
 });

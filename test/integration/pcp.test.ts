@@ -1,6 +1,8 @@
 /**
- * PcpCollector against a real pmcd + pmproxy. No skip: a missing PCP fails here with the
- * bed's message (test/bed/install.sh installs it).
+ * PcpCollector against a real pmcd + pmproxy, and a real herd process collecting from them
+ * end to end (pmcd -> pmproxy -> agent -> sample log -> Mesh stream -> coordinator store ->
+ * Admin API). No skip: a missing PCP fails here with the bed's message (test/bed/install.sh
+ * installs it).
  */
 import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -8,6 +10,10 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { PcpCollector } from '../../agent/collectors/pcp';
 import type { Sample } from '../../common/types';
 import { pcpRunning, startPcp, startPmcd, stopPcp, stopPmcd } from '../bed/pcp';
+import { adminClient } from '../helpers/cluster';
+import { call } from '../helpers/coord';
+import { startHerd } from '../helpers/herd';
+import { tempDir, waitFor } from '../helpers/tmp';
 
 const METRICS = ['kernel.all.load', 'kernel.all.cpu.user', 'mem.util.used', 'disk.dev.read', 'no.such.metric'];
 
@@ -114,5 +120,44 @@ describe('PcpCollector on a real pmproxy', () => {
     expect(logs.filter((l) => l.includes('available again'))).toHaveLength(1);
     // a context made while pmcd was up again: recovery does not wait out libpcp's reconnect back-off
     expect(Date.now() - t0).toBeLessThan(5000);
+  });
+});
+
+describe('a herd process collecting PCP', () => {
+  it("stores pmcd's values (through pmproxy, its sample log and its Mesh stream) where the coordinator lists and serves them", async () => {
+    await startPcp(); // pmcd may have been stopped above
+    const tmp = tempDir();
+    const addr = '127.0.0.1:7457';
+    // one node: its own coordinator, so the samples go through the same stream and store as in a cluster
+    const herd = startHerd(['agent', '--insecure', '--node-id', 'pcp-e2e', '--data-dir', tmp.dir, '--listen', addr, '--pmproxy-url', url, '--pcp-metric', 'kernel.all.load', '--pcp-metric', 'mem.util.used', '--pcp-metric', 'kernel.all.cpu.user', '--pcp-interval', '500', '--host-interval', '1000', '--docker-socket', '/nonexistent.sock']);
+    const admin = adminClient(addr, { insecure: true });
+    try {
+      const want = ['pcp.kernel.all.cpu.user', 'pcp.kernel.all.load[1 minute]', 'pcp.kernel.all.load[15 minute]', 'pcp.kernel.all.load[5 minute]', 'pcp.mem.util.used'];
+      const series = await waitFor('the coordinator lists the PCP series', async () => {
+        const r = await call(admin, 'ListSeries', { entity: 'pcp-e2e', metric_prefix: 'pcp.' }).catch(() => undefined);
+        const names = (r?.series ?? []).map((x: any) => x.metric).sort();
+        return want.every((m) => names.includes(m)) ? r.series : undefined;
+      }, 30_000, 250);
+      expect(series.every((x: any) => x.node_id === 'pcp-e2e'), JSON.stringify(series)).toBe(true);
+      const used = await waitFor('several samples of mem.util.used', async () => {
+        const r = await call(admin, 'QuerySamples', { entity: 'pcp-e2e', metric: 'pcp.mem.util.used' });
+        return r.points.length >= 3 ? r.points : undefined;
+      }, 30_000, 250);
+      // pmcd's value (Kbyte) against the kernel's, read now
+      const procUsed = meminfo('MemTotal') - meminfo('MemFree');
+      const last = used[used.length - 1];
+      expect(Math.abs(last.value - procUsed)).toBeLessThan(Math.max(51200, procUsed * 0.1));
+      expect(Number(last.ts_ms)).toBeGreaterThan(Date.now() - 30_000);
+      const load = (await call(admin, 'QuerySamples', { entity: 'pcp-e2e', metric: 'pcp.kernel.all.load[1 minute]' })).points;
+      expect(Math.abs(load[load.length - 1].value - Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]))).toBeLessThan(1);
+      const cpu = (await call(admin, 'QuerySamples', { entity: 'pcp-e2e', metric: 'pcp.kernel.all.cpu.user' })).points;
+      for (const p of cpu) expect(p.value).toBeGreaterThanOrEqual(0); // a rate, ms/s
+      expect(herd.output()).not.toMatch(/PCP unavailable/);
+    } finally {
+      admin.close();
+      herd.child.kill('SIGTERM');
+      await new Promise((r) => herd.child.once('exit', r));
+      tmp.cleanup();
+    }
   });
 });

@@ -122,6 +122,27 @@ describe('snapshot builder', () => {
     expect(a.lastSampleMs).toBe(NOW);
   });
 
+  it('a node labelled herd.disk_iops is loaded by its containers\' disk ops, not the machine\'s disk', async () => {
+    const e = env();
+    const c = await cluster(e, [
+      { id: 'n1', cpu: 0.2, labels: [{ key: 'herd.disk_iops', value: '200' }], containers: [['a', 0.1], ['b', 0.1]] },
+      { id: 'n2', cpu: 0.2, labels: [{ key: 'herd.disk_iops', value: '400' }], containers: [] },
+    ]);
+    const offsets = Array.from({ length: 10 }, (_, i) => -9_000 + i * 1000);
+    void c.store.ingest('n1', 'log', 99, NOW, [
+      { entity: 'a', metric: 'container.blkio.read_ops', offsets_ms: offsets, values: offsets.map(() => 60) },
+      { entity: 'b', metric: 'container.blkio.read_ops', offsets_ms: offsets, values: offsets.map(() => 40) },
+    ]);
+    await e.committed;
+    const s = buildSnapshot(c, { nowMs: NOW, windowMs: 10_000, stepMs: 2000, historyMs: 60_000 });
+    const n1 = s.nodes.find((n) => n.id === 'n1')!;
+    const n2 = s.nodes.find((n) => n.id === 'n2')!;
+    expect(n1.diskIops).toBe(200);
+    expect(n1.diskOps.every((v) => v === 100)).toBe(true);
+    expect(n1.diskActive.every((v) => Math.abs(v - 0.5) < 1e-9)).toBe(true); // 100 of its 200 IOPS, not the machine's 5%
+    expect(n2.diskOps.every((v) => v === 0) && n2.diskActive.every((v) => v === 0)).toBe(true); // empty: idle, not unknown
+  });
+
   it('counts a container reported by two nodes mid-migration once, where it runs, as migrating', async () => {
     const e = env();
     const c = await cluster(e, [
@@ -129,7 +150,7 @@ describe('snapshot builder', () => {
       { id: 'n2', cpu: 0.1, containers: [] },
     ]);
     c.registry.inventory('n2', [container('a', 'n2', { state: 'created' })], true);
-    c.migrations.update({ migration_id: 'm1', herd_id: 'a', source_node_id: 'n1', target_node_id: 'n2', fs_mode: 'FS_MODE_DIFF', step: 'CHECKPOINT', state: 'RUNNING', bytes_done: 0, bytes_total: 0, timings: [], reason: '', started_ms: NOW - 1000, ended_ms: 0, downtime_ms: 0, target_docker_id: '', term: 1, version: 1 });
+    c.migrations.update({ migration_id: 'm1', herd_id: 'a', source_node_id: 'n1', target_node_id: 'n2', fs_mode: 'FS_MODE_DIFF', step: 'CHECKPOINT', state: 'RUNNING', bytes_done: 0, bytes_total: 0, timings: [], reason: '', started_ms: NOW - 1000, ended_ms: 0, downtime_ms: 0, target_docker_id: '', term: 1, version: 1, checkpoint_method: '', checkpoint_fallback_reason: '', restore_method: '', tcp_established: false });
     await e.committed;
     const s = buildSnapshot(c, { nowMs: NOW, windowMs: 10_000, stepMs: 2000, historyMs: 60_000 });
     expect(s.containers.filter((x) => x.herdId === 'a')).toHaveLength(1);
@@ -191,6 +212,7 @@ async function driverSetup(nodes: Parameters<typeof cluster>[1]) {
   const ingest = {
     command: (node: string, cmd: any) => (commands.push({ node, cmd }), true),
     commandAll: () => [],
+    settle: () => {},
   };
   const driver = new ControllerDriver({ ...c, records, migrate: { registry: c.registry, migrations: c.migrations, ingest, term: () => 4 }, term: () => 4, persist: (x) => persisted.push(x), clock: () => NOW });
   return { ...c, env: e, records, driver, commands, persisted };
@@ -262,7 +284,7 @@ describe('controller driver', () => {
   it('a move a former coordinator started and did not see end is recorded from its replayed migration record', async () => {
     const t = await driverSetup([{ id: 'n1', cpu: 0.2, containers: [['a', 0.1]] }, { id: 'n2', cpu: 0.2, containers: [] }]);
     t.records.putDecision(decisionRecord('d-8-1', [{ herdId: 'a', from: 'n1', to: 'n2', policy: 'cpu-greedy', reason: 'r', status: 'started', migrationId: 'm-old', detail: '' }]), 1);
-    t.migrations.update({ migration_id: 'm-old', herd_id: 'a', source_node_id: 'n1', target_node_id: 'n2', fs_mode: 'FS_MODE_DIFF', step: 'DONE', state: 'SUCCEEDED', bytes_done: 1, bytes_total: 1, timings: [], reason: '', started_ms: NOW - 9000, ended_ms: NOW - 8000, downtime_ms: 50, target_docker_id: 'x', term: 3, version: 9 });
+    t.migrations.update({ migration_id: 'm-old', herd_id: 'a', source_node_id: 'n1', target_node_id: 'n2', fs_mode: 'FS_MODE_DIFF', step: 'DONE', state: 'SUCCEEDED', bytes_done: 1, bytes_total: 1, timings: [], reason: '', started_ms: NOW - 9000, ended_ms: NOW - 8000, downtime_ms: 50, target_docker_id: 'x', term: 3, version: 9, checkpoint_method: '', checkpoint_fallback_reason: '', restore_method: '', tcp_established: false });
     await t.env.committed;
     await t.driver.evaluate('evaluate-now', 'recommend');
     await new Promise((r) => setImmediate(r));
@@ -286,7 +308,7 @@ describe('records reach every node', () => {
     const records = controlRecords(e);
     const sent: Array<{ node: string; cmd: any }> = [];
     const appended: any[] = [];
-    const m = controlModule({ nodeId: 'n1', records, ...c, ingest: { command: (node, cmd) => (sent.push({ node, cmd }), true), commandAll: () => [] }, transport: new Insecure(), term: () => 3, appendToLog: (r) => appended.push(r) });
+    const m = controlModule({ nodeId: 'n1', records, ...c, ingest: { command: (node, cmd) => (sent.push({ node, cmd }), true), commandAll: () => [], settle: () => {} }, transport: new Insecure(), term: () => 3, appendToLog: (r) => appended.push(r) });
     m.catchUp('n2');
     expect(sent).toEqual([]); // nothing to hand over yet
     m.driver.setSettings({ mode: 'recommend' }, false, 'operator:a');

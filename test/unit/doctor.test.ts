@@ -37,6 +37,7 @@ function probes(over: Partial<Probes> & { files?: Record<string, string> } = {})
     readText: (f) => files[f],
     embedded: () => null,
     fsType: () => TMPFS_MAGIC,
+    freeBytes: () => 10 * 1024 ** 3,
     ...over,
   };
 }

@@ -264,6 +264,7 @@ class RecordingRuntime {
   async create(_spec: unknown, name: string) { this.calls.push(`create ${name}`); fs.mkdirSync(path.join(this.root, 'containers', DOCKER_ID), { recursive: true }); return DOCKER_ID; }
   async inspect() { this.calls.push('inspect'); return { dockerId: DOCKER_ID, upperDir: this.upper }; }
   async dockerRootDir() { return this.root; }
+  async stagingDir() { return undefined; } // the old path: staged under Docker's root
   async importUpperDir(tar: string, upper: string) { this.calls.push('importUpperDir'); return importUpperDir(tar, upper); }
   async importFull(tar: string, upper: string) { this.calls.push('importFull'); return importUpperDir(tar, upper); }
   async restoreFromDir(_id: string, _dir: string, name: string) { this.calls.push(`restore ${name}`); return { ms: 1, pid: 1, leaksRemoved: 0 }; }
@@ -334,6 +335,9 @@ describe('MigrationTarget refuses hostile requests', () => {
       [{ artifacts: [art('../../../../tmp/evil.tar')] }, /artifact "\.\.\/\.\.\/.*" is not one this node can apply/],
       [{ artifacts: [art('checkpoint.tar'), art('fs.tar/../../x')] }, /not one this node can apply/],
       [{ artifacts: [art('checkpoint.tar'), art('evil.sh')] }, /"evil\.sh" is not one/],
+      [{ artifacts: [art('checkpoint.tar'), art('image.../../etc/passwd')] }, /not one this node can apply/],
+      [{ artifacts: [art('checkpoint.tar'), art('image..img')] }, /not one this node can apply/],
+      [{ artifacts: [art('checkpoint.tar'), art('image.pages-1.img'), art('image.pages-1.img')] }, /listed twice/],
       [{ artifacts: [art('checkpoint.tar'), art('checkpoint.tar')] }, /listed twice/],
       [{ artifacts: [art('fs.tar')] }, /must include checkpoint\.tar/],
       [{ artifacts: [] }, /artifacts is required/],
@@ -382,12 +386,12 @@ describe('MigrationTarget refuses hostile requests', () => {
     expect(code(await target.abort({ migration_id: id }, b).catch((x: unknown) => x))).toBe(grpc.status.PERMISSION_DENIED);
     expect(code(await Promise.resolve().then(() => target.status({ migration_id: id }, b)).catch((x: unknown) => x))).toBe(grpc.status.PERMISSION_DENIED);
     expect(code(await Promise.resolve().then(() => target.status({ migration_id: id }, ops)).catch((x: unknown) => x))).toBe(grpc.status.PERMISSION_DENIED);
-    expect(target.status({ migration_id: id }, a)).toEqual({ state: 'prepared', target_docker_id: DOCKER_ID });
+    expect(await target.status({ migration_id: id }, a)).toEqual({ state: 'prepared', target_docker_id: DOCKER_ID });
     // an unknown migration: any node may hear "unknown", no operator
-    expect(target.status({ migration_id: 'never' }, b)).toEqual({ state: 'unknown', target_docker_id: '' });
+    expect(await target.status({ migration_id: 'never' }, b)).toEqual({ state: 'unknown', target_docker_id: '' });
     // plain text (insecure cluster): nobody identified, the request is taken at its word
-    expect(target.status({ migration_id: id })).toEqual({ state: 'prepared', target_docker_id: DOCKER_ID });
-    expect(await target.abort({ migration_id: id }, a)).toEqual({ removed: true });
+    expect(await target.status({ migration_id: id })).toEqual({ state: 'prepared', target_docker_id: DOCKER_ID });
+    expect(await target.abort({ migration_id: id }, a)).toEqual({ removed: true, running: false });
     expect(rt.calls).toContain('remove');
   });
 
@@ -430,7 +434,7 @@ describe('MigrationTarget refuses hostile requests', () => {
       expect(rt.calls).toEqual(['importUpperDir']);
       expect(tree(outside)).toEqual([]);
       expect(tree(path.join(t.dir, 'upper'))).toEqual([]);
-      expect(target.status({ migration_id: id }).state).toBe('failed');
+      expect((await target.status({ migration_id: id })).state).toBe('failed');
     });
 
     it('refuses a checkpoint holding a symlink out of the staging dir', async () => {
@@ -446,11 +450,12 @@ describe('MigrationTarget refuses hostile requests', () => {
       const { last, id } = await migrate({
         'checkpoint.tar': [{ name: './', type: 'dir' }, { name: './inventory.img' }],
         'fs.tar': [{ name: './', type: 'dir' }, { name: 'bin/', type: 'dir' }, { name: 'bin/sh', type: 'sym', link: '/bin/busybox' }, { name: 'data.txt', data: 'hello' }],
+        'image.pages-1.img': [{ name: 'memory', data: 'pages' }], // a big image travels as it is (its bytes here: any)
       });
       expect(last).toMatchObject({ done: true, ok: true });
       expect(rt.calls).toEqual(['importUpperDir', 'restore cp']); // no lookups inside the downtime
       expect(fs.readFileSync(path.join(t.dir, 'upper', 'data.txt'), 'utf8')).toBe('hello');
-      expect(tree(path.join(t.dir, 'docker', 'containers', DOCKER_ID, 'herd-incoming-checkpoint'))).toEqual(['inventory.img']);
+      expect(tree(path.join(t.dir, 'docker', 'containers', DOCKER_ID, 'herd-incoming-checkpoint')).sort()).toEqual(['inventory.img', 'pages-1.img']);
       expect(tree(outside)).toEqual([]);
       // the artifacts went under <data dir>/migrations/in/<id>/ only, and were removed after
       expect(fs.existsSync(path.join(dataDir, 'migrations', 'in', id))).toBe(false);
