@@ -162,7 +162,8 @@ describe('herd control', () => {
     const action = moved.actions.find((y: any) => y.status === 'SUCCEEDED');
     expect(action).toMatchObject({ from_node_id: 'n1', to_node_id: 'n3', policy: 'cpu-greedy' });
     expect([a, c]).toContain(action.herd_id);
-    expect(await whereIs(action.herd_id)).toBe('n3');
+    // the target's inventory reports the container a moment after the migration's record ends
+    await waitFor(`${action.herd_id} listed on n3`, async () => (await whereIs(action.herd_id)) === 'n3', 30_000, 500);
     expect(await whereIs(p)).toBe('n1');
     const json = JSON.parse(await herdOk('decisions', '--json'));
     expect(json.find((d: any) => d.id === moved.id).proposals[0].reason).toMatch(/busiest movable container/);
@@ -235,7 +236,7 @@ describe('herd control', () => {
       100_000, 1000);
       const action = moved.actions.find((x: any) => x.policy === policy);
       expect(action.from_node_id, policy).toBe('n1');
-      expect(await whereIs(action.herd_id)).toBe(action.to_node_id);
+      await waitFor(`${action.herd_id} listed on ${action.to_node_id}`, async () => (await whereIs(action.herd_id)) === action.to_node_id, 30_000, 500);
       for (const r of three) await rm(r.herd_id);
     }
   }, 2 * PHASE_MS);
