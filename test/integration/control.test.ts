@@ -227,7 +227,7 @@ describe('herd control', () => {
     await herdOk('policy', 'set', 'mode=auto', 'schedule.periodMs=3000',
       'thresholds.cpu-greedy-mt.hostActiveThreshold=0.05', 'thresholds.cpu-greedy-mt.rewardThreshold=0.02', 'thresholds.cpu-greedy-mt.saturation=0.1',
       'thresholds.balance.band=0.05', 'thresholds.balance.saturation=0.1',
-      'thresholds.low-node-utilization.highCpu=0.15', 'thresholds.low-node-utilization.lowMemory=1', 'thresholds.low-node-utilization.lowDiskActive=1');
+      'thresholds.low-node-utilization.highCpu=0.25', 'thresholds.low-node-utilization.lowMemory=1', 'thresholds.low-node-utilization.lowDiskActive=1');
     for (const policy of ['cpu-greedy-mt', 'balance', 'low-node-utilization']) {
       await herdOk('policy', 'set', `policies=${policy}`);
       const three = [await busy('n1'), await busy('n1'), await busy('n1')];
