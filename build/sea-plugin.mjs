@@ -55,6 +55,18 @@ export function seaPlugin() {
           : `throw new Error('optional native module not part of the herd executable');`,
       }));
 
+      // jsonc-parser's main entry is a UMD build whose require() of its own files esbuild cannot
+      // follow (the SEA would then ask for './impl/format' as a builtin): take its ESM build.
+      b.onResolve({ filter: /^jsonc-parser$/ }, () => ({ path: join(packageDir('jsonc-parser'), 'lib', 'esm', 'main.js') }));
+
+      // protobufjs' inquire (1.1.2) calls require(name) for its optional modules ("buffer", "long"):
+      // inside a SEA only builtins load, so it answers "buffer" and nothing else, as the older
+      // eval-based inquire did there.
+      b.onLoad({ filter: /[\\/]@protobufjs[\\/]inquire[\\/]index\.js$/ }, () => ({
+        loader: 'js',
+        contents: `module.exports = function inquire(name) { return name === 'buffer' ? require('buffer') : null; };`,
+      }));
+
       b.onLoad({ filter: /[\\/]onnxruntime-node[\\/]dist[\\/]binding\.js$/ }, (a) => {
         const src = readFileSync(a.path, 'utf8');
         const re = /require\(`\.\.\/bin\/napi-v6\/\$\{process\.platform\}\/\$\{process\.arch\}\/onnxruntime_binding\.node`\)/;
