@@ -13,6 +13,7 @@
  * cluster as it will be. The record keeps every proposal, every refusal with its rule, and
  * the imbalance before and as expected after.
  */
+import { mulberry32 } from '../../common/random';
 import type { ActionRecord, DecisionRecord } from '../../common/decision';
 import { makeFilters } from './filters';
 import { applyMove, fmt, imbalance, loadsOf } from './load';
@@ -63,17 +64,8 @@ export function policyChain(settings: ControlSettings): PolicyName[] {
   return chain;
 }
 
-/** mulberry32: small, seeded, deterministic. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32 (common/random.ts): small, seeded, deterministic. */
+export const seededRandom = mulberry32;
 
 const hashString = (s: string) => {
   let h = 2166136261;

@@ -8,16 +8,9 @@
 import { Election, type ElectionOptions, type HardState, type Message, type Ready } from './election';
 import { MAX_TERM } from './messages';
 
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from '../../common/random';
+
+export { mulberry32 };
 
 export interface NetParams {
   dropRate: number;

@@ -1,3 +1,4 @@
+import { mulberry32 } from '../../common/random';
 import { describe, expect, it } from 'vitest';
 import { onnx } from 'onnx-proto';
 import { predict, train, type Dataset } from '../../coordinator/forecast/trainer/booster';
@@ -8,14 +9,7 @@ import { loadRegressor } from '../../coordinator/forecast/regressor';
 
 // Deterministic data (mulberry32), with values that are not float32-exact and missing values.
 function dataset(rows: number, seed = 7): Dataset {
-  let s = seed >>> 0;
-  const rnd = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const rnd = mulberry32(seed);
   const F = 4;
   const x = new Float32Array(rows * F);
   const y = new Float64Array(rows);
