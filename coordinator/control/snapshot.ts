@@ -93,4 +93,18 @@ export interface Snapshot {
   containers: readonly ContainerView[];
   /** Migrations of the recent past (the longest of the filters' windows) and those running. */
   migrations: readonly MigrationView[];
+  /**
+   * What the model in force predicts (coordinator/forecast): absent when no model is in
+   * force. The controller fills it with one batched onnxruntime call per container, the
+   * simulator with its own model; the forecast policy reads only this, so it stays pure.
+   */
+  forecast?: ForecastView;
+}
+
+/** Predicted application ops/s of each container on each node, by one model version. */
+export interface ForecastView {
+  /** The model's version (shown in every decision that used it). */
+  modelVersion: string;
+  /** herdId -> node id -> predicted ops/s; a missing pair means "no forecast": never a move. */
+  opsByNode: Readonly<Record<string, Readonly<Record<string, number>>>>;
 }
