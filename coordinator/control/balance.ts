@@ -1,21 +1,25 @@
 /**
  * Cluster balance with cost-benefit (beyond the thesis). Imbalance is the weighted spread of
  * host load, OpenStack Watcher's workload_stabilization measure: (wc x SD of host CPU use +
- * wd x SD of host disk activity) / (wc + wd). Among all single moves off hosts over the mean
- * by more than `band` to hosts under it, the ones that most lower it are examined best first
- * (each in O(1) from running sums, so 5,000 containers x 500 hosts stay cheap); a move is
- * taken only when, as in VMware DRS's cost-benefit, the work it recovers over the next
- * evaluation period outweighs what it costs:
- *   gain (core-s) = period x (cores of work recovered + diskCoreEquivalent x disk time recovered)
- *   cost (core-s) = downtime x the container's cores + CPU spent copying its bytes (cost.ts)
+ * wd x SD of host disk load) / (wc + wd), each resource over the node's own capacity (CPU
+ * over its cores, disk ops over its IOPS or its measured active fraction), so a disk-bound
+ * node counts as loaded however fast its disk. A host's load, to tell sources (over the mean
+ * by more than `band`) from targets (under it), is its busiest resource (the dominant share).
+ * Among all single moves off sources to targets, the ones that most lower the imbalance are
+ * examined best first (each in O(1) from running sums, so 5,000 containers x 500 hosts stay
+ * cheap); a move is taken only when, as in VMware DRS's cost-benefit, the work it recovers
+ * over the next evaluation period outweighs what it costs:
+ *   gain (core-s) = period x (cores of work recovered + diskCoreEquivalent x disk work recovered)
+ *   cost (core-s) = downtime x the cores the container gets now + CPU spent copying its bytes (cost.ts)
  * Work recovered follows the demand model of load.ts: on a saturated host containers want
- * up to their threads; moving one frees what it took and serves what it wanted elsewhere.
- * A balanced-looking move that recovers nothing (no host short of CPU) is not worth a freeze.
+ * up to their threads (CPU) or the largest disk (I/O); moving one frees what it took and
+ * serves what it wanted elsewhere, each node serving at most its capacity. Disk work is
+ * counted in disks of the source's size (150 ops/s more from a 150-IOPS node = 1 disk).
+ * A balanced-looking move that recovers nothing (no host short of CPU or disk) is not worth a freeze.
  */
-import { recoveredCores } from './cpu-greedy-mt';
 import { overButWaiting } from './cpu-greedy';
 import { fitCost, moveCost } from './cost';
-import { cpuDemand, diskActiveShare, fmt, hostCpuDemand, liveHosts, loadsOf, type NodeLoad, pct, served } from './load';
+import { cpuDemand, diskCapacity, diskDemand, diskShare, fmt, hostCpuDemand, hostDiskDemand, liveHosts, loadsOf, type NodeLoad, pct, recoveredWork } from './load';
 import type { Move, Policy, PolicyInput } from './policy';
 import { BalanceSchema, type BalanceSettings, validatorFor } from './settings';
 import type { Snapshot } from './snapshot';
@@ -43,10 +47,8 @@ function weighted(sum: Sums, s: BalanceSettings): number {
   return w > 0 ? (s.cpuWeight * sdOf(sum.n, sum.sx, sum.sxx) + s.diskWeight * sdOf(sum.n, sum.sy, sum.syy)) / w : 0;
 }
 
-const loadOf = (n: NodeLoad, s: BalanceSettings) => {
-  const w = s.cpuWeight + s.diskWeight;
-  return w > 0 ? (s.cpuWeight * n.cpu + s.diskWeight * n.diskActive) / w : 0;
-};
+/** A host's load: its busiest resource of those weighed (a disk-bound node is loaded, whatever its CPU). */
+const loadOf = (n: NodeLoad, s: BalanceSettings) => Math.max(s.cpuWeight > 0 ? n.cpu : 0, s.diskWeight > 0 ? n.disk : 0);
 
 function over(hosts: NodeLoad[], s: BalanceSettings): Set<string> {
   const out = new Set<string>();
@@ -54,6 +56,19 @@ function over(hosts: NodeLoad[], s: BalanceSettings): Set<string> {
   const mean = hosts.reduce((a, n) => a + loadOf(n, s), 0) / hosts.length;
   for (const n of hosts) if (n.containers.length > 0 && loadOf(n, s) > mean + s.band) out.add(n.view.id);
   return out;
+}
+
+/**
+ * Disk work a move recovers, in disks of the source's size: ops/s served after minus before
+ * over the source's IOPS (0 when the source's speed is unknown: an idle disk tells nothing).
+ */
+function recoveredDisk(src: NodeLoad, dst: NodeLoad, c: NodeLoad['containers'][number], saturation: number, largestDisk: number): number {
+  const srcDisk = diskCapacity(src);
+  if (srcDisk <= 0 || c.diskOps <= 0) return 0;
+  const dstDisk = diskCapacity(dst, srcDisk);
+  const most = Math.max(largestDisk, srcDisk, dstDisk);
+  const ops = recoveredWork(srcDisk, hostDiskDemand(src, saturation, most), dstDisk, hostDiskDemand(dst, saturation, most), diskDemand(c, src, saturation, most));
+  return ops / srcDisk;
 }
 
 interface Candidate {
@@ -82,7 +97,7 @@ export const balance: Policy<BalancePolicySettings> = {
       return [];
     }
     const sums: Sums = { n: hosts.length, sx: 0, sxx: 0, sy: 0, syy: 0 };
-    for (const n of hosts) (sums.sx += n.cpu), (sums.sxx += n.cpu * n.cpu), (sums.sy += n.diskActive), (sums.syy += n.diskActive * n.diskActive);
+    for (const n of hosts) (sums.sx += n.cpu), (sums.sxx += n.cpu * n.cpu), (sums.sy += n.disk), (sums.syy += n.disk * n.disk);
     const before = weighted(sums, s);
     const mean = hosts.reduce((a, n) => a + loadOf(n, s), 0) / hosts.length;
     const hot = over(hosts, s);
@@ -106,18 +121,20 @@ export const balance: Policy<BalancePolicySettings> = {
       for (const c of src.containers) {
         if (movable(c.view.herdId)) continue; // may not move at all: recorded once
         const dxs = c.cpu / Math.max(src.view.cores, 1e-9);
-        const dys = diskActiveShare(c, src);
+        const dys = diskShare(c, src);
         const xs = src.cpu - dxs;
-        const ys = src.diskActive - dys;
+        const ys = src.disk - dys;
+        const srcDisk = diskCapacity(src);
         for (const dst of targets) {
           const dxt = c.cpu / Math.max(dst.view.cores, 1e-9);
-          const dyt = src.view.diskIops > 0 && dst.view.diskIops > 0 ? (dys * src.view.diskIops) / dst.view.diskIops : dys;
+          const dstDisk = diskCapacity(dst, srcDisk);
+          const dyt = srcDisk > 0 && dstDisk > 0 ? (dys * srcDisk) / dstDisk : dys;
           const xt = dst.cpu + dxt;
-          const yt = dst.diskActive + dyt;
+          const yt = dst.disk + dyt;
           const sx = sums.sx - src.cpu - dst.cpu + xs + xt;
           const sxx = sums.sxx - src.cpu * src.cpu - dst.cpu * dst.cpu + xs * xs + xt * xt;
-          const sy = sums.sy - src.diskActive - dst.diskActive + ys + yt;
-          const syy = sums.syy - src.diskActive * src.diskActive - dst.diskActive * dst.diskActive + ys * ys + yt * yt;
+          const sy = sums.sy - src.disk - dst.disk + ys + yt;
+          const syy = sums.syy - src.disk * src.disk - dst.disk * dst.disk + ys * ys + yt * yt;
           const after = wTotal > 0 ? (s.cpuWeight * sdOf(sums.n, sx, sxx) + s.diskWeight * sdOf(sums.n, sy, syy)) / wTotal : 0;
           const drop = before - after;
           if (drop < s.minImprovement || (top.length === EXAMINED_MOVES && drop <= top[top.length - 1].drop)) continue;
@@ -135,15 +152,18 @@ export const balance: Policy<BalancePolicySettings> = {
 
     const model = fitCost(snapshot.migrations);
     const periodS = s.periodMs / 1000;
+    let largestDisk = 0;
+    for (const n of hosts) largestDisk = Math.max(largestDisk, diskCapacity(n));
     let nearMiss: string | undefined;
     for (const { drop, after, src, dst, c } of top) {
       if (allowed(c.view.herdId, dst.view.id) !== null) continue;
-      const d = cpuDemand(c, src.view.cores, src.cpu >= s.saturation);
-      const cores = recoveredCores(src.view.cores, hostCpuDemand(src, s.saturation), dst.view.cores, hostCpuDemand(dst, s.saturation), d);
-      const share = diskActiveShare(c, src);
-      const disk = served(1, src.diskActive - share) + served(1, dst.diskActive + share) - served(1, src.diskActive) - served(1, dst.diskActive);
+      const d = cpuDemand(c, src, s.saturation);
+      const cores = recoveredWork(src.view.cores, hostCpuDemand(src, s.saturation), dst.view.cores, hostCpuDemand(dst, s.saturation), d);
+      const share = diskShare(c, src);
+      const disk = recoveredDisk(src, dst, c, s.saturation, largestDisk);
       const gain = periodS * (cores + s.diskCoreEquivalent * disk);
-      const cost = moveCost(model, c.view, d);
+      // While frozen the container loses the work it gets now (not what it wants).
+      const cost = moveCost(model, c.view, c.cpu);
       const figures = { imbalanceBefore: before, imbalanceAfter: after, drop, recoveredCores: cores, recoveredDisk: disk, gainCoreSeconds: gain, costCoreSeconds: cost.coreSeconds, downtimeMs: cost.downtimeMs, bytes: cost.bytes };
       if (gain <= 0 || gain < s.costBenefitRatio * cost.coreSeconds) {
         nearMiss ??= `balance: the best allowed move, ${c.view.name} from ${src.view.id} to ${dst.view.id} (imbalance ${fmt(before)} -> ${fmt(after)}), would recover ${fmt(gain)} core-s over the ${fmt(periodS)} s period against a cost of ${fmt(cost.coreSeconds)} core-s x ratio ${fmt(s.costBenefitRatio)}: ${cost.reason}`;

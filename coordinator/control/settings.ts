@@ -34,8 +34,15 @@ export const CpuGreedySchema = obj({
   hostActiveThreshold: fraction(0.5),
   /** Expected drop of the hotter host's CPU use (source before vs the hotter of source and target after) must reach this. */
   rewardThreshold: fraction(0.1),
-  /** A host with fewer containers than this is not a source (moving a lone container only moves the load). */
-  minContainersOnSource: count(2, 1, 1000),
+  /**
+   * A host with fewer containers than this is not a source. 1 by default: a container alone
+   * using its host's CPU is moved only off a saturated host (`saturation`) to a target whose
+   * free cores exceed what it uses by the reward threshold, where it gets more CPU (a small node
+   * beside a bigger idle one); to an equal node it would only move the load.
+   */
+  minContainersOnSource: count(1, 1, 1000),
+  /** A host at or above this CPU use is saturated: its containers may want more than they get. */
+  saturation: fraction(0.9),
 });
 
 /**
@@ -86,9 +93,9 @@ export const BalanceSchema = obj({
   minImprovement: fraction(0.001),
   /** Gain must exceed cost x this (DRS's cost-benefit, with a margin). */
   costBenefitRatio: positive(1, 1000, 'gain over cost'),
-  /** Host CPU use at which containers are taken to want more than they get (threads tell how much). */
+  /** Host CPU use (or disk load) at which containers are taken to want more than they get (threads tell how much CPU; the largest disk bounds I/O). */
   saturation: fraction(0.9),
-  /** One fully busy disk counts as this many cores of work when gains are added up. */
+  /** One disk's worth of ops (the source's) counts as this many cores of work when gains are added up. */
   diskCoreEquivalent: positive(1, 1000, 'cores per busy disk'),
 });
 

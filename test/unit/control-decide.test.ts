@@ -47,7 +47,7 @@ describe('decide', () => {
     const s = snap([node('a', { cpu: 1 }), node('c', { cpu: 0 })], [container('a1', 'a', { cpu: 1 }), container('a2', 'a', { cpu: 1 })]);
     const r = decide(initialState(), s, settings({ pacing: { maxPerNode: 4 } }), ctx());
     expect(r.moves.map((m) => m.herdId)).toEqual(['a1']);
-    expect(r.decision.note).toBe('1 move(s) started by cpu-greedy; imbalance 0.35 -> 0. cpu-greedy: no host at or over 50% CPU with 2+ containers and 10% above the least loaded host');
+    expect(r.decision.note).toBe('1 move(s) started by cpu-greedy; imbalance 0.35 -> 0. cpu-greedy: no host at or over 50% CPU and 10% above the least loaded host (one whose CPU a lone container uses: saturated, 90%)');
   });
 
   it('recommends without moving in recommend mode', () => {

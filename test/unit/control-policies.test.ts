@@ -76,12 +76,12 @@ describe('cpu-greedy-mt', () => {
 
   it("weighs threads against the target's free cores and recovers the most work", () => {
     const m = only(run('cpu-greedy-mt', cluster()).moves);
-    // x wants min(4 threads, 2 cores) = 2; on c (4 free cores) it gets them and y gets a's 2: 1.9 -> 4 cores served.
+    // x wants its 4 threads' cores (more than a has: c would give them); on c (4 free cores) it gets them and y keeps a's 2: 2 -> 6 cores served.
     expect(m).toMatchObject({ herdId: 'x', from: 'a', to: 'c', policy: 'cpu-greedy-mt' });
-    expect(m.figures.recoveredCores).toBeCloseTo(2, 6);
-    expect(m.score).toBeCloseTo(1, 6);
-    expect(m.reason).toContain('uses 1 cores with 4 threads and could use 2');
-    expect(m.reason).toContain('c has 4 of 4 cores free: the move recovers 2 cores of work, 100% of the source');
+    expect(m.figures.recoveredCores).toBeCloseTo(4, 6);
+    expect(m.score).toBeCloseTo(2, 6);
+    expect(m.reason).toContain('uses 1 cores with 4 threads and could use 4');
+    expect(m.reason).toContain('c has 4 of 4 cores free: the move recovers 4 cores of work, 200% of the source');
   });
 
   it('recovers nothing, and moves nothing, when no host is short of CPU', () => {
@@ -106,7 +106,7 @@ describe('oltp-disk', () => {
     const m = only(run('oltp-disk', disk()).moves);
     expect(m).toMatchObject({ herdId: 'd1', from: 'a', to: 'b', policy: 'oltp-disk', score: 700 });
     expect(m.reason).toBe(
-      'd1 has the most disk ops of the movable containers (700/s >= baseline 40, 100% of its samples); b has the least disk ops (100/s vs 1000 on a, a 90% gap >= 35%); busiest disk a active 60% >= 15%, activity gap 55% >= 15%',
+      'd1 has the most disk ops of the movable containers (700/s >= baseline 40, 100% of its samples); b has the most free disk ops (1567/s; 100/s done vs 1000 on a, a 90% gap >= 35%); busiest disk a active 60% >= 15%, activity gap 55% >= 15%',
     );
   });
 
@@ -125,7 +125,7 @@ describe('oltp-disk', () => {
     );
     const r = run('oltp-disk', s);
     expect(only(r.moves)).toMatchObject({ herdId: 'a0', to: 'b' });
-    expect(r.notes).toContain('big: its own host b has the least disk ops');
+    expect(r.notes).toContain('big: its own host b has the most free disk ops of the hosts it may go to');
   });
 
   it('names the failed cluster condition: ops gap, disk active, activity gap', () => {
@@ -153,7 +153,8 @@ describe('balance', () => {
     expect(m.figures.recoveredCores).toBeCloseTo(2, 6);
     expect(m.figures.gainCoreSeconds).toBeCloseTo(300, 6);
     expect(m.figures.costCoreSeconds).toBeLessThan(m.figures.gainCoreSeconds);
-    expect(m.reason).toMatch(/^moving x \(1 cores, wants 2; disk 0%\) from a \(load 70%, mean 35%\) to b \(load 0%\) lowers the imbalance 0.35 -> 0, the most of any allowed single move; it recovers 300 core-s over the 150 s period \(2 cores, 0% disk\) against 1.9\d* core-s of cost: expected downtime 812 ms and 64 MiB moved/);
+    // The cost: x loses the 1 core it gets while frozen (812 ms) plus the CPU that copies 64 MiB.
+    expect(m.reason).toMatch(/^moving x \(1 cores, wants 2; disk 0%\) from a \(load 100%, mean 50%\) to b \(load 0%\) lowers the imbalance 0.35 -> 0, the most of any allowed single move; it recovers 300 core-s over the 150 s period \(2 cores, 0% disk\) against 1.13 core-s of cost: expected downtime 812 ms and 64 MiB moved/);
   });
 
   it('does not move for balance alone: nothing recovered is not worth a freeze', () => {
@@ -166,12 +167,12 @@ describe('balance', () => {
   it('refuses a move that costs more than it recovers over the period', () => {
     const r = run('balance', sat(6 * GiB), { schedule: { periodMs: 1000 } });
     expect(r.moves).toEqual([]);
-    expect(r.notes).toMatch(/would recover 2 core-s over the 1 s period against a cost of \d+ core-s/);
+    expect(r.notes).toMatch(/would recover 2 core-s over the 1 s period against a cost of 80.2 core-s/);
   });
 
   it('holds when no host is over the mean by the band', () => {
     const s = snap([node('a', { cpu: 0.5 }), node('b', { cpu: 0.45 })], [container('x', 'a', { cpu: 1 })]);
-    expect(run('balance', s).notes).toBe("balance: no host's load is more than 10% above the mean 33.3% (imbalance 0.0175)");
+    expect(run('balance', s).notes).toBe("balance: no host's load is more than 10% above the mean 47.5% (imbalance 0.0175)");
   });
 });
 
