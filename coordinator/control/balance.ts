@@ -114,34 +114,76 @@ export const balance: Policy<BalancePolicySettings> = {
     }
     const targets = hosts.filter((n) => n.view.connected && !n.view.draining && n.view.criu && loadOf(n, s) < mean);
 
-    // Top moves by imbalance drop, from running sums (only the two hosts change).
+    // Top moves by imbalance drop, from running sums (only the two hosts change). This runs
+    // for every (container, target) pair of a large cluster, so: the targets' figures sit in
+    // flat arrays, grouped by size (cores) and within a group by CPU use, least first; the CPU
+    // part of the imbalance after a move is a lower bound of the whole (the disk SD is >= 0)
+    // and, within a group, grows with the target's CPU use (the sum of squares grows by
+    // 2 x use x the container's share, the sum not at all), so once it leaves a move no chance
+    // to make the top, no later target of the group has one: the scan of the group stops.
+    // The disk part is computed only for a move the CPU part leaves a chance.
     const top: Candidate[] = [];
     const wTotal = s.cpuWeight + s.diskWeight;
+    const wc = wTotal > 0 ? s.cpuWeight / wTotal : 0;
+    const wd = wTotal > 0 ? s.diskWeight / wTotal : 0;
+    const bySize = new Map<number, NodeLoad[]>();
+    for (const t of targets) {
+      const k = Math.max(t.view.cores, 1e-9);
+      const g = bySize.get(k);
+      if (g) g.push(t);
+      else bySize.set(k, [t]);
+    }
+    const ordered: NodeLoad[] = [];
+    const groupEnds: number[] = [];
+    for (const g of bySize.values()) {
+      ordered.push(...g.sort((a, b) => a.cpu - b.cpu));
+      groupEnds.push(ordered.length);
+    }
+    const nT = ordered.length;
+    const tCpu = new Float64Array(nT);
+    const tDisk = new Float64Array(nT);
+    const tPerCore = new Float64Array(nT);
+    const tCap = new Float64Array(nT);
+    for (let j = 0; j < nT; j++) {
+      const t = ordered[j];
+      tCpu[j] = t.cpu;
+      tDisk[j] = t.disk;
+      tPerCore[j] = 1 / Math.max(t.view.cores, 1e-9);
+      tCap[j] = diskCapacity(t);
+    }
+    let kth = -Infinity; // the drop a move must beat once the top is full
     for (const src of sources) {
+      const srcDisk = diskCapacity(src);
       for (const c of src.containers) {
         if (movable(c.view.herdId)) continue; // may not move at all: recorded once
-        const dxs = c.cpu / Math.max(src.view.cores, 1e-9);
+        const xs = src.cpu - c.cpu / Math.max(src.view.cores, 1e-9);
         const dys = diskShare(c, src);
-        const xs = src.cpu - dxs;
         const ys = src.disk - dys;
-        const srcDisk = diskCapacity(src);
-        for (const dst of targets) {
-          const dxt = c.cpu / Math.max(dst.view.cores, 1e-9);
-          const dstDisk = diskCapacity(dst, srcDisk);
-          const dyt = srcDisk > 0 && dstDisk > 0 ? (dys * srcDisk) / dstDisk : dys;
-          const xt = dst.cpu + dxt;
-          const yt = dst.disk + dyt;
-          const sx = sums.sx - src.cpu - dst.cpu + xs + xt;
-          const sxx = sums.sxx - src.cpu * src.cpu - dst.cpu * dst.cpu + xs * xs + xt * xt;
-          const sy = sums.sy - src.disk - dst.disk + ys + yt;
-          const syy = sums.syy - src.disk * src.disk - dst.disk * dst.disk + ys * ys + yt * yt;
-          const after = wTotal > 0 ? (s.cpuWeight * sdOf(sums.n, sx, sxx) + s.diskWeight * sdOf(sums.n, sy, syy)) / wTotal : 0;
-          const drop = before - after;
-          if (drop < s.minImprovement || (top.length === EXAMINED_MOVES && drop <= top[top.length - 1].drop)) continue;
-          let i = top.length;
-          while (i > 0 && top[i - 1].drop < drop) i--;
-          top.splice(i, 0, { drop, after, src, dst, c });
-          if (top.length > EXAMINED_MOVES) top.pop();
+        const sx0 = sums.sx - src.cpu + xs;
+        const sxx0 = sums.sxx - src.cpu * src.cpu + xs * xs;
+        const sy0 = sums.sy - src.disk + ys;
+        const syy0 = sums.syy - src.disk * src.disk + ys * ys;
+        let start = 0;
+        for (const end of groupEnds) {
+          for (let j = start; j < end; j++) {
+            const x = tCpu[j];
+            const xt = x + c.cpu * tPerCore[j];
+            const cpuPart = wc * sdOf(sums.n, sx0 - x + xt, sxx0 - x * x + xt * xt);
+            const best = before - cpuPart;
+            if (best < s.minImprovement || best <= kth) break;
+            const y = tDisk[j];
+            const dstDisk = tCap[j] > 0 ? tCap[j] : srcDisk;
+            const yt = y + (srcDisk > 0 && dstDisk > 0 ? (dys * srcDisk) / dstDisk : dys);
+            const after = cpuPart + wd * sdOf(sums.n, sy0 - y + yt, syy0 - y * y + yt * yt);
+            const drop = before - after;
+            if (drop < s.minImprovement || drop <= kth) continue;
+            let i = top.length;
+            while (i > 0 && top[i - 1].drop < drop) i--;
+            top.splice(i, 0, { drop, after, src, dst: ordered[j], c });
+            if (top.length > EXAMINED_MOVES) top.pop();
+            if (top.length === EXAMINED_MOVES) kth = top[top.length - 1].drop;
+          }
+          start = end;
         }
       }
     }
