@@ -41,6 +41,8 @@ interface Sums {
 }
 
 const sdOf = (n: number, s: number, ss: number) => (n < 2 ? 0 : Math.sqrt(Math.max(0, ss / n - (s / n) * (s / n))));
+/** sdOf with the sum at its largest and the sum of squares at its least: a lower bound (the sum is >= 0 here). */
+const sdOfAtLeast = (n: number, sMax: number, ssMin: number) => (Number.isFinite(ssMin) ? sdOf(n, sMax, ssMin) * (1 - 1e-12) : 0);
 
 function weighted(sum: Sums, s: BalanceSettings): number {
   const w = s.cpuWeight + s.diskWeight;
@@ -121,7 +123,8 @@ export const balance: Policy<BalancePolicySettings> = {
     // and, within a group, grows with the target's CPU use (the sum of squares grows by
     // 2 x use x the container's share, the sum not at all), so once it leaves a move no chance
     // to make the top, no later target of the group has one: the scan of the group stops.
-    // The disk part is computed only for a move the CPU part leaves a chance.
+    // The bound is tightened by the least disk SD any target could leave (from each source's
+    // minima over the targets), and the disk part is computed only where a move has a chance.
     const top: Candidate[] = [];
     const wTotal = s.cpuWeight + s.diskWeight;
     const wc = wTotal > 0 ? s.cpuWeight / wTotal : 0;
@@ -154,6 +157,18 @@ export const balance: Policy<BalancePolicySettings> = {
     let kth = -Infinity; // the drop a move must beat once the top is full
     for (const src of sources) {
       const srcDisk = diskCapacity(src);
+      // A disk share dy moved to target t lands as dy x r_t (r_t: the source's IOPS over t's);
+      // the target's sum of squares grows by dy x 2 y_t r_t + dy^2 r_t^2 and the sum by dy r_t.
+      let twoYR = Infinity;
+      let r2 = Infinity;
+      let rMax = 0;
+      for (let j = 0; j < nT; j++) {
+        const cap = tCap[j] > 0 ? tCap[j] : srcDisk;
+        const r = srcDisk > 0 && cap > 0 ? srcDisk / cap : 1;
+        twoYR = Math.min(twoYR, 2 * tDisk[j] * r);
+        r2 = Math.min(r2, r * r);
+        rMax = Math.max(rMax, r);
+      }
       for (const c of src.containers) {
         if (movable(c.view.herdId)) continue; // may not move at all: recorded once
         const xs = src.cpu - c.cpu / Math.max(src.view.cores, 1e-9);
@@ -163,13 +178,14 @@ export const balance: Policy<BalancePolicySettings> = {
         const sxx0 = sums.sxx - src.cpu * src.cpu + xs * xs;
         const sy0 = sums.sy - src.disk + ys;
         const syy0 = sums.syy - src.disk * src.disk + ys * ys;
+        const diskLeast = wd * sdOfAtLeast(sums.n, sy0 + dys * rMax, syy0 + dys * twoYR + dys * dys * r2);
         let start = 0;
         for (const end of groupEnds) {
           for (let j = start; j < end; j++) {
             const x = tCpu[j];
             const xt = x + c.cpu * tPerCore[j];
             const cpuPart = wc * sdOf(sums.n, sx0 - x + xt, sxx0 - x * x + xt * xt);
-            const best = before - cpuPart;
+            const best = before - cpuPart - diskLeast;
             if (best < s.minImprovement || best <= kth) break;
             const y = tDisk[j];
             const dstDisk = tCap[j] > 0 ? tCap[j] : srcDisk;
