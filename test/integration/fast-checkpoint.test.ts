@@ -66,7 +66,7 @@ describe('checkpoint straight through containerd, restore through links (bed fc)
 
   it('finds the containerd each dockerd started, and mounts an image tmpfs in its tmp dir', async () => {
     const loc = findContainerd(bed.node('n1').dockerSock);
-    expect(loc).toEqual({ socket: path.join(bed.node('n1').dir, 'exec/containerd/containerd.sock'), tmpDir: '/tmp' });
+    expect(loc).toEqual({ socket: path.join(bed.node('n1').dir, 'exec/containerd/containerd.sock'), tmpDir: '/tmp', runcRoot: path.join(bed.node('n1').dir, 'exec/runtime-runc/moby') });
     const f = await rt1.fastPath();
     expect(f.ok, f.ok ? '' : f.reason).toBe(true);
     const f2 = await rt2.fastPath();
