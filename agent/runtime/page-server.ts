@@ -25,7 +25,7 @@ export interface PageServerTls { ca: string; cert: string; key: string }
 
 /** The node's TLS files under its data dir, or undefined when the node runs without TLS (--insecure). */
 export function nodeTlsFiles(dataDir: string): PageServerTls | undefined {
-  const dir = path.join(dataDir, 'tls');
+  const dir = path.resolve(dataDir, 'tls'); // CRIU reads them after changing its directory
   const files = { ca: path.join(dir, 'ca.crt'), cert: path.join(dir, 'node.crt'), key: path.join(dir, 'node.key') };
   return Object.values(files).every((f) => fs.existsSync(f)) ? files : undefined;
 }
