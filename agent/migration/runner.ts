@@ -246,7 +246,7 @@ export class MigrationRunner {
         }
         case 'complete': {
           if (this.deps.faults?.pauseBeforeCompleteMs) await new Promise((r) => setTimeout(r, this.deps.faults!.pauseBeforeCompleteMs));
-          const last = await this.peer(entry).stream('CompleteMigration', { migration_id: id, artifacts: entry.artifacts, checkpoint_name: CHECKPOINT_NAME, tcp_established: entry.cmd.tcp_established ?? false }, (p: any) => {
+          const last = await this.peer(entry).stream('CompleteMigration', { migration_id: id, artifacts: entry.artifacts, checkpoint_name: CHECKPOINT_NAME, tcp_established: entry.cmd.tcp_established ?? false, pages_on_target: Boolean(entry.leftStopped) }, (p: any) => {
             entry.record.bytes_done = Number(p.bytes_done);
             entry.record.step = p.step;
             void this.publish(entry, true);

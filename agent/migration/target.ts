@@ -278,7 +278,7 @@ export class MigrationTarget {
       throw new RpcError(grpc.status.FAILED_PRECONDITION, `migration ${req.migration_id} is ${this.completing.has(req.migration_id) ? 'being completed' : rec.state} here, not prepared`);
     }
     // The record's state is written asynchronously: this guards a second call arriving meanwhile.
-    const done = this.doComplete(req.migration_id, rec, artifacts, checkpointName, Boolean(req.tcp_established), progress);
+    const done = this.doComplete(req.migration_id, rec, artifacts, checkpointName, { tcpEstablished: Boolean(req.tcp_established), pagesOnTarget: Boolean(req.pages_on_target) }, progress);
     this.completing.set(req.migration_id, done);
     try {
       await done;
@@ -287,7 +287,8 @@ export class MigrationTarget {
     }
   }
 
-  private async doComplete(migrationId: string, rec: TargetRecord, artifacts: ArtifactSpec[], checkpointName: string, tcpEstablished: boolean, progress: (p: unknown) => void): Promise<void> {
+  private async doComplete(migrationId: string, rec: TargetRecord, artifacts: ArtifactSpec[], checkpointName: string, o: { tcpEstablished: boolean; pagesOnTarget: boolean }, progress: (p: unknown) => void): Promise<void> {
+    const tcpEstablished = o.tcpEstablished;
     const req = { migration_id: migrationId };
     const total = artifacts.reduce((a, x) => a + x.size, 0);
     const timings: Timing[] = [];
@@ -300,6 +301,11 @@ export class MigrationTarget {
     let staged: string | undefined;
     try {
       fast = await this.deps.runtime.stagingDir(req.migration_id);
+      if (rec.pageServerPid && !o.pagesOnTarget) {
+        // the source did not use the page server (it fell back): stopped, and the dir starts empty
+        if (fast) stopPageServer(fast, rec.pageServerPid);
+        rec = { ...rec, pageServerPid: undefined };
+      }
       await this.db.put(req.migration_id, { ...rec, state: 'restoring' });
       await mkdir(dir, { recursive: true });
       let t0 = performance.now();
