@@ -133,7 +133,9 @@ export class MigrationRunner {
       artifacts: [],
     };
     this.active.set(id, entry);
-    if (this.deps.transport?.secure && nodeTlsFiles(this.deps.dataDir)) this.pageServers.set(id, deferred());
+    // (not with tcp-established: a source left stopped keeps its sockets, and removing it could reset
+    // the peer's connection that the target now holds; that dump ends the source as before)
+    if (this.deps.transport?.secure && nodeTlsFiles(this.deps.dataDir) && !record.tcp_established) this.pageServers.set(id, deferred());
     log.info('migration starting', { migration: id, herd_id: record.herd_id, to: record.target_node_id, fs_mode: record.fs_mode });
     await this.apply(entry, start());
   }
