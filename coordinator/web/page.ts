@@ -17,7 +17,7 @@ th,td{text-align:left;padding:3px 8px;border-bottom:1px solid #eee;white-space:n
 th{font-weight:600;color:#556}.bar{display:inline-block;height:8px;background:#3b7dd8;border-radius:2px;vertical-align:middle}
 .off{color:#b33}.ok{color:#2a7}.muted{color:#889}.charts{display:grid;grid-template-columns:1fr 1fr;gap:14px}
 svg{width:100%;height:200px}.legend span{margin-right:10px;font-size:12px}
-#status{font-size:12px}
+#status{font-size:12px}#decisions td{white-space:normal;vertical-align:top}
 </style></head><body>
 <header><h1>Herd</h1><span id="summary">connecting...</span><span id="status" class="muted"></span></header>
 <main>
