@@ -25,7 +25,7 @@ import { BUSYBOX_IMAGE, startBed, type Bed } from '../bed/bed';
 import { adminClient, agreedLeader, connectedNodes, kill9, startHerdOn, type HerdNode } from '../helpers/cluster';
 import { call } from '../helpers/coord';
 import { tempDir, waitFor } from '../helpers/tmp';
-import { HERD, runCmd } from '../helpers/herd';
+import { HERD, ROOT, runCmd } from '../helpers/herd';
 import { testPki } from '../helpers/pki';
 
 let bed: Bed;
@@ -259,11 +259,13 @@ describe('herd control', () => {
 
       await herdOk('policy', 'set', 'mode=off'); // no new decision while the picture is compared with the list
       const to = Date.now();
-      const file = join(out.dir, 'decisions.svg');
+      // HERD_DECISIONS_PLOT=docs/decisions-plot.svg keeps the picture (how the one in docs/ was made).
+      const file = process.env.HERD_DECISIONS_PLOT ? join(ROOT, process.env.HERD_DECISIONS_PLOT) : join(out.dir, 'decisions.svg');
       const said = await herdOk('decisions', '--plot', file, '--from', '2h', '--to', String(to));
       const listed = (await decisions(1000)).filter((d) => Number(d.at_ms) >= to - 2 * 3_600_000 && Number(d.at_ms) <= to);
       const moves = listed.flatMap((d) => d.actions.map((x: any) => `${d.id} ${x.herd_id}`)).sort();
       expect(moves.length).toBeGreaterThanOrEqual(5); // the phases above moved containers
+      console.log(said.trim());
       expect(said).toContain(`plot: ${file} (3 nodes, ${listed.length} decisions, ${moves.length} moves)`);
 
       const doc = new DOMParser({ onError: (level: string, msg: string) => { throw new Error(`${level}: ${msg}`); } }).parseFromString(readFileSync(file, 'utf8'), 'image/svg+xml');
