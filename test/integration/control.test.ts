@@ -259,6 +259,9 @@ describe('herd control', () => {
 
       await herdOk('policy', 'set', 'mode=off'); // no new decision while the picture is compared with the list
       const to = Date.now();
+      // A decision is dated a second before its evaluation starts (the samples' delivery
+      // allowance) and stored when it ends: one under way at `to` is stored by the time this is over.
+      await new Promise((r) => setTimeout(r, 10_000));
       // HERD_DECISIONS_PLOT=docs/decisions-plot.svg keeps the picture (how the one in docs/ was made).
       const file = process.env.HERD_DECISIONS_PLOT ? join(ROOT, process.env.HERD_DECISIONS_PLOT) : join(out.dir, 'decisions.svg');
       const said = await herdOk('decisions', '--plot', file, '--from', '2h', '--to', String(to));
