@@ -35,7 +35,7 @@ const BY_SERVICE: Record<string, Access> = {
 };
 
 /** Admin methods that change nothing. */
-const ADMIN_READS = /^(Get|List|Query)/;
+const ADMIN_READS = /^(Get|List|Query)|^Forecast$/;
 
 /** The access a full method path ("/herd.v1.Admin/Migrate") needs. */
 export function accessOf(path: string): Access {

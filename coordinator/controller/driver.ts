@@ -19,7 +19,7 @@ import { RpcError } from '../../common/validate';
 import { checkMigrate, startMigration, type MigrateDeps } from '../migrate';
 import type { ControlRecords, SettingsVersion } from './records';
 import { buildSnapshot, type SnapshotSources } from './snapshot-builder';
-import type { Snapshot } from '../control/snapshot';
+import type { ForecastView, Snapshot } from '../control/snapshot';
 import { decisionToWire, type WireDecision } from './wire';
 
 const log = logger('control');
@@ -44,6 +44,8 @@ export interface DriverDeps extends SnapshotSources {
   term: () => number;
   /** Keeps records in this node's log and hands them to every agent (survive the coordinator). */
   persist: (control: { decisions?: WireDecision[]; policy?: SettingsVersion[] }) => void;
+  /** What the model in force predicts for the snapshot (coordinator/forecast/service.ts); absent or undefined: no forecast. */
+  forecast?: (s: Snapshot) => Promise<ForecastView | undefined>;
   clock?: () => number;
 }
 
@@ -139,13 +141,13 @@ export class ControllerDriver {
     return run;
   }
 
-  private evaluateNow(trigger: string, modeOverride?: ControlMode): DecisionRecord {
+  private async evaluateNow(trigger: string, modeOverride?: ControlMode): Promise<DecisionRecord> {
     this.reconcile();
     const settings = this.settings();
     const mode = modeOverride ?? settings.mode;
     const now = this.clock() - DELIVERY_ALLOWANCE_MS;
     const t0 = performance.now();
-    const snapshot = this.snapshot(settings, now);
+    const snapshot = await this.withForecast(this.snapshot(settings, now));
     const id = `d-${now}-${++this.seq}`;
     const out = decide(this.state, snapshot, { ...settings, mode }, { term: this.deps.term(), trigger, id });
     this.state = out.state;
@@ -155,6 +157,18 @@ export class ControllerDriver {
     this.deps.records.trim(MAX_DECISIONS_KEPT);
     log.info('evaluation', { id, trigger, mode, proposals: decision.proposals.length, refusals: decision.refusals.length, actions: decision.actions.map((a) => `${a.herdId}:${a.from}->${a.to}:${a.status}`).join(' ') || '-', note: decision.note });
     return decision;
+  }
+
+  /** The snapshot with the model in force's forecast (one batched onnxruntime call per container), when there is one. */
+  private async withForecast(s: Snapshot): Promise<Snapshot> {
+    if (!this.deps.forecast) return s;
+    try {
+      const forecast = await this.deps.forecast(s);
+      return forecast ? { ...s, forecast } : s;
+    } catch (err) {
+      log.warn('forecasting failed: this evaluation runs without a forecast', { error: err });
+      return s;
+    }
   }
 
   /** The cluster now, on the grid the settings' window asks for. */
