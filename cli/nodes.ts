@@ -14,8 +14,8 @@ import { addConnectOptions, adminChannel, rpcErrorText, type Channel } from './c
 
 const DEADLINE_MS = 10_000;
 
-function unaryCall(client: any, method: string, req: unknown): Promise<any> {
-  return new Promise((resolve, reject) => client[method](req, { deadline: Date.now() + DEADLINE_MS }, (err: grpc.ServiceError | null, res: any) => (err ? reject(err) : resolve(res))));
+function unaryCall(client: any, method: string, req: unknown, deadlineMs = DEADLINE_MS): Promise<any> {
+  return new Promise((resolve, reject) => client[method](req, { deadline: Date.now() + deadlineMs }, (err: grpc.ServiceError | null, res: any) => (err ? reject(err) : resolve(res))));
 }
 
 /** Asks `server` who coordinates and returns the coordinator's address (Admin calls other than GetLeader/GetCluster are answered there only). */
@@ -31,7 +31,7 @@ export async function coordinatorOf(server: string, channel: Channel): Promise<s
 }
 
 /** Runs one Admin call on the coordinator, reached through `opts.server`; prints and exits on failure. */
-export async function onCoordinator(what: string, opts: any, method: string, req: unknown): Promise<any> {
+export async function onCoordinator(what: string, opts: any, method: string, req: unknown, deadlineMs = DEADLINE_MS): Promise<any> {
   let channel: Channel;
   try {
     channel = adminChannel(opts);
@@ -49,7 +49,7 @@ export async function onCoordinator(what: string, opts: any, method: string, req
   }
   const admin = new herd.Admin(address, channel.credentials, channel.options);
   try {
-    return await unaryCall(admin, method, req);
+    return await unaryCall(admin, method, req, deadlineMs);
   } catch (err) {
     process.stderr.write(`herd ${what}: ${rpcErrorText(address, err)}\n`);
     process.exit(1);

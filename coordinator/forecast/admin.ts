@@ -78,7 +78,7 @@ export function checkTrainRequest(req: any, featureNames: readonly string[], now
     if (err instanceof ParamError) throw invalid(`hyperparameters.${FIELD_OF[err.field as keyof TrainParams] ?? err.field}: ${err.message}`);
     throw err;
   }
-  return { fromMs, toMs, stepMs, features, params, validFraction };
+  return { fromMs, toMs, stepMs, features, featuresNamed: asked.length > 0, params, validFraction };
 }
 
 const finite = (v: number) => (Number.isFinite(v) ? v : 0);

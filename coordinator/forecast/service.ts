@@ -20,7 +20,7 @@ import { bindModel, ModelError } from './onnx-binding';
 import { loadRegressor, type Regressor } from './regressor';
 import { predict, type Booster } from './trainer/booster';
 import type { TrainParams } from './trainer/params';
-import { checkTrainable, TableError } from './table';
+import { checkTrainable, TableError, type Table } from './table';
 
 const log = logger('forecast');
 
@@ -29,6 +29,8 @@ export class ForecastUnavailable extends Error {}
 
 export interface TrainSpec extends TrainingRange {
   features: string[];
+  /** The caller named the features: an unusable one is refused. Else such ones are left out. */
+  featuresNamed: boolean;
   params: TrainParams;
   validFraction: number;
 }
@@ -83,7 +85,10 @@ export class ForecastService {
       const source = `the samples from ${time(spec.fromMs)} to ${time(spec.toMs)}`;
       const table = f.table(this.deps.sources, spec);
       if (table.rows === 0) throw new ForecastUnavailable(`${source} hold no row to learn from: no container reported application ops/s (its ${f.target}) then; label a container with herd.ops.regex (docs/forecast.md) and train on a range when it ran`);
-      checkTrainable(table, f.target, spec.features, source);
+      const { features, leftOut } = spec.featuresNamed ? { features: spec.features, leftOut: [] } : usable(table, spec.features);
+      if (features.length === 0) throw new ForecastUnavailable(`${source}: every feature is empty or constant (${leftOut.join(', ')}); nothing tells one row from another`);
+      checkTrainable(table, f.target, features, source);
+      spec = { ...spec, features };
       const split = splitByTime(table, { target: f.target, features: spec.features, time: f.time, validFraction: spec.validFraction }, source);
       const t0 = performance.now();
       const booster = await (this.deps.train ?? trainInWorker)({ ...split, params: spec.params });
@@ -117,7 +122,7 @@ export class ForecastService {
         importance: spec.features.map((feature, i) => ({ feature, gain: booster.importance.gain[i], splits: booster.importance.splits[i] })),
         max_abs_diff: maxDiff,
         train_ms: trainMs,
-        note: `${booster.trees.length} trees${split.valid && spec.params.earlyStoppingRounds > 0 && booster.trees.length < spec.params.rounds ? ' (early stopping)' : ''}`,
+        note: `${booster.trees.length} trees${split.valid && spec.params.earlyStoppingRounds > 0 && booster.trees.length < spec.params.rounds ? ' (early stopping)' : ''}${leftOut.length ? `; left out: ${leftOut.join(', ')}` : ''}`,
       };
       this.keep({ info, onnx });
       log.info('forecast model trained', { version, rows: split.train.rows, valid_rows: info.valid_rows, trees: info.trees, valid_rmse: validRmse, train_ms: trainMs, by: by || '-' });
@@ -246,6 +251,25 @@ export class ForecastService {
     this.loadedKey = '';
     await l?.then((p) => p.regressor.close()).catch(() => undefined);
   }
+}
+
+/** The features that can inform a split: those with at least two distinct values; the others named with why. */
+function usable(t: Table, names: string[]): { features: string[]; leftOut: string[] } {
+  const features: string[] = [];
+  const leftOut: string[] = [];
+  for (const name of names) {
+    const v = t.values[t.columns.indexOf(name)];
+    let first = NaN;
+    let varies = false;
+    for (let r = 0; r < t.rows && !varies; r++) {
+      if (Number.isNaN(v[r])) continue;
+      if (Number.isNaN(first)) first = v[r];
+      else if (v[r] !== first) varies = true;
+    }
+    if (varies) features.push(name);
+    else leftOut.push(`${name} (${Number.isNaN(first) ? 'empty' : 'constant'})`);
+  }
+  return { features, leftOut };
 }
 
 /** The container is not running in the cluster (the Admin layer: NOT_FOUND). */
