@@ -24,8 +24,11 @@ export interface FeatureSource {
   /** The column a model forecasts (a container's application ops/s) and the time column. */
   readonly target: string;
   readonly time: string;
-  /** Feature values of container c were it running on node n, in `names` order (NaN = missing). */
-  row(s: Snapshot, c: ContainerView, n: NodeView): Float64Array;
+  /**
+   * One row per node of `nodeIds` (row-major, `names` order, NaN = missing): container
+   * `herdId` of the snapshot were it running there. null when the snapshot lacks it.
+   */
+  rows(s: Snapshot, herdId: string, nodeIds: readonly string[]): Float32Array | null;
   /** The coordinator's samples over a range as a table: the features, target and time columns; rows without a target left out. */
   table(src: SnapshotSources, range: TrainingRange): Table;
 }
@@ -59,20 +62,25 @@ export const snapshotFeatures: FeatureSource = {
   names: FEATURES.map(([name]) => name),
   target: 'ops',
   time: 'time',
-  row(s, c, n) {
-    return Float64Array.from(FEATURES, ([, f]) => f(s, c, n));
+  rows(s, herdId, nodeIds) {
+    const c = s.containers.find((x) => x.herdId === herdId);
+    if (!c) return null;
+    const out = new Float32Array(nodeIds.length * FEATURES.length).fill(NaN);
+    nodeIds.forEach((id, r) => {
+      const n = s.nodes.find((x) => x.id === id);
+      if (n) FEATURES.forEach(([, f], i) => (out[r * FEATURES.length + i] = f(s, c, n)));
+    });
+    return out;
   },
   table(src, range) {
     const F = FEATURES.length;
     const cols: number[][] = Array.from({ length: F + 2 }, () => []);
     for (let t = range.fromMs + range.stepMs; t <= range.toMs; t += range.stepMs) {
       const s = buildSnapshot(src, { nowMs: t, windowMs: range.stepMs, stepMs: range.stepMs, historyMs: 0 });
-      const nodes = new Map(s.nodes.map((n) => [n.id, n]));
       for (const c of s.containers) {
         const ops = c.ops[c.ops.length - 1];
-        const n = nodes.get(c.node);
-        if (!Number.isFinite(ops) || !n) continue;
-        const r = this.row(s, c, n);
+        const r = this.rows(s, c.herdId, [c.node]);
+        if (!Number.isFinite(ops) || !r) continue;
         for (let i = 0; i < F; i++) cols[i].push(r[i]);
         cols[F].push(ops);
         cols[F + 1].push(t);

@@ -202,12 +202,13 @@ export class ForecastService {
 
   /** Predicted ops/s of container c on each of the nodes (one onnxruntime call). */
   private async predictOn(loaded: Loaded, s: Snapshot, c: ContainerView, nodes: Snapshot['nodes']): Promise<Float64Array> {
+    const all = this.deps.features.rows(s, c.herdId, nodes.map((n) => n.id));
+    if (!all) throw new NotRunning(c.herdId);
     const F = loaded.columns.length;
+    const width = this.deps.features.names.length;
+    // the model's columns, in its order (a loaded model may read a subset)
     const x = new Float32Array(nodes.length * F);
-    nodes.forEach((n, r) => {
-      const row = this.deps.features.row(s, c, n);
-      for (let i = 0; i < F; i++) x[r * F + i] = row[loaded.columns[i]];
-    });
+    for (let r = 0; r < nodes.length; r++) for (let i = 0; i < F; i++) x[r * F + i] = all[r * width + loaded.columns[i]];
     return loaded.regressor.predict(x, nodes.length);
   }
 
