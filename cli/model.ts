@@ -13,7 +13,8 @@ import { boosterToOnnx } from '../coordinator/forecast/onnx-export';
 import { ModelError } from '../coordinator/forecast/onnx-binding';
 import { checkParams, DEFAULT_PARAMS, ParamError, type TrainParams } from '../coordinator/forecast/trainer/params';
 import { loadRegressor } from '../coordinator/forecast/regressor';
-import { checkTrainable, column, matrixOf, parseCsv, TableError, toCsv } from '../coordinator/forecast/table';
+import { checkTrainable, column, columnsAsRead, matrixOf, parseCsv, TableError, toCsv } from '../coordinator/forecast/table';
+import { FEATURES } from '../coordinator/forecast/features';
 import { table } from './nodes';
 
 /** Hyperparameter -> flag (the errors name the flag the user typed). */
@@ -52,7 +53,9 @@ async function trainCommand(opts: any): Promise<void> {
   const t = parseCsv(readFile(source, 'the CSV').toString('utf8'), source);
   column(t, opts.target, source);
   if (opts.time) column(t, opts.time, source);
-  const features: string[] = opts.features ? list(opts.features) : t.columns.filter((c) => c !== opts.target && c !== opts.time);
+  // a table of `herd dataset export` (it has every feature column): its features, not its ids
+  const exported = FEATURES.every((f) => t.columns.includes(f));
+  const features: string[] = opts.features ? list(opts.features) : exported ? [...FEATURES] : t.columns.filter((c) => c !== opts.target && c !== opts.time);
   for (const f of features) if (f === opts.target) throw new TableError(`--features names the target "${f}": a model cannot read what it forecasts`);
   checkTrainable(t, opts.target, features, source);
   const validFraction = Number(opts.validFraction);
@@ -103,7 +106,7 @@ async function predictCommand(opts: any): Promise<void> {
   try {
     const x = matrixOf(t, reg.binding.features, opts.csv);
     const y = await reg.predict(x, t.rows);
-    const text = toCsv([...t.columns, opts.column], [...t.values, y]);
+    const text = toCsv([...t.columns, opts.column], [...columnsAsRead(t), y]);
     if (opts.out) fs.writeFileSync(opts.out, text);
     else {
       // `| head` closing the pipe early is not an error
@@ -123,7 +126,7 @@ export function registerModel(program: Command): void {
     .requiredOption('--csv <file>', 'the training table: a header of column names, then rows of numbers (an empty cell is a missing value)')
     .requiredOption('--target <column>', 'the column to forecast')
     .option('--out <file>', 'where to write the ONNX model', 'model.onnx')
-    .option('--features <a,b,...>', 'the feature columns (default: every column but the target and --time)')
+    .option('--features <a,b,...>', 'the feature columns (default: a `herd dataset export` table\'s features, else every column but the target and --time)')
     .option('--time <column>', 'order rows by this column for the validation split (default: file order); not a feature')
     .option('--valid-fraction <f>', 'share of the latest rows held out for validation and early stopping (0 turns both off)', '0.2');
   for (const [key, flag] of Object.entries(FLAGS)) {

@@ -42,7 +42,7 @@ describe('forecast policy', () => {
   });
 
   it('moves nothing for a container without predictions, or only for its own node or unknown nodes', () => {
-    for (const opsByNode of [{}, { x: {} }, { x: { a: 500 } }, { x: { ghost: 500, a: 10 } }]) {
+    for (const opsByNode of [{}, { x: {} }, { x: { a: 500 } }, { x: { ghost: 500, a: 10 } }] as ForecastView['opsByNode'][]) {
       const r = propose(three(), opsByNode);
       expect(r.moves).toEqual([]);
       expect(r.notes).toMatch(/gives no usable prediction for 2 container\(s\)/);
