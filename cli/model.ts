@@ -13,7 +13,7 @@ import { boosterToOnnx } from '../coordinator/forecast/onnx-export';
 import { ModelError } from '../coordinator/forecast/onnx-binding';
 import { checkParams, DEFAULT_PARAMS, ParamError, type TrainParams } from '../coordinator/forecast/trainer/params';
 import { loadRegressor } from '../coordinator/forecast/regressor';
-import { checkTrainable, column, columnsAsRead, matrixOf, parseCsv, TableError, toCsv } from '../coordinator/forecast/table';
+import { checkTrainable, column, columnsAsRead, informative, matrixOf, parseCsv, TableError, toCsv } from '../coordinator/forecast/table';
 import { FEATURES } from '../coordinator/forecast/features';
 import { table } from './nodes';
 
@@ -55,7 +55,13 @@ async function trainCommand(opts: any): Promise<void> {
   if (opts.time) column(t, opts.time, source);
   // a table of `herd dataset export` (it has every feature column): its features, not its ids
   const exported = FEATURES.every((f) => t.columns.includes(f));
-  const features: string[] = opts.features ? list(opts.features) : exported ? [...FEATURES] : t.columns.filter((c) => c !== opts.target && c !== opts.time);
+  let features: string[] = opts.features ? list(opts.features) : exported ? [...FEATURES] : t.columns.filter((c) => c !== opts.target && c !== opts.time);
+  if (exported && !opts.features) {
+    // a cluster without CPU limits has a constant ctr_cpu_limit, one of a single node size a constant host_cores: not errors of the user's
+    const { kept, dropped } = informative(t, features);
+    if (dropped.length) process.stderr.write(`herd model train: leaving out ${dropped.join(', ')}: the same value (or none) in every row\n`);
+    features = kept;
+  }
   for (const f of features) if (f === opts.target) throw new TableError(`--features names the target "${f}": a model cannot read what it forecasts`);
   checkTrainable(t, opts.target, features, source);
   const validFraction = Number(opts.validFraction);

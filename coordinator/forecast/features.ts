@@ -94,23 +94,28 @@ export function featureVector(c: ContainerFigures, own: Pick<HostFigures, 'cores
 const hostOf = (n: NodeLoad): HostFigures => ({ cores: n.view.cores, memBytes: n.view.memoryBytes, cpu: n.cpu, diskOps: n.diskOps, containers: n.containers.length });
 
 /**
- * What the forecast driver feeds a model: one row per node of `nodeIds` (row-major float32,
- * FEATURES' columns) for container `herdId` of the snapshot, from its window means (load.ts).
- * Unknown container: null. An unknown node gets a row of NaN (the model routes missing
- * values; a caller should not ask).
+ * What the forecast driver feeds a model: one row per node of `nodeIds` (row-major float32)
+ * for container `herdId` of the snapshot, from its window means (load.ts), with the columns
+ * `names` (the model's inputs: all of FEATURES, or the subset it was trained on). Unknown
+ * container: null. An unknown node gets a row of NaN (a caller should not ask).
  */
-export function forecastRows(snapshot: Snapshot, herdId: string, nodeIds: readonly string[]): Float32Array | null {
+export function forecastRows(snapshot: Snapshot, herdId: string, nodeIds: readonly string[], names: readonly string[] = FEATURES): Float32Array | null {
   const loads = loadsOf(snapshot);
   const view = snapshot.containers.find((c) => c.herdId === herdId);
   const own = view && loads.get(view.node);
   const c = own?.containers.find((x) => x.view.herdId === herdId);
   if (!view || !own || !c) return null;
+  const pick = names.map((n) => (FEATURES as readonly string[]).indexOf(n));
+  const unknown = names.filter((_, i) => pick[i] < 0);
+  if (unknown.length) throw new Error(`no such feature: ${unknown.join(', ')} (the features are ${FEATURES.join(', ')})`);
   const figures: ContainerFigures = { cpu: c.cpu, threads: c.threads, memBytes: view.memoryBytes, diskOps: c.diskOps, cpuLimit: view.limits.cpus };
-  const F = FEATURES.length;
+  const F = names.length;
   const out = new Float32Array(nodeIds.length * F).fill(NaN);
   nodeIds.forEach((id, r) => {
     const n = loads.get(id);
-    if (n) out.set(featureVector(figures, { cores: own.view.cores, cpu: own.cpu }, hostOf(n), id === view.node), r * F);
+    if (!n) return;
+    const v = featureVector(figures, { cores: own.view.cores, cpu: own.cpu }, hostOf(n), id === view.node);
+    for (let j = 0; j < F; j++) out[r * F + j] = v[pick[j]];
   });
   return out;
 }

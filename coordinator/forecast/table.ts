@@ -81,6 +81,25 @@ export function matrixOf(t: Table, names: string[], source = 'the CSV'): Float32
   return out;
 }
 
+/** A column's first value (NaN: it has none) and whether another value differs from it. */
+function spread(v: Float64Array): { first: number; varies: boolean } {
+  let first = NaN;
+  for (let r = 0; r < v.length; r++) {
+    if (Number.isNaN(v[r])) continue;
+    if (Number.isNaN(first)) first = v[r];
+    else if (v[r] !== first) return { first, varies: true };
+  }
+  return { first, varies: false };
+}
+
+/** Of `names`, the columns with at least two distinct values (a split can use them), and the others. */
+export function informative(t: Table, names: readonly string[]): { kept: string[]; dropped: string[] } {
+  const kept: string[] = [];
+  const dropped: string[] = [];
+  for (const name of names) (spread(column(t, name)).varies ? kept : dropped).push(name);
+  return { kept, dropped };
+}
+
 /** Refuses a table a model cannot be trained on: too few rows, a column with no values or only one. */
 export function checkTrainable(t: Table, target: string, features: string[], source = 'the CSV'): void {
   const y = column(t, target, source);
@@ -90,14 +109,7 @@ export function checkTrainable(t: Table, target: string, features: string[], sou
   }
   if (features.length === 0) throw new TableError(`${source} has no feature column besides the target "${target}"`);
   for (const name of features) {
-    const v = column(t, name, source);
-    let first = NaN;
-    let varies = false;
-    for (let r = 0; r < t.rows && !varies; r++) {
-      if (Number.isNaN(v[r])) continue;
-      if (Number.isNaN(first)) first = v[r];
-      else if (v[r] !== first) varies = true;
-    }
+    const { first, varies } = spread(column(t, name, source));
     if (Number.isNaN(first)) throw new TableError(`${source}, column "${name}" is empty (no row has a value): drop it or choose the features with --features`);
     if (!varies) throw new TableError(`${source}, column "${name}" is constant (${first} in every row with a value): it cannot inform a split; drop it or choose the features with --features`);
   }

@@ -58,6 +58,8 @@ describe('features', () => {
     expect(Array.from(m.subarray(F, 2 * F))).toEqual([1, 2, 64 * 1024 * 1024, 5, 0, 8, 8 * 1024 ** 3, 2, 0, 0]);
     expect(Array.from(m.subarray(2 * F)).every(Number.isNaN)).toBe(true);
     expect(forecastRows(s, 'nope', ['a'])).toBeNull();
+    expect(Array.from(forecastRows(s, 'x', ['a', 'b'], ['host_cores', 'ctr_threads'])!)).toEqual([4, 2, 8, 2]);
+    expect(() => forecastRows(s, 'x', ['a'], ['ctr_cpu'])).toThrow(/no such feature: ctr_cpu/);
   });
 });
 
