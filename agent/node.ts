@@ -44,6 +44,7 @@ import { transferService } from './transfer/server';
 import { Migrations } from '../coordinator/migrations';
 import { migrateHandlers } from '../coordinator/migrate';
 import { drainHandlers } from '../coordinator/drain';
+import { datasetHandlers } from '../coordinator/forecast/dataset-export';
 import { SampleLog } from './samplelog';
 import { Scheduler } from './scheduler';
 import { DEFAULT_UPLINK, Uplink } from './uplink';
@@ -269,12 +270,13 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
     appendToLog: appendControl,
   });
   const controller = controlModule({ nodeId: settings.nodeId, records: control, store, registry, migrations, ingest, transport, term: () => leadership.current().term, appendToLog: appendControl, forecast: (s) => modelService.service.view(s) });
+  const datasetAdmin = datasetHandlers({ registry, store, migrations });
   const drainAdmin = drainHandlers({ registry, store, command: (node, cmd) => ingest.command(node, cmd), term: () => leadership.current().term });
   let renewer: CertificateRenewer | undefined; // made once the node serves (below)
   const renewNow = renewNowHandlers({ nodeId: settings.nodeId, secure: transport.secure, renewer: () => renewer });
   server.addService(
     herd.Admin.service,
-    leaderOnly({ ...admin, ...migrationAdmin, ...securityAdmin, ...drainAdmin, ...controller.handlers, ...modelService.handlers, ...joining.admin, ...renewNow }, leadership, ['GetLeader', 'GetCluster', 'CreateJoinToken', 'RenewNodeCertificate']),
+    leaderOnly({ ...admin, ...migrationAdmin, ...securityAdmin, ...drainAdmin, ...controller.handlers, ...modelService.handlers, ...joining.admin, ...renewNow, ...datasetAdmin }, leadership, ['GetLeader', 'GetCluster', 'CreateJoinToken', 'RenewNodeCertificate']),
   );
 
   // --- migration: this node as a source (runner, artifacts served) and as a target

@@ -15,7 +15,8 @@ import { boosterToOnnx } from '../coordinator/forecast/onnx-export';
 import { ModelError } from '../coordinator/forecast/onnx-binding';
 import { checkParams, DEFAULT_PARAMS, ParamError, type TrainParams } from '../coordinator/forecast/trainer/params';
 import { loadRegressor } from '../coordinator/forecast/regressor';
-import { checkTrainable, column, matrixOf, parseCsv, TableError, toCsv } from '../coordinator/forecast/table';
+import { checkTrainable, column, columnsAsRead, informative, matrixOf, parseCsv, TableError, toCsv } from '../coordinator/forecast/table';
+import { FEATURES } from '../coordinator/forecast/features';
 import { table } from './nodes';
 import { addConnectOptions } from './connect';
 import { clusterTrain, registerClusterModel } from './model-cluster';
@@ -56,7 +57,15 @@ async function trainCommand(opts: any): Promise<void> {
   const t = parseCsv(readFile(source, 'the CSV').toString('utf8'), source);
   column(t, opts.target, source);
   if (opts.time) column(t, opts.time, source);
-  const features: string[] = opts.features ? list(opts.features) : t.columns.filter((c) => c !== opts.target && c !== opts.time);
+  // a table of `herd dataset export` (it has every feature column): its features, not its ids
+  const exported = FEATURES.every((f) => t.columns.includes(f));
+  let features: string[] = opts.features ? list(opts.features) : exported ? [...FEATURES] : t.columns.filter((c) => c !== opts.target && c !== opts.time);
+  if (exported && !opts.features) {
+    // a cluster without CPU limits has a constant ctr_cpu_limit, one of a single node size a constant host_cores: not errors of the user's
+    const { kept, dropped } = informative(t, features);
+    if (dropped.length) process.stderr.write(`herd model train: leaving out ${dropped.join(', ')}: the same value (or none) in every row\n`);
+    features = kept;
+  }
   for (const f of features) if (f === opts.target) throw new TableError(`--features names the target "${f}": a model cannot read what it forecasts`);
   checkTrainable(t, opts.target, features, source);
   const validFraction = Number(opts.validFraction);
@@ -107,7 +116,7 @@ async function predictCommand(opts: any): Promise<void> {
   try {
     const x = matrixOf(t, reg.binding.features, opts.csv);
     const y = await reg.predict(x, t.rows);
-    const text = toCsv([...t.columns, opts.column], [...t.values, y]);
+    const text = toCsv([...t.columns, opts.column], [...columnsAsRead(t), y]);
     if (opts.out) fs.writeFileSync(opts.out, text);
     else {
       // `| head` closing the pipe early is not an error
@@ -128,7 +137,7 @@ export function registerModel(program: Command): void {
     .option('--csv <file>', 'train from this table instead of the cluster: a header of column names, then rows of numbers (an empty cell is a missing value)')
     .option('--target <column>', 'with --csv: the column to forecast')
     .option('--out <file>', 'with --csv: where to write the ONNX model', 'model.onnx')
-    .option('--features <a,b,...>', 'the feature columns (default: every column but the target and --time; for the cluster, every feature herd exports)')
+    .option('--features <a,b,...>', 'the feature columns (default: a `herd dataset export` table\'s features, else every column but the target and --time; for the cluster, every feature herd exports)')
     .option('--time <column>', 'with --csv: order rows by this column for the validation split (default: file order); not a feature')
     .option('--from <time>', 'cluster: first sample time: ISO 8601, ms since the epoch, or a span ago (2h); default an hour before --to')
     .option('--to <time>', 'cluster: end of the range (same forms); default now')

@@ -5,7 +5,7 @@
  *   open   no certificate needed: the Join service a new node uses to get one, and
  *          health (liveness probes have no credentials; it tells only "serving")
  *   node   a node of the cluster: Mesh, Peer (election, migration), Transfer
- *   read   any node or operator: Admin's Get and List methods, health, reflection
+ *   read   any node or operator: Admin's Get, List and Query methods, ExportDataset, health, reflection
  *   admin  an operator with the admin role: Admin methods that change something;
  *          each such call is written to the audit trail with who made it
  *
@@ -34,8 +34,8 @@ const BY_SERVICE: Record<string, Access> = {
   'grpc.reflection.v1alpha.ServerReflection': 'read',
 };
 
-/** Admin methods that change nothing. */
-const ADMIN_READS = /^(Get|List|Query)|^Forecast$/;
+/** Admin methods that change nothing (ExportDataset: the samples QuerySamples serves, as a table; Forecast: a model's prediction). */
+const ADMIN_READS = /^(Get|List|Query|ExportDataset$|Forecast$)/;
 
 /** The access a full method path ("/herd.v1.Admin/Migrate") needs. */
 export function accessOf(path: string): Access {

@@ -49,6 +49,9 @@ describe('accessOf', () => {
     ['/herd.v1.Peer/RunContainer', 'node'],
     ['/herd.v1.Admin/RenewNodeCertificate', 'admin'],
     ['/herd.v1.Admin/RenewNodeCertificate', 'admin'],
+    // the forecast's dataset: the samples as a table, a read
+    ['/herd.v1.Admin/ExportDataset', 'read'],
+    ['/herd.v1.Admin/ExportDatasetAndMore', 'admin'],
     // unlisted: protected by default
     ['/herd.v1.Admin/DrainNode', 'admin'],
     ['/herd.v1.Admin/SetPolicy', 'admin'],
