@@ -12,16 +12,14 @@ import { checkId, failedPrecondition, invalid, notFound, RpcError, unary } from 
 import type { Snapshot } from '../control/snapshot';
 import { caller } from '../controller/admin';
 import { meanOf } from './feature-source';
+import { checkRange } from './dataset-export';
 import { MAX_MODEL_BYTES, type ModelInfo, type ModelStore } from './models';
 import { ForecastService, ForecastUnavailable, ModelError, NotRunning, TableError, type TrainSpec } from './service';
 import { checkParams, ParamError, type TrainParams } from './trainer/params';
 
 const log = logger('admin');
 
-export const DEFAULT_STEP_MS = 5000;
 export const DEFAULT_RANGE_MS = 3600_000;
-const MAX_RANGE_MS = 31 * 24 * 3600_000;
-const MAX_STEPS = 2_000_000;
 const HISTORY = 100;
 
 /** Hyperparameters.<proto field> -> TrainParams key. */
@@ -48,15 +46,9 @@ export interface ModelAdminDeps {
 
 /** A TrainModelRequest checked and filled with defaults; throws INVALID_ARGUMENT naming the field. */
 export function checkTrainRequest(req: any, featureNames: readonly string[], now: number): TrainSpec {
+  // the dataset export's range rules, with a default range: the last hour
   const toMs = Number(req.to_ms) || now;
-  const fromMs = Number(req.from_ms) || toMs - DEFAULT_RANGE_MS;
-  const stepMs = Number(req.step_ms) || DEFAULT_STEP_MS;
-  if (!Number.isSafeInteger(toMs) || toMs < 0) throw invalid(`to_ms must be a time in ms since the epoch, not ${req.to_ms}`);
-  if (!Number.isSafeInteger(fromMs) || fromMs < 0) throw invalid(`from_ms must be a time in ms since the epoch, not ${req.from_ms}`);
-  if (fromMs >= toMs) throw invalid(`from_ms (${new Date(fromMs).toISOString()}) must be before to_ms (${new Date(toMs).toISOString()})`);
-  if (toMs - fromMs > MAX_RANGE_MS) throw invalid(`the range from_ms..to_ms spans ${((toMs - fromMs) / 86_400_000).toFixed(1)} days; at most 31`);
-  if (!Number.isInteger(stepMs) || stepMs < 100 || stepMs > 3600_000) throw invalid(`step_ms must be an integer from 100 to 3600000 (ms), not ${req.step_ms}`);
-  if ((toMs - fromMs) / stepMs > MAX_STEPS) throw invalid(`the range holds ${Math.floor((toMs - fromMs) / stepMs)} grid steps of ${stepMs} ms; at most ${MAX_STEPS}: widen step_ms or narrow the range`);
+  const grid = checkRange({ from_ms: Number(req.from_ms) || Math.max(1, toMs - DEFAULT_RANGE_MS), to_ms: toMs, step_ms: req.step_ms }, now);
   const asked: string[] = (req.features ?? []).map(String);
   const seen = new Set<string>();
   for (const f of asked) {
@@ -78,7 +70,7 @@ export function checkTrainRequest(req: any, featureNames: readonly string[], now
     if (err instanceof ParamError) throw invalid(`hyperparameters.${FIELD_OF[err.field as keyof TrainParams] ?? err.field}: ${err.message}`);
     throw err;
   }
-  return { fromMs, toMs, stepMs, features, featuresNamed: asked.length > 0, params, validFraction };
+  return { ...grid, toMs: grid.fromMs + grid.steps * grid.stepMs, features, featuresNamed: asked.length > 0, params, validFraction };
 }
 
 const finite = (v: number) => (Number.isFinite(v) ? v : 0);

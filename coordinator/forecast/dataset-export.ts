@@ -13,7 +13,7 @@ import { addWindows, CORES_LABEL, DISK_IOPS_LABEL, labelsOf, positive, resample 
 import type { Migrations } from '../migrations';
 import type { Registry } from '../registry';
 import type { SampleStore } from '../samplestore';
-import { CSV_HEADER, csvLines, DATASET_COLUMNS, datasetRows, type ContainerSeries, type DatasetGrid, type NodeSeries } from './dataset-rows';
+import { CSV_HEADER, csvLines, DATASET_COLUMNS, datasetRows, type ContainerSeries, type DatasetGrid, type DatasetRow, type NodeSeries } from './dataset-rows';
 
 const log = logger('dataset');
 
@@ -60,8 +60,8 @@ function containerIds(store: DatasetSources['store']): Map<string, string> {
   return ids;
 }
 
-/** The rows of one block of the grid, as CSV lines. */
-function blockLines(src: DatasetSources, grid: DatasetGrid, ids: Map<string, string>): string[] {
+/** The rows of one block of the grid. */
+function blockRows(src: DatasetSources, grid: DatasetGrid, ids: Map<string, string>): DatasetRow[] {
   const end = grid.fromMs + grid.steps * grid.stepMs;
   const win = (entity: string, metric: string, scale = 1) => resample(scaledRange(src.store, entity, metric, grid.fromMs, end, scale), end, grid.steps, grid.stepMs);
   const limits = new Map<string, number>();
@@ -91,21 +91,26 @@ function blockLines(src: DatasetSources, grid: DatasetGrid, ids: Map<string, str
       visits: visits.length ? visits : [{ node_id: lastNode, since_ms: 0, until_ms: 0, migration_id: '' }],
     };
   });
-  return csvLines(datasetRows(grid, nodes, containers));
+  return datasetRows(grid, nodes, containers);
 }
 
 function* scaledRange(store: DatasetSources['store'], entity: string, metric: string, from: number, to: number, k: number): Generator<[number, number]> {
   for (const [ts, v] of store.range(entity, metric, from, to)) yield [ts, v * k];
 }
 
-/** The dataset as CSV lines, header first, a block of the grid at a time. */
-export function* datasetCsv(src: DatasetSources, grid: DatasetGrid): Generator<string[]> {
-  yield [CSV_HEADER];
+/** The dataset's rows (DATASET_COLUMNS), a block of the grid at a time (TrainModel reads them too). */
+export function* datasetBlocks(src: DatasetSources, grid: DatasetGrid): Generator<DatasetRow[]> {
   const ids = containerIds(src.store);
   for (let first = 0; first < grid.steps; first += BLOCK_STEPS) {
     const steps = Math.min(BLOCK_STEPS, grid.steps - first);
-    yield blockLines(src, { fromMs: grid.fromMs + first * grid.stepMs, stepMs: grid.stepMs, steps }, ids);
+    yield blockRows(src, { fromMs: grid.fromMs + first * grid.stepMs, stepMs: grid.stepMs, steps }, ids);
   }
+}
+
+/** The dataset as CSV lines, header first, a block of the grid at a time. */
+export function* datasetCsv(src: DatasetSources, grid: DatasetGrid): Generator<string[]> {
+  yield [CSV_HEADER];
+  for (const rows of datasetBlocks(src, grid)) yield csvLines(rows);
 }
 
 /** The Admin handler: validated range, then CSV chunks of at most ROWS_PER_CHUNK rows; waits on a slow reader. */

@@ -6,17 +6,17 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { Env } from '../../common/db';
 import type { Snapshot } from '../control/snapshot';
-import type { SnapshotSources } from '../controller/snapshot-builder';
 import type { Ingest } from '../ingest';
 import { modelHandlers } from './admin';
-import { snapshotFeatures, type FeatureSource } from './feature-source';
+import { datasetFeatures, type FeatureSource } from './feature-source';
+import type { DatasetSources } from './dataset-export';
 import { ModelStore, toChunks, type ModelChunk } from './models';
 import { ForecastService } from './service';
 
 export interface ModelModuleDeps {
   nodeId: string;
   models: ModelStore;
-  sources: SnapshotSources;
+  sources: DatasetSources;
   ingest: Pick<Ingest, 'command' | 'commandAll'>;
   term: () => number;
   /** The controller's snapshot now. */
@@ -30,7 +30,7 @@ export interface ModelModuleDeps {
 export const modelStore = (env: Env) => new ModelStore(env);
 
 export function modelModule(deps: ModelModuleDeps): { service: ForecastService; catchUp: (nodeId: string) => void; handlers: grpc.UntypedServiceImplementation } {
-  const features = deps.features ?? snapshotFeatures;
+  const features = deps.features ?? datasetFeatures;
   // One piece per log batch and per command: each stays far below gRPC's 4 MiB.
   const send = (chunks: ModelChunk[], to?: string) => {
     chunks.forEach((c, i) => {

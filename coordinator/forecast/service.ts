@@ -10,24 +10,27 @@
  */
 import { logger } from '../../common/log';
 import type { ContainerView, ForecastView, Snapshot } from '../control/snapshot';
-import type { SnapshotSources } from '../controller/snapshot-builder';
 import { splitByTime } from './dataset';
 import { trainInWorker, type TrainRequest } from './driver';
-import type { FeatureSource, TrainingRange } from './feature-source';
+import type { FeatureSource } from './feature-source';
+import type { DatasetSources } from './dataset-export';
+import type { DatasetGrid } from './dataset-rows';
 import { toChunks, sha256, type ModelChunk, type ModelInfo, type ModelStore, type StoredModel } from './models';
 import { boosterToOnnx } from './onnx-export';
 import { bindModel, ModelError } from './onnx-binding';
 import { loadRegressor, type Regressor } from './regressor';
 import { predict, type Booster } from './trainer/booster';
 import type { TrainParams } from './trainer/params';
-import { checkTrainable, TableError, type Table } from './table';
+import { checkTrainable, informative, TableError } from './table';
 
 const log = logger('forecast');
 
 /** A refusal a caller can act on (the Admin layer turns it into FAILED_PRECONDITION). */
 export class ForecastUnavailable extends Error {}
 
-export interface TrainSpec extends TrainingRange {
+export interface TrainSpec extends DatasetGrid {
+  /** End of the range (fromMs + steps x stepMs). */
+  toMs: number;
   features: string[];
   /** The caller named the features: an unusable one is refused. Else such ones are left out. */
   featuresNamed: boolean;
@@ -38,7 +41,7 @@ export interface TrainSpec extends TrainingRange {
 export interface ForecastServiceDeps {
   models: ModelStore;
   features: FeatureSource;
-  sources: SnapshotSources;
+  sources: DatasetSources;
   term: () => number;
   /** Keeps a model's pieces in this node's log and hands them to every agent. */
   persist: (chunks: ModelChunk[]) => void;
@@ -83,9 +86,10 @@ export class ForecastService {
     try {
       const f = this.deps.features;
       const source = `the samples from ${time(spec.fromMs)} to ${time(spec.toMs)}`;
-      const table = f.table(this.deps.sources, spec);
-      if (table.rows === 0) throw new ForecastUnavailable(`${source} hold no row to learn from: no container reported application ops/s (its ${f.target}) then; label a container with herd.ops.regex (docs/forecast.md) and train on a range when it ran`);
-      const { features, leftOut } = spec.featuresNamed ? { features: spec.features, leftOut: [] } : usable(table, spec.features);
+      const { table, settling } = f.table(this.deps.sources, spec);
+      const settlingNote = settling ? ` (${settling} row${settling > 1 ? 's' : ''} right after a migration left out)` : '';
+      if (table.rows === 0) throw new ForecastUnavailable(`${source} hold no row to learn from${settlingNote}: no container reported application ops/s (its ${f.target}) then; label a container with herd.ops.regex (docs/forecast.md) and train on a range when it ran`);
+      const { kept: features, dropped: leftOut } = spec.featuresNamed ? { kept: spec.features, dropped: [] as string[] } : informative(table, spec.features);
       if (features.length === 0) throw new ForecastUnavailable(`${source}: every feature is empty or constant (${leftOut.join(', ')}); nothing tells one row from another`);
       checkTrainable(table, f.target, features, source);
       spec = { ...spec, features };
@@ -122,7 +126,7 @@ export class ForecastService {
         importance: spec.features.map((feature, i) => ({ feature, gain: booster.importance.gain[i], splits: booster.importance.splits[i] })),
         max_abs_diff: maxDiff,
         train_ms: trainMs,
-        note: `${booster.trees.length} trees${split.valid && spec.params.earlyStoppingRounds > 0 && booster.trees.length < spec.params.rounds ? ' (early stopping)' : ''}${leftOut.length ? `; left out: ${leftOut.join(', ')}` : ''}`,
+        note: `${booster.trees.length} trees${split.valid && spec.params.earlyStoppingRounds > 0 && booster.trees.length < spec.params.rounds ? ' (early stopping)' : ''}${leftOut.length ? `; left out as empty or constant: ${leftOut.join(', ')}` : ''}${settling ? `; ${settling} rows right after a migration left out` : ''}`,
       };
       this.keep({ info, onnx });
       log.info('forecast model trained', { version, rows: split.train.rows, valid_rows: info.valid_rows, trees: info.trees, valid_rmse: validRmse, train_ms: trainMs, by: by || '-' });
@@ -252,25 +256,6 @@ export class ForecastService {
     this.loadedKey = '';
     await l?.then((p) => p.regressor.close()).catch(() => undefined);
   }
-}
-
-/** The features that can inform a split: those with at least two distinct values; the others named with why. */
-function usable(t: Table, names: string[]): { features: string[]; leftOut: string[] } {
-  const features: string[] = [];
-  const leftOut: string[] = [];
-  for (const name of names) {
-    const v = t.values[t.columns.indexOf(name)];
-    let first = NaN;
-    let varies = false;
-    for (let r = 0; r < t.rows && !varies; r++) {
-      if (Number.isNaN(v[r])) continue;
-      if (Number.isNaN(first)) first = v[r];
-      else if (v[r] !== first) varies = true;
-    }
-    if (varies) features.push(name);
-    else leftOut.push(`${name} (${Number.isNaN(first) ? 'empty' : 'constant'})`);
-  }
-  return { features, leftOut };
 }
 
 /** The container is not running in the cluster (the Admin layer: NOT_FOUND). */

@@ -94,7 +94,7 @@ describe('the cluster forecast model', () => {
     expect(show.in_force).toBe(1);
     expect(show.model.train_rows + show.model.valid_rows, JSON.stringify(show.model)).toBeGreaterThan(30);
     expect(show.model.max_abs_diff).toBeLessThan(1e-2);
-    expect(show.model.features).toContain('container_cpu_cores');
+    expect(show.model.features).toContain('ctr_cpu_demand');
     const f = await herdOk('model', 'forecast', herdIds[0]);
     expect(f).toMatch(new RegExp(`^container ${herdIds[0]} on n\\d, forecast by model version 1:`));
     const json = JSON.parse(await herdOk('model', 'forecast', herdIds[0], '--json'));
@@ -103,6 +103,12 @@ describe('the cluster forecast model', () => {
     expect(json.current_ops).toBeGreaterThan(50);
     const one = JSON.parse(await herdOk('model', 'forecast', herdIds[1], '--node', 'n1', '--json'));
     expect(one.nodes).toHaveLength(1);
+  }, PHASE_MS);
+
+  it('the controller evaluates with the model in force: the forecast policy names its prediction and version', async () => {
+    await herdOk('policy', 'set', 'mode=recommend', 'policies=forecast');
+    const d = await call(adminClient((await coordinator()).address), 'EvaluateNow', { mode: 'recommend' });
+    expect(JSON.stringify(d)).toMatch(/model 1 predicts \d+(\.\d+)? ops\/s for ops-n\d on n\d against its measured/);
   }, PHASE_MS);
 
   it('refuses bad input with a status and a sentence, and the model in force stays', async () => {
@@ -135,5 +141,11 @@ describe('the cluster forecast model', () => {
     const f = await waitFor('a forecast on the new coordinator', async () => call(admin, 'Forecast', { herd_id: herdIds[0] }).catch(() => undefined), 60_000, 500);
     expect(f.model_version).toBe(1);
     expect(f.nodes.length).toBeGreaterThanOrEqual(2);
+    // its controller has the model too (the settings came back by replay as well)
+    const d = await waitFor('an evaluation with the forecast', async () => {
+      const e = await call(admin, 'EvaluateNow', { mode: 'recommend' }).catch(() => undefined);
+      return e && /model 1 predicts/.test(JSON.stringify(e)) ? e : undefined;
+    }, 60_000, 1000);
+    expect(d.policies).toEqual(['forecast']);
   }, PHASE_MS);
 });

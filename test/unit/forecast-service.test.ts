@@ -21,7 +21,7 @@ import type { ForecastView, Snapshot } from '../../coordinator/control/snapshot'
 import { CHUNK_BYTES, ModelStore, sha256, toChunks, type ModelInfo } from '../../coordinator/forecast/models';
 import { ForecastService } from '../../coordinator/forecast/service';
 import { checkTrainRequest, modelHandlers } from '../../coordinator/forecast/admin';
-import { snapshotFeatures } from '../../coordinator/forecast/feature-source';
+import { datasetFeatures } from '../../coordinator/forecast/feature-source';
 import { parseTime } from '../../cli/model-cluster';
 import { tempDir } from '../helpers/tmp';
 
@@ -78,13 +78,13 @@ async function cluster(e: Env) {
 function service(e: Env, src: Awaited<ReturnType<typeof cluster>>, extra: Partial<ConstructorParameters<typeof ForecastService>[0]> = {}) {
   const models = new ModelStore(e);
   const persisted: unknown[] = [];
-  const s = new ForecastService({ models, features: snapshotFeatures, sources: src, term: () => 3, persist: (c) => persisted.push(...c), clock: () => NOW, ...extra });
+  const s = new ForecastService({ models, features: datasetFeatures, sources: src, term: () => 3, persist: (c) => persisted.push(...c), clock: () => NOW, ...extra });
   cleanups.push(() => s.close());
   return { s, models, persisted };
 }
 
 const snapshotOf = (src: Awaited<ReturnType<typeof cluster>>) => buildSnapshot(src, { nowMs: NOW, windowMs: 30_000, stepMs: 6000, historyMs: 60_000 });
-const spec = (over: Partial<ReturnType<typeof checkTrainRequest>> = {}) => ({ ...checkTrainRequest({ from_ms: NOW - MINUTES * 60_000, to_ms: NOW, hyperparameters: { rounds: 30 } }, snapshotFeatures.names, NOW), ...over });
+const spec = (over: Partial<ReturnType<typeof checkTrainRequest>> = {}) => ({ ...checkTrainRequest({ from_ms: NOW - MINUTES * 60_000, to_ms: NOW, hyperparameters: { rounds: 30 } }, datasetFeatures.names, NOW), ...over });
 
 function info(version: number, bytes: Uint8Array, createdMs = NOW): ModelInfo {
   return { version, created_ms: createdMs, term: 1, created_by: 't', source: 'loaded', from_ms: 0, to_ms: 0, step_ms: 0, features: ['node_cpu'], target: 'ops', hyperparameters_json: '{}', train_rows: 0, valid_rows: 0, trees: 0, train_rmse: 0, valid_rmse: 0, importance: [], onnx_bytes: bytes.length, onnx_sha256: sha256(bytes), max_abs_diff: 0, train_ms: 0, note: '' };
@@ -158,11 +158,11 @@ describe('model service', () => {
     expect(m.trees).toBeGreaterThan(0);
     expect(m.valid_rmse).toBeGreaterThan(0);
     expect(m.max_abs_diff).toBeLessThan(1e-3);
-    expect(m.importance.find((i) => i.feature === 'container_cpu_cores')!.gain).toBeGreaterThan(0);
+    expect(m.importance.find((i) => i.feature === 'ctr_cpu_demand')!.gain).toBeGreaterThan(0);
     expect(models.inForce()!.info).toEqual(m);
     expect(persisted).toHaveLength(1); // one piece: the model is small
-    expect(m.features).not.toContain('container_disk_ops'); // no blkio samples: left out, and said
-    expect(m.note).toMatch(/left out: .*container_disk_ops \(empty\).*node_mem_bytes \(constant\)/);
+    expect(m.features).not.toContain('ctr_disk_ops'); // no blkio samples: left out, and said
+    expect(m.note).toMatch(/left out as empty or constant: .*ctr_disk_ops.*host_mem_bytes/);
     const view = (await s.view(snapshotOf(src)))!;
     expect(view.modelVersion).toBe('1');
     expect(Object.keys(view.opsByNode).sort()).toEqual(['a', 'b']);
@@ -200,11 +200,11 @@ describe('model service', () => {
     const e = env();
     const src = await cluster(e);
     const { s, models } = service(e, src);
-    await expect(s.load(foreignModel(['node_cpu', 'gpu_temperature']), '', '')).rejects.toThrow(/reads feature "gpu_temperature", which the dataset lacks/);
+    await expect(s.load(foreignModel(['host_cores', 'gpu_temperature']), '', '')).rejects.toThrow(/reads feature "gpu_temperature", which the dataset lacks/);
     await expect(s.load(new Uint8Array([1, 2, 3]), '', '')).rejects.toThrow(/is not an ONNX model/);
     expect(models.latestVersion()).toBe(0);
-    const m = await s.load(foreignModel(['node_cores', 'node_containers']), 'a sum', 'operator:ops');
-    expect(m).toMatchObject({ version: 1, source: 'loaded', features: ['node_cores', 'node_containers'], note: 'a sum' });
+    const m = await s.load(foreignModel(['host_cores', 'host_other_containers']), 'a sum', 'operator:ops');
+    expect(m).toMatchObject({ version: 1, source: 'loaded', features: ['host_cores', 'host_other_containers'], note: 'a sum' });
     const f = await s.forecast(snapshotOf(src), 'a', 'n2');
     expect(f.ops).toEqual([{ node: 'n2', ops: 8 + 1 }]); // its cores + its containers
   });
@@ -238,13 +238,13 @@ describe('model Admin methods', () => {
   const status = (p: Promise<unknown>) => p.then(() => 'OK', (err) => `${grpc.status[err.code]}: ${err.details}`);
 
   it('checks a TrainModel request, naming the field and its range', () => {
-    const names = snapshotFeatures.names;
+    const names = datasetFeatures.names;
     const bad: [object, RegExp][] = [
-      [{ from_ms: NOW, to_ms: NOW - 1 }, /from_ms .* must be before to_ms/],
-      [{ from_ms: NOW - 40 * 86_400_000, to_ms: NOW }, /spans 40.0 days; at most 31/],
-      [{ step_ms: 5 }, /step_ms must be an integer from 100 to 3600000/],
-      [{ features: ['cpu_temperature'] }, /features: "cpu_temperature" is not a feature herd exports; known: container_cpu_cores/],
-      [{ features: ['node_cpu', 'node_cpu'] }, /"node_cpu" is named twice/],
+      [{ from_ms: NOW, to_ms: NOW - 1 }, /to_ms 1699999999999 must be after from_ms 1700000000000/],
+      [{ from_ms: NOW - 40 * 86_400_000, to_ms: NOW }, /spans 691200 steps of 5000 ms, more than 250000/],
+      [{ step_ms: 5 }, /step_ms must be from 1000 to 3600000 ms/],
+      [{ features: ['cpu_temperature'] }, /features: "cpu_temperature" is not a feature herd exports; known: ctr_cpu_demand/],
+      [{ features: ['host_cores', 'host_cores'] }, /"host_cores" is named twice/],
       [{ hyperparameters: { max_depth: 0 } }, /hyperparameters.max_depth: hyperparameter maxDepth = 0 is out of range: the depth of each tree must be an integer >= 1 and <= 20/],
       [{ hyperparameters: { eta: 0 } }, /hyperparameters.eta: .* must be a number > 0 and <= 1/],
       [{ valid_fraction: 0.95 }, /valid_fraction must be from 0 to 0.9/],
@@ -260,14 +260,14 @@ describe('model Admin methods', () => {
     const e = env();
     const src = await cluster(e);
     const { s, models } = service(e, src);
-    const h = modelHandlers({ service: s, models, featureNames: snapshotFeatures.names, snapshot: () => snapshotOf(src), clock: () => NOW });
+    const h = modelHandlers({ service: s, models, featureNames: datasetFeatures.names, snapshot: () => snapshotOf(src), clock: () => NOW });
     expect(await status(call(h.GetModel, {}))).toMatch(/^FAILED_PRECONDITION: no forecast model is stored yet: train one/);
     expect(await status(call(h.Forecast, { herd_id: 'a' }))).toMatch(/^FAILED_PRECONDITION: no forecast model is in force yet/);
     expect(await status(call(h.Forecast, { herd_id: 'zz' }))).toMatch(/^NOT_FOUND: no running container has herd id "zz"/);
     expect(await status(call(h.Forecast, { herd_id: '../a' }))).toMatch(/^INVALID_ARGUMENT: herd_id/);
     expect(await status(call(h.TrainModel, { hyperparameters: { rounds: 0 } }))).toMatch(/^INVALID_ARGUMENT: hyperparameters.rounds/);
     expect(await status(call(h.TrainModel, { from_ms: NOW - 7200_000, to_ms: NOW - 3600_000 }))).toMatch(/^FAILED_PRECONDITION: the samples from .* hold no row to learn from.*; no model is in force$/);
-    expect(await status(call(h.TrainModel, { features: ['container_mem_bytes'] }))).toMatch(/^FAILED_PRECONDITION: .*column "container_mem_bytes" is empty/);
+    expect(await status(call(h.TrainModel, { features: ['ctr_mem_bytes'] }))).toMatch(/^FAILED_PRECONDITION: .*column "ctr_mem_bytes" is empty/);
     expect(await status(call(h.LoadModel, { onnx: Buffer.from('nope') }))).toMatch(/^INVALID_ARGUMENT: onnx: the model is not an ONNX model/);
     const trained = await call(h.TrainModel, { from_ms: NOW - MINUTES * 60_000, to_ms: NOW, hyperparameters: { rounds: 10 } });
     expect(trained.version).toBe(1);
