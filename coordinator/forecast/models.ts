@@ -18,6 +18,8 @@ export const CHUNK_BYTES = 512 * 1024;
 export const MAX_MODEL_BYTES = 32 * 1024 * 1024;
 /** Incomplete piece sets held at once (a replay interleaves at most a few). */
 const MAX_PENDING = 8;
+/** Versions the coordinator keeps (the newest; the nodes' logs keep older ones for their retention). */
+export const MAX_VERSIONS_KEPT = 50;
 
 /** herd.v1.ModelInfo as the wire (proto-loader, keepCase) carries it. */
 export interface ModelInfo {
@@ -157,7 +159,19 @@ export class ModelStore {
       if (this.pending.get(v) === m) this.pending.delete(v);
     });
     if (wasInForce) for (const fn of this.listeners) fn(m.info);
+    this.trim(MAX_VERSIONS_KEPT);
     return true;
+  }
+
+  /** Keeps the newest `keep` versions; returns how many were removed. */
+  trim(keep: number): number {
+    const oldest = this.latestVersion() - keep;
+    let removed = 0;
+    for (const key of this.db.getKeys({ end: oldest + 1 })) {
+      void this.db.remove(key as number);
+      removed++;
+    }
+    return removed;
   }
 
   /** What a batch carries (SampleBatch.models): pieces, assembled; anything malformed is skipped. */

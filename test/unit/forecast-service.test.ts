@@ -23,6 +23,7 @@ import { ForecastService } from '../../coordinator/forecast/service';
 import { checkTrainRequest, modelHandlers } from '../../coordinator/forecast/admin';
 import { datasetFeatures } from '../../coordinator/forecast/feature-source';
 import { parseTime } from '../../cli/model-cluster';
+import { modelModule } from '../../coordinator/forecast/module';
 import { tempDir } from '../helpers/tmp';
 
 const cleanups: Array<() => Promise<void> | void> = [];
@@ -143,6 +144,44 @@ describe('model store', () => {
     expect(next.inForce()!.info).toEqual(chunks[0].info);
     next.recordBatch([null, { info: { version: 7 }, index: 0, count: 1, data: new Uint8Array(1) }, 'x']);
     expect(next.latestVersion()).toBe(4);
+  });
+});
+
+describe('model store: keeping and handing out', () => {
+  it('keeps the newest versions only', async () => {
+    const e = env();
+    const m = new ModelStore(e);
+    const b = new Uint8Array([7]);
+    for (let v = 1; v <= 5; v++) m.put({ info: info(v, b), onnx: b });
+    await e.committed;
+    expect(m.trim(2)).toBe(3);
+    await e.committed;
+    expect(m.history().map((i) => i.version)).toEqual([5, 4]);
+  });
+
+  it('a stored model goes to this node\'s log and to every agent, a piece per batch and per command; a reconnecting agent gets the one in force', async () => {
+    const e = env();
+    const src = await cluster(e);
+    const models = new ModelStore(e);
+    const logged: unknown[] = [];
+    const sent: Array<{ to: string; cmd: any }> = [];
+    const ingest = { command: (to: string, cmd: any) => (sent.push({ to, cmd }), true), commandAll: (cmd: any) => (sent.push({ to: '*', cmd }), []) };
+    const mod = modelModule({ nodeId: 'n1', models, sources: src, ingest, term: () => 7, snapshot: () => snapshotOf(src), appendToLog: (c) => logged.push(c) });
+    cleanups.push(() => mod.service.close());
+    mod.catchUp('n2');
+    expect(sent).toEqual([]); // nothing in force yet
+    const big = foreignModel(['host_cores', 'host_other_containers']);
+    const padded = Buffer.concat([big, Buffer.alloc(CHUNK_BYTES + 10)]); // two pieces (the store does not read the bytes)
+    models.put({ info: info(1, padded), onnx: padded });
+    mod.catchUp('n1'); // itself: its own log has it
+    mod.catchUp('n2');
+    expect(sent.map((x) => [x.to, x.cmd.term, x.cmd.control.models.length, x.cmd.control.models[0].index])).toEqual([['n2', 7, 1, 0], ['n2', 7, 1, 1]]);
+    sent.length = 0;
+    const loaded = await mod.service.load(big, 'x', 'operator:ops');
+    expect(loaded.version).toBe(2);
+    expect(logged).toHaveLength(1);
+    expect(sent.map((x) => x.to)).toEqual(['*']);
+    expect(sent[0].cmd.control.models[0].info.version).toBe(2);
   });
 });
 
