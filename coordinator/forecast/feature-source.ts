@@ -23,8 +23,12 @@ export interface FeatureSource {
    * `herdId` of the snapshot were it running there. null when the snapshot lacks it.
    */
   rows(s: Snapshot, herdId: string, nodeIds: readonly string[]): Float32Array | null;
-  /** The coordinator's samples over a grid as a table of numbers: the features, target and time columns. */
-  table(src: DatasetSources, grid: DatasetGrid): { table: Table; settling: number };
+  /**
+   * The coordinator's samples over a grid as a table of numbers: the features, target and
+   * time columns. Built a block of steps at a time, yielding between blocks, so the
+   * coordinator keeps serving while a long range is read.
+   */
+  table(src: DatasetSources, grid: DatasetGrid): Promise<{ table: Table; settling: number }>;
 }
 
 /** Mean of a window's known steps (NaN when none is known). */
@@ -46,7 +50,7 @@ export const datasetFeatures: FeatureSource = {
   time: TIME,
   rows: (s, herdId, nodeIds) => forecastRows(s, herdId, nodeIds),
   /** The export's rows but those just after a migration (its ops read low while it warms up: `settling` counts them). */
-  table(src, grid) {
+  async table(src, grid) {
     const names = [...FEATURES, TARGET, TIME];
     const at = names.map((n) => (DATASET_COLUMNS as readonly string[]).indexOf(n));
     const settlingAt = (DATASET_COLUMNS as readonly string[]).indexOf(AFTER_MIGRATION);
@@ -60,6 +64,7 @@ export const datasetFeatures: FeatureSource = {
         }
         at.forEach((j, i) => cols[i].push(Number(row[j])));
       }
+      await new Promise((r) => setImmediate(r));
     }
     const rows = cols[0].length;
     return { table: { columns: names, values: cols.map((c) => Float64Array.from(c)), rows, lines: Uint32Array.from({ length: rows }, (_, i) => i + 1) }, settling };

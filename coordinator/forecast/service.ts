@@ -86,7 +86,7 @@ export class ForecastService {
     try {
       const f = this.deps.features;
       const source = `the samples from ${time(spec.fromMs)} to ${time(spec.toMs)}`;
-      const { table, settling } = f.table(this.deps.sources, spec);
+      const { table, settling } = await f.table(this.deps.sources, spec);
       const settlingNote = settling ? ` (${settling} row${settling > 1 ? 's' : ''} right after a migration left out)` : '';
       if (table.rows === 0) throw new ForecastUnavailable(`${source} hold no row to learn from${settlingNote}: no container reported application ops/s (its ${f.target}) then; label a container with herd.ops.regex (docs/forecast.md) and train on a range when it ran`);
       const { kept: features, dropped: leftOut } = spec.featuresNamed ? { kept: spec.features, dropped: [] as string[] } : informative(table, spec.features);
