@@ -10,13 +10,14 @@
  * bigger or quieter host". The CPU a container gets is not a feature: it is an outcome of
  * its host, like its ops (fed to the model it would predict today's ops everywhere). What it
  * wants is one: its CPU demand, read as load.ts's demand model does (on a saturated host, up
- * to its threads, its limit and the host's cores). Pure: numbers in, numbers out.
+ * to its threads and its limit; not capped by its host's cores, which are a feature of
+ * their own: on a bigger host it may get more). Pure: numbers in, numbers out.
  */
 import { cpuDemand, loadsOf, type ContainerLoad, type NodeLoad } from '../control/load';
 import type { ContainerView, Snapshot } from '../control/snapshot';
 
 export const FEATURES = [
-  /** Cores the container wants: what it uses, or on a saturated host up to its threads, CPU limit and the host's cores. */
+  /** Cores the container wants: what it uses, or on a saturated host up to its threads and CPU limit (not its host's cores: it may go to a bigger one). */
   'ctr_cpu_demand',
   /** Its threads (cgroup pids). */
   'ctr_threads',
@@ -72,9 +73,9 @@ const nonNegative = (x: number) => (Number.isNaN(x) ? NaN : Math.max(0, x));
  * demand is read there) placed on `host`. `onHost`: whether `host`'s figures include `c`
  * (its own host) or not (a candidate): `c`'s share is taken out of the former.
  */
-export function featureVector(c: ContainerFigures, own: Pick<HostFigures, 'cores' | 'cpu'>, host: HostFigures, onHost: boolean): number[] {
+export function featureVector(c: ContainerFigures, own: Pick<HostFigures, 'cpu'>, host: HostFigures, onHost: boolean): number[] {
   const load = { view: { limits: { cpus: c.cpuLimit } } as ContainerView, cpu: c.cpu, threads: Number.isFinite(c.threads) ? c.threads : 0, diskOps: c.diskOps } satisfies ContainerLoad;
-  const demand = Number.isNaN(c.cpu) ? NaN : cpuDemand(load, own.cores, own.cpu >= SATURATION);
+  const demand = Number.isNaN(c.cpu) ? NaN : cpuDemand(load, Infinity, own.cpu >= SATURATION);
   const mine = onHost ? 1 : 0;
   const share = (x: number) => (onHost ? (Number.isNaN(x) ? 0 : x) : 0);
   return [
@@ -114,7 +115,7 @@ export function forecastRows(snapshot: Snapshot, herdId: string, nodeIds: readon
   nodeIds.forEach((id, r) => {
     const n = loads.get(id);
     if (!n) return;
-    const v = featureVector(figures, { cores: own.view.cores, cpu: own.cpu }, hostOf(n), id === view.node);
+    const v = featureVector(figures, { cpu: own.cpu }, hostOf(n), id === view.node);
     for (let j = 0; j < F; j++) out[r * F + j] = v[pick[j]];
   });
   return out;

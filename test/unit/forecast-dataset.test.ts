@@ -35,11 +35,12 @@ describe('features', () => {
     expect(other.slice(7)).toEqual([2, 30, 3]);
   });
 
-  it('reads demand as the load model does: on a saturated host up to its threads, its limit, its host cores', () => {
+  it('reads demand as the load model does: on a saturated host up to its threads and its limit, not its host cores', () => {
     const hot = { ...host, cpu: 0.95 };
-    expect(featureVector(c, hot, host, true)[0]).toBe(4); // 4 threads on 4 cores
+    expect(featureVector(c, hot, host, true)[0]).toBe(4); // 4 threads
     expect(featureVector({ ...c, cpuLimit: 2 }, hot, host, true)[0]).toBe(2);
-    expect(featureVector(c, { cores: 2, cpu: 1 }, host, true)[0]).toBe(2);
+    expect(featureVector(c, { cpu: 1 }, { ...host, cores: 2 }, true)[0]).toBe(4); // a bigger host could give it 4
+    expect(featureVector(c, { cpu: 0.5 }, host, true)[0]).toBe(1); // not saturated: what it uses
   });
 
   it('keeps a missing figure missing (NaN: the trees route it), never below zero', () => {
