@@ -250,7 +250,7 @@ describe('model service', () => {
 });
 
 describe('the controller', () => {
-  it('evaluates with the forecast of the model in force in its snapshot', async () => {
+  it('evaluates with the forecast of the model in force in its snapshot, when a policy in force reads it', async () => {
     const e = env();
     const src = await cluster(e);
     const { s } = service(e, src);
@@ -264,7 +264,11 @@ describe('the controller', () => {
     const ingest = { command: () => true, commandAll: () => [], settle: () => {} };
     const driver = new ControllerDriver({ ...src, records: controlRecords(e), migrate: { registry: src.registry, migrations: src.migrations, ingest, term: () => 3 }, term: () => 3, persist: () => {}, forecast, clock: () => NOW + 1000 });
     await driver.evaluate('test', 'recommend');
+    expect(seen).toHaveLength(0); // no policy in force reads a forecast: none is made
+    driver.setSettings({ policies: ['forecast'] }, false, 'operator:ops');
+    const d = await driver.evaluate('test', 'recommend');
     expect(seen).toHaveLength(1);
+    expect(JSON.stringify(d)).toMatch(/model 1 (predicts|gives)/); // the forecast policy read it
     expect(seen[0].snapshot.containers.map((c) => c.herdId).sort()).toEqual(['a', 'b']);
     expect(seen[0].view!.modelVersion).toBe('1');
     expect(Object.keys(seen[0].view!.opsByNode.a).sort()).toEqual(['n1', 'n2']);
