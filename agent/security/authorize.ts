@@ -148,7 +148,12 @@ function explainUnverified(auth: ReturnType<Transport['authenticate']>, ctx: { s
 function requestJson(message: unknown): string {
   let s: string;
   try {
-    s = JSON.stringify(message ?? {}, (_k, v) => (typeof v === 'bigint' ? v.toString() : Buffer.isBuffer(v) ? `<${v.length} bytes>` : v));
+    // the value as it was, not as toJSON made it: a Buffer arrives here already as {type, data: [...]}
+    // (a 32 MiB LoadModel would be a 100 MB string)
+    s = JSON.stringify(message ?? {}, function (this: any, k, v) {
+      const raw = this[k];
+      return typeof raw === 'bigint' ? raw.toString() : raw instanceof Uint8Array ? `<${raw.length} bytes>` : v;
+    });
   } catch {
     s = '"<unprintable>"';
   }
