@@ -94,7 +94,7 @@ export function datasetRows(grid: DatasetGrid, nodes: readonly NodeSeries[], con
       if (list) list.push(c);
       else onNode.set(n, [c]);
     }
-    const hosts = new Map<string, HostFigures>();
+    const hosts = new Map<string, HostFigures & { level: number }>();
     for (const [id, mine] of onNode) {
       const n = byId.get(id);
       if (!n) continue;
@@ -105,6 +105,7 @@ export function datasetRows(grid: DatasetGrid, nodes: readonly NodeSeries[], con
         cpu: n.cpu ? at(n.cpu, i) : n.cores > 0 ? sum((c) => c.cpu) / n.cores : NaN,
         diskOps: n.diskOps ? at(n.diskOps, i) : sum((c) => c.diskOps),
         containers: mine.length,
+        level: Math.max(0, ...mine.map((c) => at(c.cpu, i)).filter((v) => !Number.isNaN(v))),
       });
     }
     for (const c of sorted) {

@@ -11,13 +11,16 @@
  * its host, like its ops (fed to the model it would predict today's ops everywhere). What it
  * wants is one: its CPU demand, read as load.ts's demand model does (on a saturated host, up
  * to its threads and its limit; not capped by its host's cores, which are a feature of
- * their own: on a bigger host it may get more). Pure: numbers in, numbers out.
+ * their own: on a bigger host it may get more), but only for the containers at the host's
+ * water level: CFS shares a saturated host max-min fairly, so a container that gets less
+ * than the busiest one there (under HELD_BACK of it) is not held back, it wants what it
+ * gets (an idle container on a busy host is idle, not short of a core per thread). Pure: numbers in, numbers out.
  */
 import { cpuDemand, loadsOf, type ContainerLoad, type NodeLoad } from '../control/load';
 import type { ContainerView, Snapshot } from '../control/snapshot';
 
 export const FEATURES = [
-  /** Cores the container wants: what it uses, or on a saturated host up to its threads and CPU limit (not its host's cores: it may go to a bigger one). */
+  /** Cores the container wants: what it uses, or, when it is among the busiest of a saturated host (held back by the sharing), up to its threads and CPU limit (not its host's cores: it may go to a bigger one). */
   'ctr_cpu_demand',
   /** Its threads (cgroup pids). */
   'ctr_threads',
@@ -37,12 +40,20 @@ export const FEATURES = [
   'host_other_disk_ops',
   /** Containers on the host besides this one. */
   'host_other_containers',
+  /**
+   * Cores it would get there, as CFS shares a host max-min fairly: its demand, up to what the
+   * others leave free or an equal share, whichever is more. Trees cannot derive a min or a
+   * ratio of columns, and without it a model has only the hosts and neighbours it has seen.
+   */
+  'ctr_expected_cpu',
 ] as const;
 
 export type FeatureName = (typeof FEATURES)[number];
 
 /** A host at or over this CPU use (fraction of its cores) is saturated: its containers may want more than they get (balance's default). */
 export const SATURATION = 0.9;
+/** On a saturated host, a container getting at least this share of the busiest container's CPU is held back by the sharing. */
+export const HELD_BACK = 0.9;
 
 /** A container's figures at one grid step (or a window's means). NaN = not measured. */
 export interface ContainerFigures {
@@ -53,6 +64,14 @@ export interface ContainerFigures {
   diskOps: number;
   /** CPU limit in cores, 0 = none. */
   cpuLimit: number;
+}
+
+/** The container's own host: how busy, and the most CPU one of its containers got (the water level of the sharing). */
+export interface OwnHost {
+  /** CPU busy, fraction of its cores. */
+  cpu: number;
+  /** Cores used by its busiest container (NaN: unknown, every container counts as held back). */
+  level: number;
 }
 
 /** A host's figures at one grid step (or a window's means), everything on it counted. NaN = not measured. */
@@ -73,11 +92,15 @@ const nonNegative = (x: number) => (Number.isNaN(x) ? NaN : Math.max(0, x));
  * demand is read there) placed on `host`. `onHost`: whether `host`'s figures include `c`
  * (its own host) or not (a candidate): `c`'s share is taken out of the former.
  */
-export function featureVector(c: ContainerFigures, own: Pick<HostFigures, 'cpu'>, host: HostFigures, onHost: boolean): number[] {
+export function featureVector(c: ContainerFigures, own: OwnHost, host: HostFigures, onHost: boolean): number[] {
   const load = { view: { limits: { cpus: c.cpuLimit } } as ContainerView, cpu: c.cpu, threads: Number.isFinite(c.threads) ? c.threads : 0, diskOps: c.diskOps } satisfies ContainerLoad;
-  const demand = Number.isNaN(c.cpu) ? NaN : cpuDemand(load, Infinity, own.cpu >= SATURATION);
+  const heldBack = own.cpu >= SATURATION && !(c.cpu < HELD_BACK * own.level);
+  const demand = Number.isNaN(c.cpu) ? NaN : cpuDemand(load, Infinity, heldBack);
   const mine = onHost ? 1 : 0;
   const share = (x: number) => (onHost ? (Number.isNaN(x) ? 0 : x) : 0);
+  const otherCpu = nonNegative(host.cpu * host.cores - share(c.cpu));
+  const others = nonNegative(host.containers - mine);
+  const expected = Math.min(demand, Math.max(host.cores - otherCpu, host.cores / (others + 1)));
   return [
     demand,
     c.threads,
@@ -86,9 +109,10 @@ export function featureVector(c: ContainerFigures, own: Pick<HostFigures, 'cpu'>
     c.cpuLimit,
     host.cores,
     host.memBytes,
-    nonNegative(host.cpu * host.cores - share(c.cpu)),
+    otherCpu,
     nonNegative(host.diskOps - share(c.diskOps)),
-    nonNegative(host.containers - mine),
+    others,
+    nonNegative(expected),
   ];
 }
 
@@ -127,7 +151,7 @@ export function forecastRows(snapshot: Snapshot, herdId: string, nodeIds: readon
   nodeIds.forEach((id, r) => {
     const n = loads.get(id);
     if (!n) return;
-    const v = featureVector(figures, { cpu: own.cpu }, hostOf(n), id === view.node);
+    const v = featureVector(figures, { cpu: own.cpu, level: Math.max(0, ...own.containers.map((x) => x.cpu)) }, hostOf(n), id === view.node);
     for (let j = 0; j < F; j++) out[r * F + j] = v[pick[j]];
   });
   return out;

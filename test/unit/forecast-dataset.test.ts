@@ -22,25 +22,33 @@ const ctr = (o: Partial<ContainerSeries> & { herdId: string }, steps: number): C
 
 describe('features', () => {
   const c = { cpu: 1, threads: 4, memBytes: 100, diskOps: 10, cpuLimit: 0 };
-  const host = { cores: 4, memBytes: 1000, cpu: 0.5, diskOps: 30, containers: 3 };
+  const host = { cores: 4, memBytes: 1000, cpu: 0.5, diskOps: 30, containers: 3, level: 1 };
 
   it('counts the host without the container: its own host has its share taken out, a candidate not', () => {
-    expect(FEATURES).toHaveLength(10);
+    expect(FEATURES).toHaveLength(11);
     const own = featureVector(c, host, host, true);
     expect(Object.fromEntries(FEATURES.map((f, i) => [f, own[i]]))).toEqual({
       ctr_cpu_demand: 1, ctr_threads: 4, ctr_mem_bytes: 100, ctr_disk_ops: 10, ctr_cpu_limit: 0,
       host_cores: 4, host_mem_bytes: 1000, host_other_cpu: 1, host_other_disk_ops: 20, host_other_containers: 2,
+      ctr_expected_cpu: 1, // wants 1, 3 cores free
     });
     const other = featureVector(c, host, host, false);
-    expect(other.slice(7)).toEqual([2, 30, 3]);
+    expect(other.slice(7)).toEqual([2, 30, 3, 1]);
+    // a busy host: 3.8 of 4 cores taken by 3 others, an equal share is 1 core
+    expect(featureVector({ ...c, cpu: 2 }, { cpu: 0.5, level: 2 }, { ...host, cpu: 0.95 }, false)[10]).toBe(1);
+    expect(featureVector({ ...c, cpu: 2 }, { cpu: 0.5, level: 2 }, { ...host, cpu: 0.25, containers: 1 }, false)[10]).toBe(2);
   });
 
-  it('reads demand as the load model does: on a saturated host up to its threads and its limit, not its host cores', () => {
+  it('reads demand as the load model does: held back on a saturated host, up to its threads and its limit, not its host cores', () => {
     const hot = { ...host, cpu: 0.95 };
-    expect(featureVector(c, hot, host, true)[0]).toBe(4); // 4 threads
+    expect(featureVector(c, hot, host, true)[0]).toBe(4); // 4 threads, at the host's water level
     expect(featureVector({ ...c, cpuLimit: 2 }, hot, host, true)[0]).toBe(2);
-    expect(featureVector(c, { cpu: 1 }, { ...host, cores: 2 }, true)[0]).toBe(4); // a bigger host could give it 4
-    expect(featureVector(c, { cpu: 0.5 }, host, true)[0]).toBe(1); // not saturated: what it uses
+    expect(featureVector(c, { cpu: 1, level: 1 }, { ...host, cores: 2 }, true)[0]).toBe(4); // a bigger host could give it 4
+    expect(featureVector(c, { cpu: 0.5, level: 1 }, host, true)[0]).toBe(1); // not saturated: what it uses
+    // under the water level of a saturated host (another container gets far more): not held back, idle is idle
+    expect(featureVector({ ...c, cpu: 0.1 }, { cpu: 1, level: 1 }, host, true)[0]).toBe(0.1);
+    expect(featureVector({ ...c, cpu: 0.95 }, { cpu: 1, level: 1 }, host, true)[0]).toBe(4);
+    expect(featureVector({ ...c, cpu: 0.1 }, { cpu: 1, level: NaN }, host, true)[0]).toBe(4); // level unknown: held back
   });
 
   it('keeps a missing figure missing (NaN: the trees route it), never below zero', () => {
@@ -55,8 +63,8 @@ describe('features', () => {
     const s = snap([node('a', { cpu: 0.75, cores: 4 }), node('b', { cpu: 0.25, cores: 8 })], [container('x', 'a', { cpu: 1, threads: 2, diskOps: 5 }), container('y', 'a', { cpu: 2 })]);
     const m = forecastRows(s, 'x', ['a', 'b', 'ghost'])!;
     const F = FEATURES.length;
-    expect(Array.from(m.subarray(0, F))).toEqual([1, 2, 64 * 1024 * 1024, 5, 0, 4, 8 * 1024 ** 3, 2, 0, 1]);
-    expect(Array.from(m.subarray(F, 2 * F))).toEqual([1, 2, 64 * 1024 * 1024, 5, 0, 8, 8 * 1024 ** 3, 2, 0, 0]);
+    expect(Array.from(m.subarray(0, F))).toEqual([1, 2, 64 * 1024 * 1024, 5, 0, 4, 8 * 1024 ** 3, 2, 0, 1, 1]);
+    expect(Array.from(m.subarray(F, 2 * F))).toEqual([1, 2, 64 * 1024 * 1024, 5, 0, 8, 8 * 1024 ** 3, 2, 0, 0, 1]);
     expect(Array.from(m.subarray(2 * F)).every(Number.isNaN)).toBe(true);
     expect(forecastRows(s, 'nope', ['a'])).toBeNull();
     expect(Array.from(forecastRows(s, 'x', ['a', 'b'], ['host_cores', 'ctr_threads'])!)).toEqual([4, 2, 8, 2]);
@@ -101,8 +109,9 @@ describe('dataset rows', () => {
     const at = (i: number) => xs.find((r) => r[0] === T0 + i * STEP)!;
     // on a (2 cores at 80%): everything but x is 1.6 - 1 = 0.6 cores, 40 - 10 disk ops, y beside it
     expect([at(3)[2], at(3)[col('host_cores')], at(3)[col('host_other_cpu')], at(3)[col('host_other_disk_ops')], at(3)[col('host_other_containers')]]).toEqual(['a', 2, expect.closeTo(0.6, 9), 30, 1]);
-    // on b (a slice of 4 cores): its load is x's 1 + z's 3 cores; without x, z's 3; x's demand is read saturated there
-    expect([at(4)[2], at(4)[col('host_cores')], at(4)[col('host_other_cpu')], at(4)[col('host_other_disk_ops')], at(4)[col('host_other_containers')], at(4)[col('ctr_cpu_demand')]]).toEqual(['b', 4, 3, 10, 1, 4]);
+    // on b (a slice of 4 cores): its load is x's 1 + z's 3 cores; without x, z's 3; b is saturated but z gets
+    // three times what x gets, so x is not held back there: its demand is what it uses
+    expect([at(4)[2], at(4)[col('host_cores')], at(4)[col('host_other_cpu')], at(4)[col('host_other_disk_ops')], at(4)[col('host_other_containers')], at(4)[col('ctr_cpu_demand')]]).toEqual(['b', 4, 3, 10, 1, 1]);
     // marked while the first 30 s after the move overlap the step: steps 4..9
     expect(xs.map((r) => r[col('after_migration')])).toEqual([0, 0, 0, 1, 1, 1, 1, 1, 1, 0, 0]);
     expect([at(0)[col('ops')], at(0)[col('ctr_cpu')]]).toEqual([50, 1]);
