@@ -50,12 +50,15 @@ function python(args: string[]): string {
 
 interface Run { seconds: number; rmse: number; version?: string }
 
+/** The file's bytes alone: a small file's Buffer is a view into a shared pool. */
+const own = (b: Buffer): ArrayBuffer => b.buffer.slice(b.byteOffset, b.byteOffset + b.length) as ArrayBuffer;
+
 const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
 const spread = (v: number[]) => `${Math.min(...v).toFixed(2)}..${Math.max(...v).toFixed(2)}`;
 
 async function ours(dir: string, nTrain: number): Promise<Run & { model: Awaited<ReturnType<typeof trainInWorker>>; test: Dataset }> {
-  const y = new Float64Array(readFileSync(join(dir, 'y.f64')).buffer.slice(0));
-  const x = new Float32Array(readFileSync(join(dir, 'x.f32')).buffer.slice(0));
+  const y = new Float64Array(own(readFileSync(join(dir, 'y.f64'))));
+  const x = new Float32Array(own(readFileSync(join(dir, 'x.f32'))));
   const train: Dataset = { x: x.subarray(0, nTrain * F), y: y.subarray(0, nTrain), rows: nTrain, features: F };
   const test: Dataset = { x: x.subarray(nTrain * F), y: y.subarray(nTrain), rows: y.length - nTrain, features: F };
   const t0 = performance.now();
@@ -164,7 +167,7 @@ async function csvBench(file: string, n: number) {
   }
 }
 
-const readY = (dir: string) => new Float64Array(readFileSync(join(dir, 'y.f64')).buffer.slice(0));
+const readY = (dir: string) => new Float64Array(own(readFileSync(join(dir, 'y.f64'))));
 const mean = (v: Float64Array) => v.reduce((a, b) => a + b, 0) / Math.max(1, v.length);
 
 async function main() {

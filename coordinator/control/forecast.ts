@@ -14,23 +14,16 @@
 import { fitCost, moveCost } from './cost';
 import { finite, fmt, meanOf, pct } from './load';
 import type { Move, Policy, PolicyInput } from './policy';
-import { ForecastSchema, type ForecastSettings, validatorFor } from './settings';
+import { ForecastSchema, type ForecastSettings, validatorWithPeriod } from './settings';
 
 /** The forecast policy also needs the evaluation period (the horizon of its gain); the decision step adds it. */
 export type ForecastPolicySettings = ForecastSettings & { periodMs: number };
-
-const validateForecast = validatorFor(ForecastSchema);
 
 export const forecast: Policy<ForecastPolicySettings> = {
   name: 'forecast',
   summary: "Thesis: a container moves where the model in force predicts its ops/s to beat its measured ops by the reward threshold, and the ops gained over the next period outweigh those lost while it is frozen.",
   defaults: { ...ForecastSchema.parse({}), periodMs: 150_000 },
-  validate(x) {
-    if (x === null || typeof x !== 'object' || !('periodMs' in x)) return validateForecast(x);
-    const { periodMs, ...rest } = x as { periodMs: unknown };
-    if (typeof periodMs !== 'number' || !(periodMs > 0) || !Number.isFinite(periodMs)) return 'periodMs: must be a number of milliseconds above 0';
-    return validateForecast(rest);
-  },
+  validate: validatorWithPeriod(ForecastSchema),
   propose({ snapshot, settings: s, allowed, movable, note }: PolicyInput<ForecastPolicySettings>): Move[] {
     const fc = snapshot.forecast;
     if (!fc) {

@@ -214,6 +214,20 @@ export function validatorFor(schema: z.ZodType): (x: unknown) => string | null {
   };
 }
 
+/**
+ * The `validate` of a policy whose settings also carry the evaluation period (the horizon of
+ * its gain, added by the decision step): the period checked here, the rest by the schema.
+ */
+export function validatorWithPeriod(schema: z.ZodType): (x: unknown) => string | null {
+  const validate = validatorFor(schema);
+  return (x) => {
+    if (x === null || typeof x !== 'object' || !('periodMs' in x)) return validate(x);
+    const { periodMs, ...rest } = x as { periodMs: unknown };
+    if (typeof periodMs !== 'number' || !(periodMs > 0) || !Number.isFinite(periodMs)) return 'periodMs: must be a number of milliseconds above 0';
+    return validate(rest);
+  };
+}
+
 export type Validated = { ok: true; settings: ControlSettings } | { ok: false; error: string };
 
 /** Full settings from a partial object (defaults fill the rest), or an error naming each bad field and its range. */
