@@ -3,7 +3,7 @@
  * agent modules (collectors, sample log, uplink) and one gRPC server; the coordinator
  * modules (ingest, admin) answer only while this node is the leader.
  */
-import { isLmdbWriteFailure, StorageGuard } from '../common/storage';
+import { StorageGuard } from '../common/storage';
 import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import os from 'node:os';
@@ -12,12 +12,10 @@ import { logger } from '../common/log';
 import { loadProtos } from '../common/proto';
 import { addReflection, DescriptorIndex } from '../common/reflection';
 import type { Collector } from '../common/types';
-import { unavailable } from '../common/validate';
 import { VERSION } from '../common/version';
 import { enlargeServerWindow, enlargeSessionWindows } from '../common/window';
 import { adminHandlers } from '../coordinator/admin';
 import { DEFAULT_INGEST, Ingest } from '../coordinator/ingest';
-import type { Leadership } from '../coordinator/leadership';
 import { ElectionDriver } from '../coordinator/election/driver';
 import { TermFence } from '../common/fencing';
 import { Registry } from '../coordinator/registry';
@@ -29,9 +27,13 @@ import { PcpCollector } from './collectors/pcp';
 import { webListen, type Settings } from './config';
 import { startWeb } from './metrics/http';
 import { NodeMetrics } from './metrics/node-metrics';
-import { registerClusterMetrics } from '../coordinator/cluster-metrics';
-import { pageRoutes } from '../coordinator/web/routes';
+import { registerNodeGauges } from './metrics/node-gauges';
+import { coordinatorWeb } from '../coordinator/web/serve';
+import { leaderOnly } from '../coordinator/leader-only';
+import { watchLmdbWriteFailures } from './storage-watch';
 import { DockerTracker } from './docker';
+import { inventoryOf, runningContainers } from './inventory';
+import { advertiseFrom } from './advertise';
 import { DrainState } from './drain';
 import { migrationFaultsFromEnv } from './migration/faults';
 import { MigrationRunner } from './migration/runner';
@@ -44,6 +46,7 @@ import { transferService } from './transfer/server';
 import { Migrations } from '../coordinator/migrations';
 import { migrateHandlers } from '../coordinator/migrate';
 import { drainHandlers } from '../coordinator/drain';
+import { datasetHandlers } from '../coordinator/forecast/dataset-export';
 import { SampleLog } from './samplelog';
 import { Scheduler } from './scheduler';
 import { DEFAULT_UPLINK, Uplink } from './uplink';
@@ -58,6 +61,8 @@ import { localSans } from '../common/sans';
 import { AuditTrail } from '../coordinator/audit';
 import { securityAdminHandlers } from '../coordinator/security-admin';
 import { controlModule, controlRecords } from '../coordinator/controller/module';
+import { DELIVERY_ALLOWANCE_MS } from '../coordinator/controller/driver';
+import { modelModule, modelStore } from '../coordinator/forecast/module';
 import { peerRunHandlers } from './run';
 import { ClusterTls, type Transport } from '../common/transport';
 
@@ -94,6 +99,7 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
   const registry = new Registry(env);
   const migrations = new Migrations(env);
   const control = controlRecords(env);
+  const models = modelStore(env);
   const runtime = new DockerRuntime({ socketPath: settings.dockerSocket });
   const faults = migrationFaultsFromEnv(process.env.HERD_FAULTS);
   const capabilities = new Set<string>();
@@ -143,7 +149,7 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
       if (cmd?.kind === 'migrate' || cmd?.migrate) void runner.start(cmd.migrate, Number(cmd.term)).catch((err) => log.error('migration failed to start', { error: err }));
       if (cmd?.kind === 'revocations' || cmd?.revocations) void revocations.merge(cmd.revocations?.entries ?? []).catch((err) => log.error('storing revocations failed', { error: err }));
       // The controller's records, kept here too: they survive the coordinator's node.
-      if (cmd?.kind === 'control' || cmd?.control) appendControl({ decisions: cmd.control?.decisions ?? [], policy: cmd.control?.policy ?? [] });
+      if (cmd?.kind === 'control' || cmd?.control) appendControl({ decisions: cmd.control?.decisions ?? [], policy: cmd.control?.policy ?? [], models: cmd.control?.models ?? [] });
       if (cmd?.kind === 'drain' || cmd?.drain) {
         const want = Boolean(cmd.drain?.draining);
         void drain.set(want, String(cmd.drain?.by ?? '')).then(
@@ -168,22 +174,7 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
       version: VERSION,
       revocations: revocations.list(),
     }),
-    inventory: () => ({
-      docker_reachable: tracker.reachable,
-      containers: tracker.containers().map((c) => ({
-        herd_id: c.herdId,
-        docker_id: c.dockerId,
-        name: c.name,
-        image: c.image,
-        state: c.state,
-        node_id: settings.nodeId,
-        labels: Object.entries(c.labels).map(([key, value]) => ({ key, value })),
-        pid: c.pid,
-        created_ms: c.createdMs,
-        cpu_limit: c.cpuLimit ?? 0,
-        memory_limit_bytes: c.memoryLimitBytes ?? 0,
-      })),
-    }),
+    inventory: () => inventoryOf(tracker, settings.nodeId),
   });
   tracker.onChange(() => uplink.sendInventory());
 
@@ -199,7 +190,16 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
       leadership: () => leadership.current(),
     },
     migrations,
-    { revocations, audit, control, connected: (node) => controller.catchUp(node) },
+    {
+      revocations,
+      audit,
+      control,
+      models,
+      connected: (node) => {
+        controller.catchUp(node);
+        modelService.catchUp(node);
+      },
+    },
   );
   const admin = adminHandlers({
     store,
@@ -246,14 +246,24 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
     revokedAt: (id) => revocations.list().find((r) => r.kind === 'IDENTITY_KIND_NODE' && r.name === id)?.revoked_at_ms,
   });
   server.addService(herd.Join.service, joining.join);
-  const appendControl = (records: { decisions?: unknown[]; policy?: unknown[] }) => void sampleLog.append([], [], [], records).catch((err) => log.error('storing controller records failed', { error: err }));
-  const controller = controlModule({ nodeId: settings.nodeId, records: control, store, registry, migrations, ingest, transport, term: () => leadership.current().term, appendToLog: appendControl });
+  const appendControl = (records: { decisions?: unknown[]; policy?: unknown[]; models?: unknown[] }) => void sampleLog.append([], [], [], records).catch((err) => log.error('storing controller records failed', { error: err }));
+  const modelService = modelModule({
+    nodeId: settings.nodeId,
+    models,
+    sources: { registry, store, migrations },
+    ingest,
+    term: () => leadership.current().term,
+    snapshot: () => controller.driver.snapshot(controller.driver.settings(), Date.now() - DELIVERY_ALLOWANCE_MS),
+    appendToLog: appendControl,
+  });
+  const controller = controlModule({ nodeId: settings.nodeId, records: control, store, registry, migrations, ingest, transport, term: () => leadership.current().term, appendToLog: appendControl, leadership, metrics: metrics.registry, forecast: (s) => modelService.service.view(s) });
+  const datasetAdmin = datasetHandlers({ registry, store, migrations });
   const drainAdmin = drainHandlers({ registry, store, command: (node, cmd) => ingest.command(node, cmd), term: () => leadership.current().term });
   let renewer: CertificateRenewer | undefined; // made once the node serves (below)
   const renewNow = renewNowHandlers({ nodeId: settings.nodeId, secure: transport.secure, renewer: () => renewer });
   server.addService(
     herd.Admin.service,
-    leaderOnly({ ...admin, ...migrationAdmin, ...securityAdmin, ...drainAdmin, ...controller.handlers, ...joining.admin, ...renewNow }, leadership, ['GetLeader', 'GetCluster', 'CreateJoinToken', 'RenewNodeCertificate']),
+    leaderOnly({ ...admin, ...migrationAdmin, ...securityAdmin, ...drainAdmin, ...controller.handlers, ...modelService.handlers, ...joining.admin, ...renewNow, ...datasetAdmin }, leadership, ['GetLeader', 'GetCluster', 'CreateJoinToken', 'RenewNodeCertificate']),
   );
 
   // --- migration: this node as a source (runner, artifacts served) and as a target
@@ -308,8 +318,6 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
     metrics.observeLeadership(v, v.leaderId !== lastLeader);
     lastLeader = v.leaderId;
     fence.observe(v.term);
-    if (v.isLeader) controller.driver.lead();
-    else controller.driver.follow();
     if (!v.isLeader) ingest.closeAll(v.leaderId ? `this node is no longer the coordinator: ${v.leaderId} at ${v.leaderAddress} is` : 'this node is no longer the coordinator');
     if (v.leaderAddress !== lastTarget) {
       lastTarget = v.leaderAddress;
@@ -321,7 +329,7 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
   const trackTimer = setInterval(() => void tracker.refresh(), settings.intervals.trackMs);
   for (const [c, period] of collectors) scheduler.every(c, period);
   leadership.start();
-  if (leadership.current().isLeader) controller.driver.lead();
+  controller.start();
   await criuChecked;
   uplink.start();
   // Renews this node's certificate before it expires (signed by the CA key holder), no restart.
@@ -345,21 +353,8 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
   }, 60_000);
   pruneTimer.unref();
 
-  metrics.gaugeOf('herd_samplelog_committed_seq', 'Highest batch of this node\'s sample log that is on disk.', () => sampleLog.committedSeq());
-  metrics.gaugeOf('herd_uplink_acked_seq', 'Highest batch the coordinator acknowledged (0 while disconnected).', () => uplink.ackedSeq());
-  metrics.gaugeOf('herd_uplink_connected', '1 while this node streams to a coordinator.', () => (uplink.connected() ? 1 : 0));
-  metrics.counterOf('herd_uplink_acknowledged_batches_total', 'Batches the coordinator acknowledged since this process started.', () => uplink.acknowledgedBatches);
-  metrics.counterOf('herd_uplink_replayed_batches_total', 'Batches resent on (re)connection because the coordinator lacked them.', () => uplink.replayedBatches);
-  metrics.gaugeOf('herd_samplelog_bytes', 'Size of the local sample log in bytes.', () => sampleLog.bytes());
-  registerClusterMetrics(metrics.registry, { isLeader: () => leadership.current().isLeader, registry, store, migrations: () => migrations.list('', 1000) });
-  const page = pageRoutes({
-    nodeId: settings.nodeId,
-    registry,
-    store,
-    migrations: () => migrations.list('', 50),
-    leader: () => leadership.current(),
-    lead: () => leadership.current(),
-  });
+  registerNodeGauges(metrics, sampleLog, uplink);
+  const page = coordinatorWeb({ prom: metrics.registry, nodeId: settings.nodeId, registry, store, migrations, leadership, decisions: (n) => control.decisions(n).map((d) => d.record) });
   const web = await startWeb({ listen: webListen(settings), plainMetrics: settings.web.plainMetrics, transport, metrics, routes: page });
 
   const lead = leadership.current();
@@ -396,7 +391,8 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
         await leadership.handOver();
         clearInterval(trackTimer);
         clearInterval(pruneTimer);
-        controller.driver.follow();
+        controller.stop();
+        await modelService.service.close();
         uplink.stop();
         renewer?.stop();
         runner.stop();
@@ -419,63 +415,4 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
     void running.stop().finally(() => process.exit(1));
   };
   return running;
-}
-
-/**
- * Admin calls are answered by the coordinator only; elsewhere the reply names it. A
- * server-streaming call (Migrate) has no callback: its refusal is the stream's error.
- */
-export function leaderOnly(handlers: grpc.UntypedServiceImplementation, leadership: Pick<Leadership, 'current'>, anyNode: string[]): grpc.UntypedServiceImplementation {
-  const out: grpc.UntypedServiceImplementation = {};
-  for (const [name, fn] of Object.entries(handlers)) {
-    if (anyNode.includes(name)) {
-      out[name] = fn;
-      continue;
-    }
-    out[name] = ((call: any, callback: any) => {
-      const v = leadership.current();
-      if (!v.isLeader) {
-        const e = unavailable(v.leaderId ? `this node is not the coordinator: ask ${v.leaderId} at ${v.leaderAddress}` : 'no coordinator is elected yet; try again shortly');
-        const refusal = { code: e.code, details: e.message };
-        return typeof callback === 'function' ? callback(refusal) : call.emit('error', refusal);
-      }
-      return (fn as any)(call, callback);
-    }) as any;
-  }
-  return out;
-}
-
-function runningContainers(tracker: DockerTracker) {
-  return tracker
-    .containers()
-    .filter((c) => c.state === 'running' && c.pid > 0)
-    .map((c) => ({ herdId: c.herdId, dockerId: c.dockerId, pid: c.pid }));
-}
-
-/** listen with 0.0.0.0 / :: replaced by the first external IPv4 address (what peers can dial). */
-export function advertiseFrom(listen: string): string {
-  const i = listen.lastIndexOf(':');
-  const host = listen.slice(0, i);
-  const port = listen.slice(i + 1);
-  if (host !== '0.0.0.0' && host !== '[::]' && host !== '::') return listen;
-  for (const addrs of Object.values(os.networkInterfaces())) {
-    for (const a of addrs ?? []) if (a.family === 'IPv4' && !a.internal) return `${a.address}:${port}`;
-  }
-  return `127.0.0.1:${port}`;
-}
-
-const lmdbWatchers = new Set<StorageGuard>();
-/**
- * lmdb-js rejects a failed commit's `commitError`, and every write of that commit nobody
- * awaited, with no handler: by default that ends the process. Those are recorded as a
- * storage failure instead; any other unhandled rejection still ends it.
- */
-function watchLmdbWriteFailures(guard: StorageGuard): void {
-  if (lmdbWatchers.size === 0) {
-    process.on('unhandledRejection', (reason) => {
-      if (!isLmdbWriteFailure(reason)) throw reason;
-      for (const g of lmdbWatchers) g.writeFailedWith(reason);
-    });
-  }
-  lmdbWatchers.add(guard);
 }

@@ -21,13 +21,11 @@ import { overButWaiting } from './cpu-greedy';
 import { fitCost, moveCost } from './cost';
 import { cpuDemand, diskCapacity, diskDemand, diskShare, fmt, hostCpuDemand, hostDiskDemand, liveHosts, loadsOf, type NodeLoad, pct, recoveredWork } from './load';
 import type { Move, Policy, PolicyInput } from './policy';
-import { BalanceSchema, type BalanceSettings, validatorFor } from './settings';
+import { BalanceSchema, type BalanceSettings, validatorWithPeriod } from './settings';
 import type { Snapshot } from './snapshot';
 
 /** The balance policy also needs the evaluation period (the horizon of its gain); the decision step adds it. */
 export type BalancePolicySettings = BalanceSettings & { periodMs: number };
-
-const validateBalance = validatorFor(BalanceSchema);
 
 /** Best moves by imbalance drop examined against filters and cost, per evaluation. */
 export const EXAMINED_MOVES = 32;
@@ -85,12 +83,7 @@ export const balance: Policy<BalancePolicySettings> = {
   name: 'balance',
   summary: 'Beyond the thesis: the single move that most lowers the weighted spread of host CPU and disk load, taken when the work it recovers over the next period outweighs its downtime and copy cost.',
   defaults: { ...BalanceSchema.parse({}), periodMs: 150_000 },
-  validate(x) {
-    if (x === null || typeof x !== 'object' || !('periodMs' in x)) return validateBalance(x);
-    const { periodMs, ...rest } = x as { periodMs: unknown };
-    if (typeof periodMs !== 'number' || !(periodMs > 0) || !Number.isFinite(periodMs)) return 'periodMs: must be a number of milliseconds above 0';
-    return validateBalance(rest);
-  },
+  validate: validatorWithPeriod(BalanceSchema),
   overThreshold: (snapshot: Snapshot, s) => over(liveHosts(loadsOf(snapshot)), s),
   propose({ snapshot, settings: s, allowed, movable, relievable, note }: PolicyInput<BalancePolicySettings>): Move[] {
     const hosts = liveHosts(loadsOf(snapshot));
