@@ -136,7 +136,12 @@ export const HELD_BACK_FRACTION = 0.5;
  * policy estimates recovered work.
  */
 export function cpuDemand(c: ContainerLoad, host: NodeLoad, saturation: number): number {
-  if (host.cpu < saturation || c.threads <= 0 || !(c.cpu > 0 && c.cpu >= HELD_BACK_FRACTION * host.topCpu)) return c.cpu;
+  return threadDemand(c, host.cpu >= saturation && c.cpu > 0 && c.cpu >= HELD_BACK_FRACTION * host.topCpu);
+}
+
+/** Cores a container wants given whether it is held back: its threads and CPU limit bound it, its host's cores do not. */
+export function threadDemand(c: ContainerLoad, heldBack: boolean): number {
+  if (!heldBack || c.threads <= 0) return c.cpu;
   const cap = Math.min(c.threads, c.view.limits.cpus > 0 ? c.view.limits.cpus : Infinity);
   return Math.max(c.cpu, finite(cap, c.cpu));
 }

@@ -16,7 +16,7 @@
  * than the busiest one there (under HELD_BACK of it) is not held back, it wants what it
  * gets (an idle container on a busy host is idle, not short of a core per thread). Pure: numbers in, numbers out.
  */
-import { cpuDemand, loadsOf, type ContainerLoad, type NodeLoad } from '../control/load';
+import { loadsOf, threadDemand, type ContainerLoad, type NodeLoad } from '../control/load';
 import type { ContainerView, Snapshot } from '../control/snapshot';
 
 export const FEATURES = [
@@ -95,7 +95,7 @@ const nonNegative = (x: number) => (Number.isNaN(x) ? NaN : Math.max(0, x));
 export function featureVector(c: ContainerFigures, own: OwnHost, host: HostFigures, onHost: boolean): number[] {
   const load = { view: { limits: { cpus: c.cpuLimit } } as ContainerView, cpu: c.cpu, threads: Number.isFinite(c.threads) ? c.threads : 0, diskOps: c.diskOps } satisfies ContainerLoad;
   const heldBack = own.cpu >= SATURATION && !(c.cpu < HELD_BACK * own.level);
-  const demand = Number.isNaN(c.cpu) ? NaN : cpuDemand(load, Infinity, heldBack);
+  const demand = Number.isNaN(c.cpu) ? NaN : threadDemand(load, heldBack);
   const mine = onHost ? 1 : 0;
   const share = (x: number) => (onHost ? (Number.isNaN(x) ? 0 : x) : 0);
   const otherCpu = nonNegative(host.cpu * host.cores - share(c.cpu));
