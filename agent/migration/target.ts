@@ -21,6 +21,7 @@ import { logger } from '../../common/log';
 import { checkDockerName, checkHostPort, checkId, invalid, notFound, pathInside, permissionDenied, RpcError, truncate } from '../../common/validate';
 import { TermFence } from '../../common/fencing';
 import { extractCheckpoint } from '../runtime/checkpoint-files';
+import { fullDisk } from '../runtime/disk-space';
 import { IMAGE_ARTIFACT } from '../runtime/fast-checkpoint';
 import type { ContainerRuntime, CreateSpec } from '../runtime/runtime';
 import { SHA256_HEX } from '../transfer/artifacts';
@@ -360,9 +361,11 @@ export class MigrationTarget {
       await rm(dir, { recursive: true, force: true }).catch((err) => log.warn('could not remove a migration\'s incoming files', { dir, reason: errorText(err) }));
       if (fast) await rm(`${fast}.tar`, { force: true });
     } catch (err) {
+      // a full disk is looked for before the removal below frees it (ENOSPC names no path)
+      const full = fullDisk([staged, dir]);
       // what was staged for the restore goes too (a failed restore gives its input back)
       await Promise.all([staged, fast && `${fast}.tar`].map((p) => p && rm(p, { recursive: true, force: true })));
-      const reason = errorText(err);
+      const reason = full && !errorText(err).includes(full) ? `${full} (${errorText(err)})` : errorText(err);
       await this.db.put(req.migration_id, { ...rec, state: 'failed', reason });
       log.warn('could not take over a migrating container', { migration: req.migration_id, step: stepName, reason });
       send({ done: true, ok: false, reason: `${stepName.toLowerCase()} on ${this.deps.nodeId}: ${reason}` });

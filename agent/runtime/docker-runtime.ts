@@ -12,6 +12,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import Dockerode from 'dockerode';
 import { logger } from '../../common/log';
+import { fullDisk } from './disk-space';
 import { isInside, linkCheckpoint, probeFastPath, type FastPath } from './fast-checkpoint';
 import { LogCatcher, withRuncConfOption, criuCheck, criuLogPathFromMessage, criuReasons, readCriuLog, runcConfLogFile } from './criu';
 import { META, NONCE, cleanLeaks, ctrdLeaks, placeCheckpoint, readMeta } from './checkpoint-files';
@@ -220,8 +221,12 @@ export class DockerRuntime implements ContainerRuntime {
       const ms = Date.now() - t0;
       if (restarts) await this.setRestartPolicy(id, policy).catch((e) => log.warn('cannot put the restart policy back', { id, reason: dockerMessage(e) }));
       const dumpLog = 'f' in direct ? readCriuLog(path.join(work, 'dump.log'), this.keepPath(id, 'checkpoint')) : undefined;
+      // looked at before the removal frees it: a dump into a full file system leaves a cut-off log
+      const full = fullDisk(['f' in direct ? direct.f.imageRoot : path.dirname(dir)]);
       if ('f' in direct) for (const d of [dir, work]) fs.rmSync(d, { recursive: true, force: true });
       const failure = this.criuFailure('checkpoint', id, err, ms, dumpLog);
+      // said first: CRIU's last words before its log was cut off are not the reason
+      if (full) failure.message = failure.message.includes(': CRIU: ') ? failure.message.replace(': CRIU: ', `: ${full}; CRIU: `) : `${failure.message}; ${full}`;
       // CRIU thaws the tasks of a failed dump; say so when that did not happen (no rollback left)
       const running = await this.raw(id).then((x) => x.State?.Running, () => undefined);
       if (running === false) failure.message += '; the container is no longer running';

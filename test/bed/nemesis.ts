@@ -6,7 +6,10 @@
  * Faults: kill -9 of the source's, the target's or the coordinator's agent (restarted after
  * a random time; its dockerd keeps running), the source-target link cut in the network
  * namespaces (iptables DROP both ways, silent, for a random time), a restore that fails on
- * the target (HERD_FAULTS=migration.fail_restore), or none.
+ * the target (HERD_FAULTS=migration.fail_restore), the target's or the source's disk full
+ * (its agent's image tmpfs, where the checkpoint is dumped and fetched to, shrunk to what it
+ * holds: test/bed/diskfull.ts; it hits at a quarter of the drawn moment, 0-375 ms, so it
+ * mostly meets the dump or the transfer), or none.
  *
  * Checked: the container never runs on two nodes at a sampled instant (docker ps on every
  * node, every SAMPLE_MS); a counter value seen on some copy is never emitted again later
@@ -14,7 +17,8 @@
  * goes back, except after a FAILED migration, which restarts the source without its state;
  * every migration ends SUCCEEDED, ROLLED_BACK or FAILED, the last two with a reason, and the
  * container runs where the outcome says, exactly once, within 30 s of the fault healing; at
- * the end nothing is left behind (no stopped copy, no migration files) and no batch of
+ * the end nothing is left behind (no stopped copy, no migration files, nothing new on the
+ * image tmpfs) and no batch of
  * samples is missing at the coordinator (herd.batch.seq of every node is 1..n).
  *
  * A schedule is a pure function of its seed, so a failure replays: NEMESIS_SEED=<seed>.
@@ -25,9 +29,10 @@ import { mulberry32 } from '../../coordinator/election/sim';
 import { adminClient, agreedLeader, connectedNodes, kill9, startHerdOn, type HerdNode } from '../helpers/cluster';
 import { migrate } from '../helpers/migrate';
 import { BUSYBOX_IMAGE, type Bed } from './bed';
+import { FullDisks, imageTmpfsEntries } from './diskfull';
 
-export type FaultKind = 'none' | 'kill-source' | 'kill-target' | 'kill-coordinator' | 'cut-link' | 'fail-restore';
-export const FAULTS: FaultKind[] = ['none', 'kill-source', 'kill-target', 'kill-coordinator', 'cut-link', 'fail-restore'];
+export type FaultKind = 'none' | 'kill-source' | 'kill-target' | 'kill-coordinator' | 'cut-link' | 'fail-restore' | 'full-target' | 'full-source';
+export const FAULTS: FaultKind[] = ['none', 'kill-source', 'kill-target', 'kill-coordinator', 'cut-link', 'fail-restore', 'full-target', 'full-source'];
 
 /** One migration and its fault; which node is source and target is decided when it runs (where the container is then). */
 export interface Step {
@@ -97,9 +102,13 @@ export class Nemesis {
   /** Per container, the last sampled instant it did not run exactly once. */
   private readonly lastBad = new Map<string, number>();
   private startedAt = 0;
+  private readonly disks: FullDisks;
+  /** What each node's image tmpfs held before the first migration (it outlives beds). */
+  private readonly tmpfsBefore = new Map<string, Set<string>>();
 
   constructor(private readonly bed: Bed, private readonly nodes: Map<string, HerdNode>, containers: number, private readonly log: (s: string) => void = () => {}) {
     this.names = Array.from({ length: containers }, (_, i) => `nem${i}`);
+    this.disks = new FullDisks(bed);
   }
 
   private ids(): string[] {
@@ -138,6 +147,7 @@ export class Nemesis {
       this.failedRuns.set(name, 0);
     }
     await waitUntil('containers listed', async () => (await call(adminClient(this.coordinator), 'ListContainers', {})).containers.filter((c: any) => this.names.includes(c.name)).length === this.names.length, 20_000);
+    for (const n of this.ids()) this.tmpfsBefore.set(n, new Set(imageTmpfsEntries(this.bed, n)));
     this.startedAt = Date.now();
     this.sampling = true;
     this.sampler = this.sample();
@@ -208,7 +218,7 @@ export class Nemesis {
     const started = Date.now();
     // Not longer: a coordinator that died or stepped down leaves its stream without records.
     const stream = migrate(this.coordinator, herdId, to, 'FS_MODE_DIFF', 30_000);
-    await sleep(step.atMs);
+    await sleep(step.fault.startsWith('full-') ? Math.floor(step.atMs / 4) : step.atMs);
     const coordinatorId = this.bed.nodes.find((n) => `${n.ip}:7400` === this.coordinator)?.id;
     switch (step.fault) {
       case 'kill-source':
@@ -223,6 +233,14 @@ export class Nemesis {
         await sleep(step.downMs);
         await this.cut(from, to, false);
         break;
+      case 'full-target':
+      case 'full-source': {
+        const victim = step.fault === 'full-target' ? to : from;
+        await this.disks.fill(victim);
+        await sleep(step.downMs);
+        await this.disks.heal(victim);
+        break;
+      }
       default:
     }
     const healed = Date.now();
@@ -317,6 +335,8 @@ export class Nemesis {
         const left = existsSync(dir) ? readdirSync(dir) : [];
         if (left.length) this.violations.push(`${n}: migration files left in ${dir}: ${left.join(', ')}`);
       }
+      const onTmpfs = imageTmpfsEntries(this.bed, n).filter((e) => !this.tmpfsBefore.get(n)?.has(e));
+      if (onTmpfs.length) this.violations.push(`${n}: checkpoint images left on the image tmpfs: ${onTmpfs.join(', ')}`);
     }
     for (const name of this.names) {
       const on = await this.runningOn(name);
