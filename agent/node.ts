@@ -42,7 +42,7 @@ import { ArtifactRegistry } from './transfer/artifacts';
 import { faultsFromEnv } from './transfer/faults';
 import { transferService } from './transfer/server';
 import { Migrations } from '../coordinator/migrations';
-import { migrateHandlers } from '../coordinator/migrate';
+import { migrateHandlers, MigrateStreams, settleUnfinished } from '../coordinator/migrate';
 import { drainHandlers } from '../coordinator/drain';
 import { SampleLog } from './samplelog';
 import { Scheduler } from './scheduler';
@@ -141,6 +141,7 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
     targetId: () => leadership.current().leaderId,
     onCommand: (cmd) => {
       if (cmd?.kind === 'migrate' || cmd?.migrate) void runner.start(cmd.migrate, Number(cmd.term)).catch((err) => log.error('migration failed to start', { error: err }));
+      if (cmd?.kind === 'settle_migration' || cmd?.settle_migration) void runner.settle(cmd.settle_migration, Number(cmd.term)).catch((err) => log.error('answering about a migration failed', { error: err }));
       if (cmd?.kind === 'revocations' || cmd?.revocations) void revocations.merge(cmd.revocations?.entries ?? []).catch((err) => log.error('storing revocations failed', { error: err }));
       // The controller's records, kept here too: they survive the coordinator's node.
       if (cmd?.kind === 'control' || cmd?.control) appendControl({ decisions: cmd.control?.decisions ?? [], policy: cmd.control?.policy ?? [] });
@@ -199,7 +200,16 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
       leadership: () => leadership.current(),
     },
     migrations,
-    { revocations, audit, control, connected: (node) => controller.catchUp(node) },
+    {
+      revocations,
+      audit,
+      control,
+      connected: (node) => {
+        controller.catchUp(node);
+        // migrations an earlier coordinator left open, asked of their source (it owns them)
+        settleUnfinished({ migrations, ingest, term: () => leadership.current().term }, node);
+      },
+    },
   );
   const admin = adminHandlers({
     store,
@@ -227,11 +237,13 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
     ],
   });
   server.addService(herd.Mesh.service, { Connect: ingest.connect });
+  const migrateStreams = new MigrateStreams();
   const migrationAdmin = migrateHandlers({
     registry,
     migrations,
     ingest,
     term: () => leadership.current().term,
+    streams: migrateStreams,
   });
   const securityAdmin = securityAdminHandlers({ revocations, audit, registry, nodeId: settings.nodeId, knownNodes: () => settings.peers.map((p) => p.id) });
   // Joining: every node serves Join (forwarding to the CA holder); the CA holder makes tokens whoever leads.
@@ -310,6 +322,7 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
     fence.observe(v.term);
     if (v.isLeader) controller.driver.lead();
     else controller.driver.follow();
+    if (!v.isLeader) migrateStreams.stepDown({ id: v.leaderId, address: v.leaderAddress });
     if (!v.isLeader) ingest.closeAll(v.leaderId ? `this node is no longer the coordinator: ${v.leaderId} at ${v.leaderAddress} is` : 'this node is no longer the coordinator');
     if (v.leaderAddress !== lastTarget) {
       lastTarget = v.leaderAddress;

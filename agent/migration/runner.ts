@@ -131,6 +131,47 @@ export class MigrationRunner {
     await this.apply(entry, start());
   }
 
+  /**
+   * A coordinator asks how a migration an earlier coordinator commanded ended (its record
+   * there never did). The answer goes where every record goes, into the sample log: this
+   * node's own record of it, or, if the command never arrived, a record that it never
+   * started, journaled so that the command is ignored should it still arrive.
+   */
+  async settle(q: any, term: number): Promise<void> {
+    const id = String(q?.migration_id ?? '');
+    const bad = checkId('migration_id', id) ?? checkId('herd_id', q?.herd_id) ?? checkId('target_node_id', q?.target_node_id);
+    if (bad) return void log.warn('ignoring a question about a migration', { reason: bad });
+    const known = this.active.get(id) ?? this.journal.get(id);
+    if (known) {
+      log.info('a new coordinator asked about a migration: answering with its record', { migration: id, state: known.record.state, term });
+      if (!this.active.has(id)) await this.journal.put(id, { ...known, record: { ...known.record, version: known.record.version + 1 } });
+      return this.publish(known);
+    }
+    const reason = `never started: the command did not reach ${this.deps.nodeId} before the coordinator that sent it stepped down or died (asked in term ${term}); the container stayed where it was`;
+    const record = newMigrationRecord({
+      migration_id: id,
+      herd_id: String(q.herd_id),
+      source_node_id: this.deps.nodeId,
+      target_node_id: String(q.target_node_id),
+      fs_mode: 'FS_MODE_DIFF',
+      step: 'ROLLBACK',
+      state: 'ROLLED_BACK',
+      term,
+      version: 1,
+    });
+    record.reason = reason;
+    record.ended_ms = Date.now();
+    const entry: JournalEntry = {
+      cmd: { migration_id: id, herd_id: record.herd_id, target_node_id: record.target_node_id, target_address: '', fs_mode: record.fs_mode, term },
+      sourceDockerId: '',
+      state: { phase: 'done', outcome: 'ROLLED_BACK', reasons: [reason], sourceFrozen: false, pendingUndo: [] },
+      record,
+      artifacts: [],
+    };
+    log.warn('a new coordinator asked about a migration this node never received: recorded as never started', { migration: id, herd_id: record.herd_id, term });
+    await Promise.all([this.journal.put(id, entry), this.deps.publish({ ...record })]);
+  }
+
   private async apply(entry: JournalEntry, t: { state: MigrationState; actions: Action[] }): Promise<void> {
     entry.state = t.state;
     if (t.state.phase !== 'done') {
