@@ -7,7 +7,7 @@ import { isLmdbWriteFailure, StorageGuard } from '../common/storage';
 import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import os from 'node:os';
-import { openEnv, type Env } from '../common/db';
+import { leaveStoresToExit, openEnv, type Env } from '../common/db';
 import { logger } from '../common/log';
 import { loadProtos } from '../common/proto';
 import { addReflection, DescriptorIndex } from '../common/reflection';
@@ -422,8 +422,11 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
         server.forceShutdown();
         // After a failed commit lmdb-js's close aborts the process (heap corruption); every
         // commit is durable without it, so the store is left to the exit.
-        if (storage.sawWriteFailure) log.warn('not closing the store after a failed write; it is consistent as committed');
-        else await env.close();
+        if (storage.sawWriteFailure) {
+          // lmdb-js would close it at exit all the same (its 'exit' listener): that goes too
+          leaveStoresToExit();
+          log.warn('not closing the store after a failed write; it is consistent as committed');
+        } else await env.close();
         log.info('herd node stopped', { node: settings.nodeId });
       })()),
   };
