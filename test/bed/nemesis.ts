@@ -187,6 +187,10 @@ export class Nemesis {
 
   /** One round: every step at once; then the fail-restore targets get their plain agent back. */
   async round(steps: Step[]): Promise<StepResult[]> {
+    // A CRIU config file is machine-wide: one that turns on lazy pages (another experiment on
+    // this machine) makes every dump wait for a page client, and migrations hang for it.
+    const conf = ['/etc/criu/runc.conf', '/etc/criu/default.conf'].filter((f) => existsSync(f));
+    if (conf.length) this.log(`warning: ${conf.join(', ')} present: every CRIU dump on this machine follows it`);
     await this.settle();
     const plan = steps.map((step) => {
       const name = this.names[step.container];

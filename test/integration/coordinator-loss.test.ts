@@ -13,6 +13,8 @@ import { BUSYBOX_IMAGE, startBed, type Bed } from '../bed/bed';
 import { adminClient, agreedLeader, connectedNodes, kill9, startHerdOn, type HerdNode } from '../helpers/cluster';
 import { call } from '../helpers/coord';
 import { migrate } from '../helpers/migrate';
+import { HERD, runCmd } from '../helpers/herd';
+import { testPki } from '../helpers/pki';
 import { waitFor } from '../helpers/tmp';
 
 let bed: Bed;
@@ -84,6 +86,12 @@ async function steppedDown(pending: ReturnType<typeof migrate>, herdId: string, 
   }, 30_000, 200);
   expect(last.state, last.reason).toBe('SUCCEEDED');
   expect(await runsOn('stepdown')).toEqual([target]);
+  // the command the sentence names, as a user types it (with the test cluster's operator certificate)
+  const said = /ask the new coordinator: (herd migrations .*)$/.exec(r.error!.details)![1].split(' ').slice(1);
+  const pki = testPki();
+  const cli = await runCmd(process.execPath, [HERD, ...said, '--cacert', pki.caCert, '--cert', pki.adminCert, '--key', pki.adminKey], 30_000);
+  expect(cli.code, cli.stderr).toBe(0);
+  expect(cli.stdout).toMatch(new RegExp(`^\\S+Z  ${id}  ${herdId}  ${source} -> ${target}  SUCCEEDED`, 'm'));
 }
 
 describe('the coordinator lost mid-migration', () => {
