@@ -10,6 +10,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { Insecure, type Transport } from '../../common/transport';
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { copyFile, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -296,7 +297,7 @@ export class MigrationRunner {
           const c = await this.deps.runtime.inspect(entry.sourceDockerId);
           if (c.state !== 'running') {
             if (this.deps.faults?.failSourceRestore) throw new Error('restore failed (fault injected: migration.fail_source_restore)');
-            await this.deps.runtime.restoreFromDir(entry.sourceDockerId, checkpointDirOf(entry, outDir), CHECKPOINT_NAME, { keepSource: true, tcpEstablished: entry.cmd.tcp_established });
+            await this.deps.runtime.restoreFromDir(entry.sourceDockerId, await this.foundCheckpoint(entry, outDir), CHECKPOINT_NAME, { keepSource: true, tcpEstablished: entry.cmd.tcp_established });
             entry.record.downtime_ms = Date.now() - (entry.freezeMs ?? Date.now());
           }
           this.timed(entry, 'ROLLBACK', performance.now() - t0);
@@ -336,8 +337,10 @@ export class MigrationRunner {
     entry.record.ended_ms = Date.now();
     this.deps.artifacts.remove(id);
     await rm(join(this.deps.dataDir, 'migrations', 'out', id), { recursive: true, force: true });
-    // a fast-path checkpoint lives on the image tmpfs: memory, until removed
-    if (entry.checkpointDir) await Promise.all([entry.checkpointDir, `${entry.checkpointDir}.tar`].map((p) => rm(p, { recursive: true, force: true })));
+    // a fast-path checkpoint lives on the image tmpfs: memory, until removed (also one whose
+    // dump finished after a restart of this agent, so it was never journaled)
+    const dirs = entry.checkpointDir ? [entry.checkpointDir] : await this.checkpointDirs(join(this.deps.dataDir, 'migrations', 'out', id)).catch(() => []);
+    await Promise.all(dirs.flatMap((d) => [d, `${d}.tar`, `${d}.work`]).map((p) => rm(p, { recursive: true, force: true })));
     await this.journal.put(id, entry);
     await this.publish(entry);
     this.active.delete(id);
@@ -352,6 +355,21 @@ export class MigrationRunner {
     this.lastProgress.set(entry.cmd.migration_id, now);
     entry.record.version++;
     await this.deps.publish({ ...entry.record, timings: [...entry.record.timings] });
+  }
+
+  private checkpointDirs(outDir: string): Promise<string[]> {
+    return this.deps.runtime.checkpointDirs?.(outDir, CHECKPOINT_NAME) ?? Promise.resolve([join(outDir, CHECKPOINT_NAME)]);
+  }
+
+  /**
+   * The checkpoint to roll back to. Journaled once the dump returned; a restart of this agent
+   * while it ran loses that answer, but the dump may have finished (and stopped the container)
+   * all the same: then it is where the runtime puts one, looked for by its inventory.
+   */
+  private async foundCheckpoint(entry: JournalEntry, outDir: string): Promise<string> {
+    if (entry.checkpointDir) return entry.checkpointDir;
+    const dirs = await this.checkpointDirs(outDir);
+    return dirs.find((d) => existsSync(join(d, 'inventory.img'))) ?? checkpointDirOf(entry, outDir);
   }
 
   private peer(entry: JournalEntry): { call: (m: string, req: unknown) => Promise<any>; stream: (m: string, req: unknown, on: (p: any) => void) => Promise<any> } {

@@ -13,7 +13,7 @@ import { pipeline } from 'node:stream/promises';
 import Dockerode from 'dockerode';
 import { logger } from '../../common/log';
 import { fullDisk } from './disk-space';
-import { isInside, linkCheckpoint, probeFastPath, type FastPath } from './fast-checkpoint';
+import { fastCheckpointDir, isInside, linkCheckpoint, probeFastPath, type FastPath } from './fast-checkpoint';
 import { LogCatcher, withRuncConfOption, criuCheck, criuLogPathFromMessage, criuReasons, readCriuLog, runcConfLogFile } from './criu';
 import { META, NONCE, cleanLeaks, ctrdLeaks, placeCheckpoint, readMeta } from './checkpoint-files';
 import { checkName, dial, dockerMessage, serialized, toRuntimeError, type DialOptions, type DockerErr } from './engine';
@@ -166,6 +166,12 @@ export class DockerRuntime implements ContainerRuntime {
     return f.ok ? path.join(f.imageRoot, `in.${key}`) : undefined;
   }
 
+  async checkpointDirs(checkpointDir: string, name: string): Promise<string[]> {
+    checkName(name, 'checkpoint name');
+    const f = await this.fastPath();
+    return [...(f.ok ? [fastCheckpointDir(f.imageRoot, checkpointDir, name)] : []), path.join(checkpointDir, name)];
+  }
+
   checkpoint(dockerId: string, checkpointDir: string, name: string, opts: CheckpointOptions = {}): Promise<CheckpointResult> {
     checkName(name, 'checkpoint name');
     if (!path.isAbsolute(checkpointDir)) throw new RuntimeError(`checkpoint dir ${checkpointDir} must be absolute`, 'INVALID_ARGUMENT');
@@ -197,7 +203,7 @@ export class DockerRuntime implements ContainerRuntime {
       if (opts.tcpEstablished) throw new RuntimeError(`cannot checkpoint ${id.slice(0, 12)} with its TCP connections: Docker has no such option and the direct path is not available (${direct.reason})`, 'FAILED_PRECONDITION');
       log.info('checkpoint through Docker (the direct path is not available)', { id: id.slice(0, 12), reason: direct.reason });
     }
-    const dir = 'f' in direct ? path.join(direct.f.imageRoot, `${path.basename(checkpointDir)}.${name}`) : path.join(checkpointDir, name);
+    const dir = 'f' in direct ? fastCheckpointDir(direct.f.imageRoot, checkpointDir, name) : path.join(checkpointDir, name);
     if (fs.existsSync(dir)) throw new RuntimeError(`checkpoint dir ${dir} already exists`, 'ALREADY_EXISTS');
     fs.mkdirSync(path.dirname(dir), { recursive: true });
     // The checkpoint stops the container; its restart policy would start it again from scratch
