@@ -322,7 +322,7 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
     fence.observe(v.term);
     if (v.isLeader) controller.driver.lead();
     else controller.driver.follow();
-    if (!v.isLeader) migrateStreams.stepDown({ id: v.leaderId, address: v.leaderAddress });
+    if (!v.isLeader) migrateStreams.stepDown({ id: v.leaderId, address: v.leaderAddress, askAt: settings.peers[0]?.address });
     if (!v.isLeader) ingest.closeAll(v.leaderId ? `this node is no longer the coordinator: ${v.leaderId} at ${v.leaderAddress} is` : 'this node is no longer the coordinator');
     if (v.leaderAddress !== lastTarget) {
       lastTarget = v.leaderAddress;

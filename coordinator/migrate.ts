@@ -52,12 +52,18 @@ export class MigrateStreams {
   }
 }
 
-export interface LeaderHint { id?: string; address?: string }
+export interface LeaderHint {
+  id?: string;
+  address?: string;
+  /** Another node to ask while no new coordinator is known (any node names it). */
+  askAt?: string;
+}
 
 /** What a client whose Migrate stream ends at a step-down is told. */
 export function steppedDownText(leader: LeaderHint | undefined, herdId: string, migrationId: string): string {
   const now = leader?.id ? `${leader.id} at ${leader.address} coordinates now` : 'a new one is being elected';
-  return `coordinator stepped down (${now}); the migration ${migrationId} continues between the agents, ask the new coordinator: herd migrations ${herdId}${leader?.address ? ` -s ${leader.address}` : ''}`;
+  const at = leader?.address || leader?.askAt;
+  return `coordinator stepped down (${now}); the migration ${migrationId} continues between the agents, ask the new coordinator: herd migrations ${herdId}${at ? ` -s ${at}` : ''}`;
 }
 
 /**

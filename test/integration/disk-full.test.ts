@@ -29,9 +29,7 @@ const FULL = /no space left on device|ENOSPC/i;
 beforeAll(async () => {
   bed = await startBed({ nodes: 2, docker: true, name: 'ex', subnet: 161 });
   for (const n of bed.nodes) nodes.set(n.id, startHerdOn(bed, n.id));
-  coordinator = (await agreedLeader([...nodes.values()].map((n) => n.address), 20_000)).address;
-  await waitFor('2 agents streaming', async () => (await connectedNodes(coordinator)).length === 2, 30_000, 100);
-  await waitFor('criu capability everywhere', async () => (await call(adminClient(coordinator), 'ListNodes', {})).nodes.every((n: any) => n.capabilities.includes('criu')), 20_000, 200);
+  await settled();
   for (const n of bed.nodes) {
     await waitFor(`${n.id}'s image tmpfs`, () => imageTmpfsOf(bed, n.id), 20_000, 100);
     before.set(n.id, new Set(imageTmpfsEntries(bed, n.id)));
@@ -44,7 +42,17 @@ afterAll(async () => {
   await bed?.stop();
 });
 
+/** Both agents streaming to an agreed coordinator with CRIU (asked again before each step: on a loaded machine the role may move). */
+async function settled(): Promise<void> {
+  await waitFor('a settled cluster', async () => {
+    coordinator = (await agreedLeader([...nodes.values()].map((n) => n.address), 20_000)).address;
+    const listed = (await call(adminClient(coordinator), 'ListNodes', {})).nodes;
+    return (await connectedNodes(coordinator)).length === 2 && listed.every((n: any) => n.capabilities.includes('criu'));
+  }, 60_000, 200);
+}
+
 async function runCounter(node: string, name: string): Promise<string> {
+  await settled();
   const r = await bed.docker(node, 'run', '-d', '--name', name, BUSYBOX_IMAGE, 'sh', '-c', COUNTER);
   expect(r.code, r.stderr).toBe(0);
   const herdId = r.stdout.trim().slice(0, 12);
@@ -80,6 +88,7 @@ describe('a full disk during a migration', () => {
     const herdId = await runCounter(a, 'tfull');
     await new Promise((r) => setTimeout(r, 1000));
     heal.push(await fillImageTmpfs(bed, b));
+    await settled();
     const r = await migrate(coordinator, herdId, b, 'FS_MODE_DIFF', 60_000);
     await heal.pop()!();
     expect(r.error, JSON.stringify(r.error)).toBeUndefined();
@@ -90,6 +99,7 @@ describe('a full disk during a migration', () => {
     await expectOnceAndClean(a, 'tfull');
     await expectOneHistory(a, 'tfull');
     // with its space back the same move goes through
+    await settled();
     const again = await migrate(coordinator, herdId, b, 'FS_MODE_DIFF', 60_000);
     expect(again.last.state, again.last.reason).toBe('SUCCEEDED');
     await expectOnceAndClean(b, 'tfull');
@@ -100,6 +110,7 @@ describe('a full disk during a migration', () => {
     const herdId = await runCounter(a, 'sfull');
     await new Promise((r) => setTimeout(r, 1000));
     heal.push(await fillImageTmpfs(bed, a));
+    await settled();
     const r = await migrate(coordinator, herdId, b, 'FS_MODE_DIFF', 60_000);
     await heal.pop()!();
     expect(r.error, JSON.stringify(r.error)).toBeUndefined();

@@ -54,6 +54,8 @@ describe('MigrateStreams: a step-down ends every open Migrate stream', () => {
     expect(steppedDownText({ id: 'n3', address: '10.0.0.3:7400' }, 'abc123', 'm-1')).toBe(
       'coordinator stepped down (n3 at 10.0.0.3:7400 coordinates now); the migration m-1 continues between the agents, ask the new coordinator: herd migrations abc123 -s 10.0.0.3:7400',
     );
+    // no new coordinator yet: another node to ask (it names the coordinator once there is one)
+    expect(steppedDownText({ askAt: '10.0.0.2:7400' }, 'abc123', 'm-1')).toMatch(/\(a new one is being elected\); .*herd migrations abc123 -s 10\.0\.0\.2:7400$/);
     expect(steppedDownText(undefined, 'abc123', 'm-1')).toMatch(/^coordinator stepped down \(a new one is being elected\); the migration m-1 continues between the agents, ask the new coordinator: herd migrations abc123$/);
   });
 });
