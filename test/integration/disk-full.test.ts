@@ -56,7 +56,10 @@ async function runCounter(node: string, name: string): Promise<string> {
   const r = await bed.docker(node, 'run', '-d', '--name', name, BUSYBOX_IMAGE, 'sh', '-c', COUNTER);
   expect(r.code, r.stderr).toBe(0);
   const herdId = r.stdout.trim().slice(0, 12);
-  await waitFor(`${name} listed`, async () => (await call(adminClient(coordinator), 'ListContainers', { node_id: node })).containers.some((c: any) => c.herd_id === herdId), 15_000, 100);
+  await waitFor(`${name} listed running`, async () => {
+    await settled();
+    return (await call(adminClient(coordinator), 'ListContainers', { node_id: node })).containers.some((c: any) => c.herd_id === herdId && c.state === 'running');
+  }, 30_000, 100);
   return herdId;
 }
 
