@@ -84,6 +84,7 @@ export interface NemesisReport {
 
 const COUNTER = 'i=0; while true; do i=$((i+1)); echo $i; sleep 0.1; done';
 const SAMPLE_MS = 200;
+const SETTLE_MS = 120_000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export class Nemesis {
@@ -122,7 +123,9 @@ export class Nemesis {
 
   /** Every agent streaming to an agreed coordinator, each with CRIU. */
   async settle(): Promise<void> {
-    const deadline = Date.now() + 40_000;
+    // generous: on a machine loaded by other work an election can take long (the checker's
+    // 30 s recovery bound is measured from docker ps, not from this)
+    const deadline = Date.now() + SETTLE_MS;
     for (;;) {
       try {
         const addr = await this.leader();
@@ -131,7 +134,7 @@ export class Nemesis {
       } catch {
         /* an election under way */
       }
-      if (Date.now() > deadline) throw new Error('the cluster did not settle within 40 s');
+      if (Date.now() > deadline) throw new Error(`the cluster did not settle within ${SETTLE_MS / 1000} s`);
       await sleep(200);
     }
   }
