@@ -364,7 +364,8 @@ export class MigrationTarget {
       // a full disk is looked for before the removal below frees it (ENOSPC names no path)
       const full = fullDisk([staged, dir]);
       // what was staged for the restore goes too (a failed restore gives its input back)
-      await Promise.all([staged, fast && `${fast}.tar`].map((p) => p && rm(p, { recursive: true, force: true })));
+      // (a fetch cut short leaves its download as <file>.part)
+      await Promise.all([staged, fast && `${fast}.tar`, fast && `${fast}.tar.part`].map((p) => p && rm(p, { recursive: true, force: true })));
       const reason = full && !errorText(err).includes(full) ? `${full} (${errorText(err)})` : errorText(err);
       await this.db.put(req.migration_id, { ...rec, state: 'failed', reason });
       log.warn('could not take over a migrating container', { migration: req.migration_id, step: stepName, reason });
@@ -395,7 +396,7 @@ export class MigrationTarget {
     await rm(this.dir(id), { recursive: true, force: true });
     // a completion cut short by a crash of this agent may have left images on the tmpfs (memory)
     const fast = await Promise.resolve().then(() => this.deps.runtime.stagingDir(id)).catch(() => undefined);
-    if (fast) await Promise.all([fast, `${fast}.tar`].map((p) => rm(p, { recursive: true, force: true })));
+    if (fast) await Promise.all([fast, `${fast}.tar`, `${fast}.tar.part`].map((p) => rm(p, { recursive: true, force: true })));
     if (!rec) {
       // Nothing here: remembered as aborted, so a prepare that arrives late makes nothing.
       await this.db.put(id, { migrationId: id, herdId: '', sourceAddress: '', sourceNodeId: caller?.kind === 'node' ? caller.nodeId : '', fsMode: '', dockerId: '', state: 'aborted', reason });
