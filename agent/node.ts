@@ -298,6 +298,7 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
   selfAddress = address;
   const runner = new MigrationRunner({
     nodeId: settings.nodeId,
+    pageServer: process.env.HERD_PAGE_SERVER === '1',
     address: () => address,
     env,
     runtime,

@@ -52,6 +52,8 @@ interface JournalEntry {
 }
 
 export interface RunnerDeps {
+  /** Send memory pages to the target's CRIU page server while dumping (experimental, opt-in). */
+  pageServer?: boolean;
   nodeId: string;
   address: () => string;
   env: Env;
@@ -136,7 +138,9 @@ export class MigrationRunner {
     this.active.set(id, entry);
     // (not with tcp-established: a source left stopped keeps its sockets, and removing it could reset
     // the peer's connection that the target now holds; that dump ends the source as before)
-    if (this.deps.transport?.secure && nodeTlsFiles(this.deps.dataDir) && !record.tcp_established) this.pageServers.set(id, deferred());
+    // Opt-in (HERD_PAGE_SERVER=1) until the nemesis passes with it: merged with the exactly-once
+    // work, the source's stopped-not-exited container was seen listed beside the target's.
+    if (this.deps.pageServer && this.deps.transport?.secure && nodeTlsFiles(this.deps.dataDir) && !record.tcp_established) this.pageServers.set(id, deferred());
     log.info('migration starting', { migration: id, herd_id: record.herd_id, to: record.target_node_id, fs_mode: record.fs_mode });
     await this.apply(entry, start());
   }
