@@ -114,9 +114,26 @@ describe('a full file system under the data dir', () => {
     let err = '';
     child.stdout.on('data', (d) => (out += d));
     child.stderr.on('data', (d) => (err += d));
-    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    let died = false;
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => ((died = true), r(code))));
     try {
-      const full = JSON.parse(await waitFor('the writer filled the file system', async () => out.split('\n').find((l) => l.includes('"phase":"full"')), 60_000, 100));
+      const line = await waitFor('the writer filled the file system', async () => out.split('\n').find((l) => l.includes('"phase":"full"')) ?? (died ? 'died' : undefined), 60_000, 100);
+      if (line === 'died') {
+        // lmdb-js's second defect (described below) aborted the writer at the failed write itself.
+        // That death only, and only if nothing stored is lost: the store opens, its batches run
+        // 1..last with no gap.
+        expect(err, `the writer died before the file system was full, not of lmdb's write-error note: ${err.slice(-600)}`).toMatch(/corrupted|malloc|free\(\)|Aborted|overflow|\*\*\*/);
+        const env = openEnv(dir);
+        try {
+          const log = new SampleLog(env, 'full');
+          expect([...log.read(0, 1_000_000)].map((b) => b.seq)).toEqual(Array.from({ length: log.lastSeq() }, (_, i) => i + 1));
+        } finally {
+          await env.close();
+        }
+        console.log(`the writer aborted at the failed write (lmdb's mdb.c sprintf defect); its store kept every batch: ${err.slice(-300)}`);
+        return;
+      }
+      const full = JSON.parse(line);
       expect(full.failure).toMatch(/Commit failed|No space left/);
       expect(full.status).toMatchObject({ ok: false, reason: expect.stringMatching(/a write failed/) });
       expect(full.stored).toBe(full.lastSeq); // every batch it stored is there, in order
