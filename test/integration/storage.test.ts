@@ -151,7 +151,7 @@ describe('a full file system under the data dir', () => {
       // liblmdb/mdb.c, "Attempting to write page at position"), which overflows when they are
       // long; it aborted at the failed write itself in 1 of 30 runs. A node's storage guard
       // keeps LMDB from ENOSPC (its reserve), so only a disk filled between check and commit meets it.
-      const code = await exited;
+      const code = await Promise.race([exited, new Promise<string>((r) => setTimeout(() => r('no exit within 30 s'), 30_000))]);
       expect(code, `the writer did not exit cleanly: ${err.slice(-600)}`).toBe(0);
       expect(err).not.toMatch(/corrupted|free\(\)|double free|Aborted/);
       const env = openEnv(dir);
@@ -167,7 +167,7 @@ describe('a full file system under the data dir', () => {
       rmSync(filler, { force: true });
       rmSync(dir, { recursive: true, force: true });
     }
-  });
+  }, 150_000); // its own waits (60 s to fill, 30 s to write again, 30 s to exit) say which phase stalled
 });
 
 describe('kill -9 during heavy writes', () => {
