@@ -84,20 +84,26 @@ async function expectOnceAndClean(on: string, name: string): Promise<void> {
   }
 }
 
+/** A counter on `from`, the image tmpfs of `full` filled, a move to `to`: it must roll back naming the full disk. */
+async function moveWithFull(name: string, full: string, from: string, to: string): Promise<{ herdId: string; reason: string }> {
+  const herdId = await runCounter(from, name);
+  await new Promise((r) => setTimeout(r, 1000));
+  heal.push(await fillImageTmpfs(bed, full));
+  await settled();
+  const r = await migrate(coordinator, herdId, to, 'FS_MODE_DIFF', 60_000);
+  await heal.pop()!();
+  expect(r.error, JSON.stringify(r.error)).toBeUndefined();
+  expect(r.last.state, r.last.reason).toBe('ROLLED_BACK');
+  expect(r.last.reason).toMatch(FULL);
+  return { herdId, reason: r.last.reason };
+}
+
 describe('a full disk during a migration', () => {
   const [a, b] = ['n1', 'n2'];
 
   it("the target's image tmpfs is full: the transfer runs out of space, the migration rolls back saying so, and the container counts on at the source", async () => {
-    const herdId = await runCounter(a, 'tfull');
-    await new Promise((r) => setTimeout(r, 1000));
-    heal.push(await fillImageTmpfs(bed, b));
-    await settled();
-    const r = await migrate(coordinator, herdId, b, 'FS_MODE_DIFF', 60_000);
-    await heal.pop()!();
-    expect(r.error, JSON.stringify(r.error)).toBeUndefined();
-    expect(r.last.state, r.last.reason).toBe('ROLLED_BACK');
-    expect(r.last.reason).toMatch(FULL);
-    expect(r.last.reason).toMatch(new RegExp(`on ${b}: no space left on device: the file system of ${imageTmpfsOf(bed, b)}/`));
+    const { herdId, reason } = await moveWithFull('tfull', b, a, b);
+    expect(reason).toMatch(new RegExp(`on ${b}: no space left on device: the file system of ${imageTmpfsOf(bed, b)}/`));
     await new Promise((res) => setTimeout(res, 500));
     await expectOnceAndClean(a, 'tfull');
     await expectOneHistory(a, 'tfull');
@@ -110,17 +116,9 @@ describe('a full disk during a migration', () => {
   }, 120_000);
 
   it("the source's image tmpfs is full: the dump fails, the migration rolls back saying so, and the container was never stopped for good", async () => {
-    const herdId = await runCounter(a, 'sfull');
-    await new Promise((r) => setTimeout(r, 1000));
-    heal.push(await fillImageTmpfs(bed, a));
-    await settled();
-    const r = await migrate(coordinator, herdId, b, 'FS_MODE_DIFF', 60_000);
-    await heal.pop()!();
-    expect(r.error, JSON.stringify(r.error)).toBeUndefined();
-    expect(r.last.state, r.last.reason).toBe('ROLLED_BACK');
-    expect(r.last.reason).toMatch(FULL);
+    const { herdId, reason } = await moveWithFull('sfull', a, a, b);
     // the source's own tmpfs named, not CRIU's last line before its log was cut off
-    expect(r.last.reason).toMatch(new RegExp(`^checkpoint failed: .*: no space left on device: the file system of ${imageTmpfsOf(bed, a)} `));
+    expect(reason).toMatch(new RegExp(`^checkpoint failed: .*: no space left on device: the file system of ${imageTmpfsOf(bed, a)} `));
     await new Promise((res) => setTimeout(res, 500));
     await expectOnceAndClean(a, 'sfull');
     await expectOneHistory(a, 'sfull');
