@@ -4,7 +4,7 @@
 # and that root: busybox, docker.io + containerd + runc, CRIU and their libraries, unpacked with
 # dpkg -x (no maintainer scripts, no debootstrap: faster, and needs no emulation of the guest arch).
 #   test/bed/vm-image.sh arm64|amd64     prints the image directory (vmlinuz, initrd, root.ext4)
-# Cached under /var/cache/herd-vm/<arch>-<key>, key = this script + the exact package versions:
+# Cached under /var/cache/herd-vm/<arch>-<key>, key = this script, vm-init.sh, the exact package versions:
 # a second run only re-reads the package lists (once a day) and prints the directory.
 set -euo pipefail
 
@@ -51,7 +51,7 @@ mapfile -t PKGS < <(apt-cache "${O[@]}" depends --recurse --no-recommends --no-s
   --no-replaces --no-enhances "${WANT[@]}" | grep -v '^[ <]' | sed 's/:.*//' | sort -u | grep -Ev "$SKIP")
 PKGS+=("$KPKG")
 VERSIONS=$(apt-cache "${O[@]}" policy "${PKGS[@]}" | awk '/^[^ ]/{p=$1; sub(/:$/, "", p)} /Candidate:/{print p "=" $2}' | sort)
-KEY=$( { cat "$SCRIPT"; echo "$VERSIONS"; } | sha256sum | cut -c1-12)
+KEY=$( { cat "$SCRIPT" "$(dirname "$SCRIPT")/vm-init.sh"; echo "$VERSIONS"; } | sha256sum | cut -c1-12)
 OUT=$CACHE/$ARCH-$KEY
 if [ -f "$OUT/ready" ]; then log "cached: $OUT"; echo "$OUT"; exit 0; fi
 
@@ -127,8 +127,16 @@ chmod 755 "$I/init"
 SIZE_MB=$(( $(du -sm "$R" | cut -f1) + 1024 ))   # room for images, containers, checkpoints
 mkfs.ext4 -q -F >&2 -L herd-vm-root -E root_owner=0:0 -d "$R" "$W/root.ext4" "${SIZE_MB}M"
 
+# the bed's busybox image for the guest's dockerd (test/bed/images.sh makes the host's): same-arch busybox
+B=$W/busybox-image
+mkdir -p "$B/bin" "$B/tmp"
+cp "$R/usr/bin/busybox" "$B/bin/busybox"
+for a in $(ls "$R/usr/bin" | while read -r f; do [ "$(readlink "$R/usr/bin/$f")" = busybox ] && echo "$f"; done); do ln -s busybox "$B/bin/$a"; done
+for a in sh ls cat echo sleep dd sync head mkdir rm; do [ -e "$B/bin/$a" ] || ln -s busybox "$B/bin/$a"; done
+tar -C "$B" -cf "$W/busybox.tar" .
+
 rm -rf "$OUT.new"; mkdir -p "$OUT.new"
-mv "$W/root.ext4" "$W/initrd.gz" "$OUT.new/"
+mv "$W/root.ext4" "$W/initrd.gz" "$W/busybox.tar" "$OUT.new/"
 cp "$W/kernel/boot/vmlinuz-$KVER" "$OUT.new/vmlinuz"
 echo "$VERSIONS" > "$OUT.new/packages"
 echo "$KVER" > "$OUT.new/kernel-version"

@@ -45,11 +45,16 @@ printf '%s\n%s' "$rc" "$out"
 EOF
 chmod 755 /srv/cgi-bin/run
 httpd -p 8022 -h /srv
+echo "[herd-vm-init] $(cut -d' ' -f1 /proc/uptime) s: command endpoint on :8022"
 
-# dockerd starts containerd itself; no iptables: the guest is one node on a private bridge
-dockerd --experimental -H unix:///run/docker.sock -H tcp://0.0.0.0:2375 --iptables=false --ip-masq=false \
+# containerd first, on its own: dockerd gives the containerd it would start itself a fixed time to
+# answer, too short for an emulated guest on a busy host. No iptables: one node on a private bridge.
+containerd > /host/containerd.log 2>&1 &
+i=0; until ctr version >/dev/null 2>&1 || [ $i -ge 600 ]; do sleep 0.5; i=$((i+1)); done
+echo "[herd-vm-init] $(cut -d' ' -f1 /proc/uptime) s: containerd answers"
+dockerd --containerd /run/containerd/containerd.sock --experimental -H unix:///run/docker.sock -H tcp://0.0.0.0:2375 --iptables=false --ip-masq=false \
   ${BIP:+--bip "$BIP"} --data-root /var/lib/docker > /host/dockerd.log 2>&1 &
-echo "[herd-vm-init] $(cut -d' ' -f1 /proc/uptime) s: dockerd started, command endpoint on :8022"
+echo "[herd-vm-init] $(cut -d' ' -f1 /proc/uptime) s: dockerd started"
 [ -x /host/boot.sh ] && /host/boot.sh &
 # tini is PID 1 (it reaps orphans); this shell just stays
 trap 'echo "[herd-vm-init] poweroff"; kill -TERM -1; sleep 2; sync; poweroff -f' TERM INT USR2
