@@ -37,11 +37,13 @@ echo "[herd-vm-init] controllers: $(cat /sys/fs/cgroup/cgroup.controllers)"
 mkdir -p /srv/cgi-bin
 cat > /srv/cgi-bin/run <<'EOF'
 #!/bin/sh
-printf 'Content-Type: text/plain\r\n\r\n'
 head -c "${CONTENT_LENGTH:-0}" > /tmp/cmd.$$
-out=$(sh /tmp/cmd.$$ 2>&1 </dev/null); rc=$?
-rm -f /tmp/cmd.$$
-printf '%s\n%s' "$rc" "$out"
+sh /tmp/cmd.$$ > /tmp/out.$$ 2>&1 </dev/null; rc=$?
+{ echo "$rc"; cat /tmp/out.$$; } > /tmp/res.$$
+# a length lets the client finish reading at once (httpd holds the connection open a while)
+printf 'Content-Type: text/plain\r\nContent-Length: %d\r\n\r\n' "$(wc -c < /tmp/res.$$)"
+cat /tmp/res.$$
+rm -f /tmp/cmd.$$ /tmp/out.$$ /tmp/res.$$
 EOF
 chmod 755 /srv/cgi-bin/run
 httpd -p 8022 -h /srv

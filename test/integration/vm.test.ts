@@ -183,3 +183,38 @@ describe('an arm64 VM node (Debian arm64 kernel, cgroup v2) in a cluster of x64 
   }, 300_000);
 });
 
+
+describe("the Pi's default: the same guest booted with cgroup_disable=memory", () => {
+  let pi: VmNode;
+  beforeAll(async () => {
+    await vm.kill('herd');
+    await vm.stop(); // one guest at a time: TCG is expensive
+    pi = await startVm(bed, { arch: 'arm64', index: 4, kernelArgs: ['cgroup_disable=memory'] });
+    fs.copyFileSync(path.join(vm.share, 'herd'), path.join(pi.share, 'herd'));
+    fs.chmodSync(path.join(pi.share, 'herd'), 0o755);
+  }, 600_000);
+  afterAll(async () => { await pi?.stop(); }, 60_000);
+
+  it('keeps collecting, says once that memory metrics are off and how to turn them on; doctor reports it with the fix', async () => {
+    expect((await pi.sh('cat /sys/fs/cgroup/cgroup.controllers')).stdout.split(/\s+/)).not.toContain('memory');
+    await pi.spawn('herd', `env HOME=/root /host/herd agent --insecure --node-id ${pi.id} --data-dir /var/lib/herd --listen ${pi.ip}:${PORT} ` +
+      `--docker-socket /run/docker.sock --pmproxy-url '' --host-interval 1000 --container-interval 1000`);
+    await pi.docker('run', '-d', '--name', 'busy', BUSYBOX_IMAGE, 'sh', '-c', 'while :; do :; done');
+    // serving, and has collected the container for a while: the warning must not repeat per round
+    await waitFor('the agent collecting', async () => /herd node started/.test(pi.log('herd')), 300_000, 2000)
+      .catch((e) => { throw new Error(`${e.message}\n${pi.log('herd').slice(-2000)}`); });
+    await new Promise((r) => setTimeout(r, 15_000));
+    const log = pi.log('herd');
+    const warnings = log.split('\n').filter((l) => l.includes('container memory metrics are off'));
+    expect(warnings, log.slice(-2000)).toHaveLength(1);
+    expect(warnings[0]).toContain('cgroup_disable=memory');
+    expect(warnings[0]).toContain('cgroup_enable=memory cgroup_memory=1');
+    expect(warnings[0]).toContain('/boot/firmware/cmdline.txt');
+    expect((await pi.sh('kill -0 $(cat /run/herd.pid)')).code).toBe(0); // still running
+    const doc = await pi.sh(`HOME=/root /host/herd doctor --json --data-dir /tmp/doctor --listen 127.0.0.1:0 --pmproxy-url '' --docker-socket /run/docker.sock`, 300_000);
+    const report = JSON.parse(doc.stdout.slice(doc.stdout.indexOf('{')));
+    const cg = report.checks.find((c: any) => c.id === 'cgroups');
+    expect(cg).toMatchObject({ status: 'warn', summary: expect.stringContaining('lacks memory'), fix: expect.stringContaining('/boot/firmware/cmdline.txt') });
+    expect(cg.summary).toContain('cgroup_disable=memory');
+  }, 600_000);
+});
