@@ -3,7 +3,7 @@
  * agent modules (collectors, sample log, uplink) and one gRPC server; the coordinator
  * modules (ingest, admin) answer only while this node is the leader.
  */
-import { isLmdbWriteFailure, StorageGuard } from '../common/storage';
+import { StorageGuard } from '../common/storage';
 import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import os from 'node:os';
@@ -12,12 +12,10 @@ import { logger } from '../common/log';
 import { loadProtos } from '../common/proto';
 import { addReflection, DescriptorIndex } from '../common/reflection';
 import type { Collector } from '../common/types';
-import { unavailable } from '../common/validate';
 import { VERSION } from '../common/version';
 import { enlargeServerWindow, enlargeSessionWindows } from '../common/window';
 import { adminHandlers } from '../coordinator/admin';
 import { DEFAULT_INGEST, Ingest } from '../coordinator/ingest';
-import type { Leadership } from '../coordinator/leadership';
 import { ElectionDriver } from '../coordinator/election/driver';
 import { TermFence } from '../common/fencing';
 import { Registry } from '../coordinator/registry';
@@ -30,9 +28,13 @@ import { PcpCollector } from './collectors/pcp';
 import { webListen, type Settings } from './config';
 import { startWeb } from './metrics/http';
 import { NodeMetrics } from './metrics/node-metrics';
-import { registerClusterMetrics } from '../coordinator/cluster-metrics';
-import { pageRoutes } from '../coordinator/web/routes';
+import { registerNodeGauges } from './metrics/node-gauges';
+import { coordinatorWeb } from '../coordinator/web/serve';
+import { leaderOnly } from '../coordinator/leader-only';
+import { watchLmdbWriteFailures } from './storage-watch';
 import { DockerTracker } from './docker';
+import { inventoryOf, runningContainers } from './inventory';
+import { advertiseFrom } from './advertise';
 import { DrainState } from './drain';
 import { migrationFaultsFromEnv } from './migration/faults';
 import { MigrationRunner } from './migration/runner';
@@ -172,22 +174,7 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
       version: VERSION,
       revocations: revocations.list(),
     }),
-    inventory: () => ({
-      docker_reachable: tracker.reachable,
-      containers: tracker.containers().map((c) => ({
-        herd_id: c.herdId,
-        docker_id: c.dockerId,
-        name: c.name,
-        image: c.image,
-        state: c.state,
-        node_id: settings.nodeId,
-        labels: Object.entries(c.labels).map(([key, value]) => ({ key, value })),
-        pid: c.pid,
-        created_ms: c.createdMs,
-        cpu_limit: c.cpuLimit ?? 0,
-        memory_limit_bytes: c.memoryLimitBytes ?? 0,
-      })),
-    }),
+    inventory: () => inventoryOf(tracker, settings.nodeId),
   });
   tracker.onChange(() => uplink.sendInventory());
 
@@ -251,7 +238,7 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
   });
   server.addService(herd.Join.service, joining.join);
   const appendControl = (records: { decisions?: unknown[]; policy?: unknown[] }) => void sampleLog.append([], [], [], records).catch((err) => log.error('storing controller records failed', { error: err }));
-  const controller = controlModule({ nodeId: settings.nodeId, records: control, store, registry, migrations, ingest, transport, term: () => leadership.current().term, appendToLog: appendControl });
+  const controller = controlModule({ nodeId: settings.nodeId, records: control, store, registry, migrations, ingest, transport, term: () => leadership.current().term, appendToLog: appendControl, leadership, metrics: metrics.registry });
   const drainAdmin = drainHandlers({ registry, store, command: (node, cmd) => ingest.command(node, cmd), term: () => leadership.current().term });
   let renewer: CertificateRenewer | undefined; // made once the node serves (below)
   const renewNow = renewNowHandlers({ nodeId: settings.nodeId, secure: transport.secure, renewer: () => renewer });
@@ -312,8 +299,6 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
     metrics.observeLeadership(v, v.leaderId !== lastLeader);
     lastLeader = v.leaderId;
     fence.observe(v.term);
-    if (v.isLeader) controller.driver.lead();
-    else controller.driver.follow();
     if (!v.isLeader) ingest.closeAll(v.leaderId ? `this node is no longer the coordinator: ${v.leaderId} at ${v.leaderAddress} is` : 'this node is no longer the coordinator');
     if (v.leaderAddress !== lastTarget) {
       lastTarget = v.leaderAddress;
@@ -325,7 +310,7 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
   const trackTimer = setInterval(() => void tracker.refresh(), settings.intervals.trackMs);
   for (const [c, period] of collectors) scheduler.every(c, period);
   leadership.start();
-  if (leadership.current().isLeader) controller.driver.lead();
+  controller.start();
   await criuChecked;
   uplink.start();
   // Renews this node's certificate before it expires (signed by the CA key holder), no restart.
@@ -349,21 +334,8 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
   }, 60_000);
   pruneTimer.unref();
 
-  metrics.gaugeOf('herd_samplelog_committed_seq', 'Highest batch of this node\'s sample log that is on disk.', () => sampleLog.committedSeq());
-  metrics.gaugeOf('herd_uplink_acked_seq', 'Highest batch the coordinator acknowledged (0 while disconnected).', () => uplink.ackedSeq());
-  metrics.gaugeOf('herd_uplink_connected', '1 while this node streams to a coordinator.', () => (uplink.connected() ? 1 : 0));
-  metrics.counterOf('herd_uplink_acknowledged_batches_total', 'Batches the coordinator acknowledged since this process started.', () => uplink.acknowledgedBatches);
-  metrics.counterOf('herd_uplink_replayed_batches_total', 'Batches resent on (re)connection because the coordinator lacked them.', () => uplink.replayedBatches);
-  metrics.gaugeOf('herd_samplelog_bytes', 'Size of the local sample log in bytes.', () => sampleLog.bytes());
-  registerClusterMetrics(metrics.registry, { isLeader: () => leadership.current().isLeader, registry, store, migrations: () => migrations.list('', 1000) });
-  const page = pageRoutes({
-    nodeId: settings.nodeId,
-    registry,
-    store,
-    migrations: () => migrations.list('', 50),
-    leader: () => leadership.current(),
-    lead: () => leadership.current(),
-  });
+  registerNodeGauges(metrics, sampleLog, uplink);
+  const page = coordinatorWeb({ prom: metrics.registry, nodeId: settings.nodeId, registry, store, migrations, leadership, decisions: (n) => control.decisions(n).map((d) => d.record) });
   const web = await startWeb({ listen: webListen(settings), plainMetrics: settings.web.plainMetrics, transport, metrics, routes: page });
 
   const lead = leadership.current();
@@ -400,7 +372,7 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
         await leadership.handOver();
         clearInterval(trackTimer);
         clearInterval(pruneTimer);
-        controller.driver.follow();
+        controller.stop();
         uplink.stop();
         renewer?.stop();
         runner.stop();
@@ -423,63 +395,4 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
     void running.stop().finally(() => process.exit(1));
   };
   return running;
-}
-
-/**
- * Admin calls are answered by the coordinator only; elsewhere the reply names it. A
- * server-streaming call (Migrate) has no callback: its refusal is the stream's error.
- */
-export function leaderOnly(handlers: grpc.UntypedServiceImplementation, leadership: Pick<Leadership, 'current'>, anyNode: string[]): grpc.UntypedServiceImplementation {
-  const out: grpc.UntypedServiceImplementation = {};
-  for (const [name, fn] of Object.entries(handlers)) {
-    if (anyNode.includes(name)) {
-      out[name] = fn;
-      continue;
-    }
-    out[name] = ((call: any, callback: any) => {
-      const v = leadership.current();
-      if (!v.isLeader) {
-        const e = unavailable(v.leaderId ? `this node is not the coordinator: ask ${v.leaderId} at ${v.leaderAddress}` : 'no coordinator is elected yet; try again shortly');
-        const refusal = { code: e.code, details: e.message };
-        return typeof callback === 'function' ? callback(refusal) : call.emit('error', refusal);
-      }
-      return (fn as any)(call, callback);
-    }) as any;
-  }
-  return out;
-}
-
-function runningContainers(tracker: DockerTracker) {
-  return tracker
-    .containers()
-    .filter((c) => c.state === 'running' && c.pid > 0)
-    .map((c) => ({ herdId: c.herdId, dockerId: c.dockerId, pid: c.pid }));
-}
-
-/** listen with 0.0.0.0 / :: replaced by the first external IPv4 address (what peers can dial). */
-export function advertiseFrom(listen: string): string {
-  const i = listen.lastIndexOf(':');
-  const host = listen.slice(0, i);
-  const port = listen.slice(i + 1);
-  if (host !== '0.0.0.0' && host !== '[::]' && host !== '::') return listen;
-  for (const addrs of Object.values(os.networkInterfaces())) {
-    for (const a of addrs ?? []) if (a.family === 'IPv4' && !a.internal) return `${a.address}:${port}`;
-  }
-  return `127.0.0.1:${port}`;
-}
-
-const lmdbWatchers = new Set<StorageGuard>();
-/**
- * lmdb-js rejects a failed commit's `commitError`, and every write of that commit nobody
- * awaited, with no handler: by default that ends the process. Those are recorded as a
- * storage failure instead; any other unhandled rejection still ends it.
- */
-function watchLmdbWriteFailures(guard: StorageGuard): void {
-  if (lmdbWatchers.size === 0) {
-    process.on('unhandledRejection', (reason) => {
-      if (!isLmdbWriteFailure(reason)) throw reason;
-      for (const g of lmdbWatchers) g.writeFailedWith(reason);
-    });
-  }
-  lmdbWatchers.add(guard);
 }

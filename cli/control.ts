@@ -5,10 +5,12 @@
  *   herd policy evaluate [--auto]             one evaluation now (recommend unless --auto)
  *   herd decisions [--json] [--limit N]       the controller's decisions, newest first, with reasons
  *   herd decisions approve ID [--container H] carry out a recommended decision's moves
+ *   herd decisions --plot FILE.svg [--from T] [--to T]   host load over time with the moves marked
  */
 import type { Command } from 'commander';
 import { addConnectOptions } from './connect';
-import { onCoordinator, table } from './nodes';
+import { parseRange, unwritable, writeDecisionsPlot } from './decisions-plot';
+import { onCoordinator, table, withCoordinator } from './nodes';
 
 const server = (cmd: Command) => cmd.option('-s, --server <host:port>', 'any node of the cluster (the call is sent to the coordinator it names)', '127.0.0.1:7400');
 
@@ -117,7 +119,10 @@ export function registerControl(program: Command): void {
         .argument('[decision-id]', 'the decision to approve (herd decisions shows ids)')
         .option('--json', 'the decisions as JSON (every proposal, refusal and figure)')
         .option('--limit <n>', 'most decisions to show (1-1000)', '20')
-        .option('--container <herd-id>', 'approve: only the move of this container'),
+        .option('--container <herd-id>', 'approve: only the move of this container')
+        .option('--plot <file.svg>', "draw every node's host CPU over time with the decisions' moves marked, into FILE.svg")
+        .option('--from <time>', '--plot: start of the range: now, a duration ago (30m, 2h, 1d), an ISO 8601 time or ms since the epoch (default 1h)')
+        .option('--to <time>', '--plot: end of the range, in the same forms (default now)'),
     ),
   ).action(async (verb: string | undefined, id: string | undefined, opts) => {
     if (verb !== undefined) {
@@ -127,6 +132,17 @@ export function registerControl(program: Command): void {
       }
       const d = await onCoordinator('decisions approve', opts, 'ApproveDecision', { decision_id: id, herd_id: opts.container ?? '' });
       process.stdout.write(opts.json ? `${JSON.stringify(d, null, 2)}\n` : `${formatDecisions([d])}\n`);
+      return;
+    }
+    if (opts.plot !== undefined || opts.from !== undefined || opts.to !== undefined) {
+      // Checked before the cluster is asked anything: a typo costs no round trip.
+      const range = opts.plot === undefined ? '--from and --to go with --plot FILE.svg' : parseRange(opts.from, opts.to, Date.now());
+      const bad = typeof range === 'string' ? range : unwritable(opts.plot);
+      if (bad || typeof range === 'string') {
+        process.stderr.write(`herd decisions: ${bad}\n`);
+        process.exit(2);
+      }
+      process.stdout.write(`${await withCoordinator('decisions --plot', opts, (call) => writeDecisionsPlot(call, opts.plot, range))}\n`);
       return;
     }
     const limit = Number(opts.limit);

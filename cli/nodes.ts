@@ -30,8 +30,12 @@ export async function coordinatorOf(server: string, channel: Channel): Promise<s
   }
 }
 
-/** Runs one Admin call on the coordinator, reached through `opts.server`; prints and exits on failure. */
-export async function onCoordinator(what: string, opts: any, method: string, req: unknown): Promise<any> {
+/**
+ * Several Admin calls on the coordinator over one client: `calls` gets a caller that rejects
+ * with the gRPC error (so it may handle one, e.g. NOT_FOUND); anything else it throws is
+ * printed, and the command exits 1.
+ */
+export async function withCoordinator<T>(what: string, opts: any, calls: (call: (method: string, req: unknown) => Promise<any>) => Promise<T>): Promise<T> {
   let channel: Channel;
   try {
     channel = adminChannel(opts);
@@ -49,13 +53,18 @@ export async function onCoordinator(what: string, opts: any, method: string, req
   }
   const admin = new herd.Admin(address, channel.credentials, channel.options);
   try {
-    return await unaryCall(admin, method, req);
+    return await calls((method, req) => unaryCall(admin, method, req));
   } catch (err) {
-    process.stderr.write(`herd ${what}: ${rpcErrorText(address, err)}\n`);
+    process.stderr.write(`herd ${what}: ${(err as any)?.code !== undefined ? rpcErrorText(address, err) : (err as Error).message}\n`);
     process.exit(1);
   } finally {
     admin.close();
   }
+}
+
+/** Runs one Admin call on the coordinator, reached through `opts.server`; prints and exits on failure. */
+export function onCoordinator(what: string, opts: any, method: string, req: unknown): Promise<any> {
+  return withCoordinator(what, opts, (call) => call(method, req));
 }
 
 const kindName = (k: string) => (k === 'IDENTITY_KIND_NODE' ? 'node' : k === 'IDENTITY_KIND_OPERATOR' ? 'operator' : k);

@@ -21,6 +21,7 @@ import type { ControlRecords, SettingsVersion } from './records';
 import { buildSnapshot, type SnapshotSources } from './snapshot-builder';
 import type { Snapshot } from '../control/snapshot';
 import { decisionToWire, type WireDecision } from './wire';
+import type { ControllerObserver } from './metrics';
 
 const log = logger('control');
 
@@ -44,6 +45,8 @@ export interface DriverDeps extends SnapshotSources {
   term: () => number;
   /** Keeps records in this node's log and hands them to every agent (survive the coordinator). */
   persist: (control: { decisions?: WireDecision[]; policy?: SettingsVersion[] }) => void;
+  /** Told of every evaluation and every move's end (the /metrics counters). */
+  observer?: ControllerObserver;
   clock?: () => number;
 }
 
@@ -152,6 +155,7 @@ export class ControllerDriver {
     const decision: DecisionRecord = { ...out.decision, evalMs: Math.round((performance.now() - t0) * 100) / 100 };
     if (mode === 'auto') for (const a of decision.actions) if (a.status === 'recommended' || a.status === 'started') this.carryOut(decision, a);
     this.keep(decision, 0);
+    this.deps.observer?.evaluated(decision);
     this.deps.records.trim(MAX_DECISIONS_KEPT);
     log.info('evaluation', { id, trigger, mode, proposals: decision.proposals.length, refusals: decision.refusals.length, actions: decision.actions.map((a) => `${a.herdId}:${a.from}->${a.to}:${a.status}`).join(' ') || '-', note: decision.note });
     return decision;
@@ -182,6 +186,7 @@ export class ControllerDriver {
       if (refused) {
         a.status = 'skipped';
         a.detail = `refused at approval by the ${refused.filter} filter: ${refused.reason}`;
+        this.deps.observer?.moveEnded(a);
       } else this.carryOut(decision, a);
     }
     this.keep(decision, stored.revision + 1);
@@ -190,6 +195,11 @@ export class ControllerDriver {
 
   /** Starts an action's migration through the migration path; its end is recorded later. */
   private carryOut(decision: DecisionRecord, a: ActionRecord): void {
+    this.startMove(decision, a);
+    if (a.status !== 'started') this.deps.observer?.moveEnded(a); // it ended before it began
+  }
+
+  private startMove(decision: DecisionRecord, a: ActionRecord): void {
     let checked;
     try {
       checked = checkMigrate(this.deps.migrate, { herd_id: a.herdId, target_node_id: a.to });
@@ -238,6 +248,7 @@ export class ControllerDriver {
       a.status = state;
       a.detail = reason;
       this.keep(decision, stored.revision + 1);
+      this.deps.observer?.moveEnded(a);
       log.info('controller move ended', { decision: decisionId, herd_id: a.herdId, from: a.from, to: a.to, state, reason: reason || undefined });
     });
   }

@@ -4,16 +4,19 @@
  * plugs them in.
  */
 import * as grpc from '@grpc/grpc-js';
+import type { Registry as PromRegistry } from 'prom-client';
 import type { Env } from '../../common/db';
 import { loadProtos } from '../../common/proto';
 import type { Transport } from '../../common/transport';
 import { validateSettings } from '../control/settings';
 import type { Ingest } from '../ingest';
+import type { Leadership } from '../leadership';
 import type { Migrations } from '../migrations';
 import type { Registry } from '../registry';
 import type { SampleStore } from '../samplestore';
 import { controlHandlers } from './admin';
 import { ControllerDriver, DELIVERY_ALLOWANCE_MS } from './driver';
+import { ControllerMetrics } from './metrics';
 import { ControlRecords, type SettingsVersion } from './records';
 import { runContainerHandlers } from './run';
 import { decisionToWire, type WireDecision } from './wire';
@@ -46,9 +49,22 @@ export interface ControlModuleDeps {
   term: () => number;
   /** Appends records to this node's own sample log. */
   appendToLog: (control: { decisions?: WireDecision[]; policy?: SettingsVersion[] }) => void;
+  /** The controller runs while this node coordinates. */
+  leadership: Pick<Leadership, 'current' | 'onChange'>;
+  /** The node's /metrics registry: the controller's counters join it (herd_controller_*). */
+  metrics?: PromRegistry;
 }
 
-export function controlModule(deps: ControlModuleDeps): { driver: ControllerDriver; catchUp: (nodeId: string) => void; handlers: grpc.UntypedServiceImplementation } {
+export interface ControlModule {
+  driver: ControllerDriver;
+  catchUp: (nodeId: string) => void;
+  handlers: grpc.UntypedServiceImplementation;
+  /** Once the election runs: the schedule starts if this node already coordinates. */
+  start(): void;
+  stop(): void;
+}
+
+export function controlModule(deps: ControlModuleDeps): ControlModule {
   const persist = (control: { decisions?: WireDecision[]; policy?: SettingsVersion[] }) => {
     deps.appendToLog(control);
     deps.ingest.commandAll({ term: deps.term(), command_id: `control-${Date.now()}`, control }, deps.nodeId);
@@ -67,7 +83,7 @@ export function controlModule(deps: ControlModuleDeps): { driver: ControllerDriv
     deps.ingest.command(nodeId, { term: deps.term(), command_id: `control-catch-up-${Date.now()}`, control: { decisions, policy: policy ? [policy] : [] } });
   };
   const migrate = { registry: deps.registry, migrations: deps.migrations, ingest: deps.ingest, term: deps.term };
-  const driver = new ControllerDriver({ registry: deps.registry, store: deps.store, migrations: deps.migrations, records: deps.records, migrate, term: deps.term, persist });
+  const driver = new ControllerDriver({ registry: deps.registry, store: deps.store, migrations: deps.migrations, records: deps.records, migrate, term: deps.term, persist, observer: deps.metrics && new ControllerMetrics(deps.metrics) });
   const { herd } = loadProtos();
   const runOn = (nodeId: string, req: Record<string, unknown>) =>
     new Promise<{ docker_id: string }>((resolve, reject) => {
@@ -86,5 +102,15 @@ export function controlModule(deps: ControlModuleDeps): { driver: ControllerDriv
     dockerReachable: (id) => Boolean(deps.registry.get(id)?.docker_reachable),
     runOn,
   });
-  return { driver, catchUp, handlers: { ...controlHandlers({ driver, records: deps.records }), ...run } };
+  // The schedule runs on the coordinator only: it starts when this node takes over, stops when it hands over.
+  deps.leadership.onChange((v) => (v.isLeader ? driver.lead() : driver.follow()));
+  return {
+    driver,
+    catchUp,
+    handlers: { ...controlHandlers({ driver, records: deps.records }), ...run },
+    start: () => {
+      if (deps.leadership.current().isLeader) driver.lead();
+    },
+    stop: () => driver.follow(),
+  };
 }

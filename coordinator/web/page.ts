@@ -17,7 +17,7 @@ th,td{text-align:left;padding:3px 8px;border-bottom:1px solid #eee;white-space:n
 th{font-weight:600;color:#556}.bar{display:inline-block;height:8px;background:#3b7dd8;border-radius:2px;vertical-align:middle}
 .off{color:#b33}.ok{color:#2a7}.muted{color:#889}.charts{display:grid;grid-template-columns:1fr 1fr;gap:14px}
 svg{width:100%;height:200px}.legend span{margin-right:10px;font-size:12px}
-#status{font-size:12px}
+#status{font-size:12px}#decisions td{white-space:normal;vertical-align:top}
 </style></head><body>
 <header><h1>Herd</h1><span id="summary">connecting...</span><span id="status" class="muted"></span></header>
 <main>
@@ -28,7 +28,7 @@ svg{width:100%;height:200px}.legend span{margin-right:10px;font-size:12px}
 </div>
 <section><h2>Containers</h2><table><thead><tr><th>name</th><th>herd id</th><th>node</th><th>state</th><th>CPU (cores)</th><th>memory</th><th>ops</th><th>image</th></tr></thead><tbody id="containers"></tbody></table></section>
 <section><h2>Migrations</h2><table><thead><tr><th>started</th><th>container</th><th>from</th><th>to</th><th>state</th><th>progress</th><th>downtime</th><th>reason</th></tr></thead><tbody id="migrations"></tbody></table></section>
-<section id="decisionsSection" hidden><h2>Decisions</h2><table><thead><tr><th>at</th><th>mode</th><th>note</th><th>moves</th><th>refusals</th></tr></thead><tbody id="decisions"></tbody></table></section>
+<section id="decisionsSection" hidden><h2>Decisions</h2><table><thead><tr><th>at</th><th>mode</th><th>trigger</th><th>note</th><th>moves</th><th>refusals</th></tr></thead><tbody id="decisions"></tbody></table></section>
 </main>
 <script>
 "use strict";
@@ -49,7 +49,7 @@ function render(s) {
   $("migrations").innerHTML = s.migrations.map((m) => "<tr data-migration='" + esc(m.id) + "'><td>" + time(m.started_ms) + "</td><td>" + esc(m.herd_id) + "</td><td>" + esc(m.from) + "</td><td>" + esc(m.to) + "</td><td>" + esc(m.state) + (m.ended_ms ? "" : " (" + esc(m.step) + ")") + "</td><td>" + (m.bytes_total ? (100 * m.bytes_done / m.bytes_total).toFixed(0) + "%" : "-") + "</td><td>" + (m.downtime_ms ? m.downtime_ms + " ms" : "-") + "</td><td class='muted'>" + esc(m.reason) + "</td></tr>").join("") || "<tr><td colspan=8 class='muted'>none yet</td></tr>";
   if (Array.isArray(s.decisions)) {
     $("decisionsSection").hidden = false;
-    $("decisions").innerHTML = s.decisions.map((d) => "<tr><td>" + time(d.atMs) + "</td><td>" + esc(d.mode) + "</td><td>" + esc(d.note) + "</td><td>" + (d.actions || []).map((a) => esc(a.herdId + " " + a.from + "->" + a.to + ": " + a.reason + " [" + a.status + "]")).join("<br>") + "</td><td class='muted'>" + (d.refusals || []).slice(0, 5).map((r) => esc(r.herdId + " " + r.filter + ": " + r.reason)).join("<br>") + "</td></tr>").join("");
+    $("decisions").innerHTML = s.decisions.map((d) => "<tr data-decision='" + esc(d.id) + "'><td>" + time(d.atMs) + "</td><td>" + esc(d.mode) + "</td><td>" + esc(d.trigger) + "</td><td>" + esc(d.note) + "</td><td>" + (d.actions || []).map((a) => esc(a.herdId + " " + a.from + "->" + a.to + ": " + a.reason + " [" + a.status + (a.detail ? ": " + a.detail : "") + "]")).join("<br>") + "</td><td class='muted'>" + (d.refusals || []).map((r) => esc(r.herdId + " " + r.filter + ": " + r.reason)).join("<br>") + (d.refusalsTotal > (d.refusals || []).length ? "<br>... " + (d.refusalsTotal - d.refusals.length) + " more" : "") + "</td></tr>").join("") || "<tr><td colspan=6 class='muted'>none yet</td></tr>";
   }
   const key = s.migrations.map((m) => m.id + m.state).join();
   if (key !== lastMigrations) { lastMigrations = key; charts(); }

@@ -7,7 +7,8 @@
 import type http from 'node:http';
 import { logger } from '../../common/log';
 import { PAGE_HTML } from './page';
-import { clusterSeries, clusterState, parseSeriesQuery, type PageDeps } from './state';
+import type { DecisionRecord } from '../../common/decision';
+import { clusterSeries, clusterState, PAGE_DECISIONS, pageDecision, parseDecisionsQuery, parseSeriesQuery, type PageDeps } from './state';
 
 const log = logger('web');
 
@@ -20,6 +21,8 @@ export interface PageRouteDeps extends PageDeps {
   pushMs?: number;
   /** Most event streams open at once: each holds a connection and a timer. */
   maxStreams?: number;
+  /** The controller's newest decisions (newest first), when this node has a controller. */
+  decisions?: (limit: number) => DecisionRecord[];
 }
 
 const json = (res: http.ServerResponse, code: number, body: unknown) => {
@@ -47,7 +50,10 @@ export function coordinatorWebUrl(grpcAddress: string): string {
   return `https://${grpcAddress.slice(0, i)}:${Number(grpcAddress.slice(i + 1)) + 1}/`;
 }
 
-export function pageRoutes(deps: PageRouteDeps): Record<string, Route> {
+export function pageRoutes(routeDeps: PageRouteDeps): Record<string, Route> {
+  const recent = routeDeps.decisions;
+  // The state carries the newest decisions, so the page's event stream shows a new one at once.
+  const deps: PageRouteDeps = recent ? { ...routeDeps, extra: () => ({ ...routeDeps.extra?.(), decisions: recent(PAGE_DECISIONS).map((d) => pageDecision(d)) }) } : routeDeps;
   let streams = 0;
   const elsewhere = (res: http.ServerResponse, page: boolean): boolean => {
     const l = deps.lead();
@@ -76,6 +82,12 @@ export function pageRoutes(deps: PageRouteDeps): Record<string, Route> {
       const q = parseSeriesQuery(query(req));
       if (typeof q === 'string') return text(res, 400, q);
       json(res, 200, clusterSeries(deps, q));
+    },
+    '/api/decisions': (req, res) => {
+      if (elsewhere(res, false)) return;
+      const q = parseDecisionsQuery(query(req));
+      if (typeof q === 'string') return text(res, 400, q);
+      json(res, 200, { decisions: (recent?.(q.limit) ?? []).map((d) => pageDecision(d, Infinity)) });
     },
     '/api/events': (req, res, who) => {
       if (!noParams(req, res) || elsewhere(res, false)) return;

@@ -4,6 +4,7 @@
  * load and container ops over time. Read from the coordinator's own registry, sample store
  * and migration records; nothing here changes state.
  */
+import type { DecisionRecord } from '../../common/decision';
 import { isDraining } from '../../common/labels';
 import type { MigrationRecord } from '../../common/migration-record';
 import type { Registry } from '../registry';
@@ -104,4 +105,36 @@ export function clusterSeries(deps: PageDeps, q: SeriesQuery) {
   const lines = wanted.map((w) => ({ name: w.name, points: deps.store.downsample(w.entity, w.metric, from, now + 1, step).map((p) => [p.ts_ms, p.value]) }));
   const migrations = deps.migrations().filter((m) => m.started_ms >= from).map((m) => ({ at_ms: m.started_ms, herd_id: m.herd_id, from: m.source_node_id, to: m.target_node_id, state: m.state }));
   return { from_ms: from, to_ms: now, step_ms: step, lines: lines.filter((l) => l.points.length > 0), migrations };
+}
+
+/** Decisions the page's state carries (newest first); /api/decisions gives more. */
+export const PAGE_DECISIONS = 10;
+/** Refusals shown per decision on the page (a big cluster refuses hundreds). */
+const PAGE_REFUSALS = 5;
+
+/** A decision as the page shows it: what was decided, each move with its reason, the first refusals. */
+export function pageDecision(d: DecisionRecord, refusals = PAGE_REFUSALS) {
+  return {
+    id: d.id,
+    atMs: d.atMs,
+    mode: d.mode,
+    trigger: d.trigger,
+    policies: d.policies,
+    note: d.note,
+    proposals: d.proposals.length,
+    actions: d.actions.map((a) => ({ herdId: a.herdId, from: a.from, to: a.to, policy: a.policy, reason: a.reason, status: a.status, detail: a.detail })),
+    refusals: d.refusals.slice(0, refusals),
+    refusalsTotal: d.refusals.length,
+    imbalanceBefore: d.efficacy.imbalanceBefore,
+    imbalanceAfter: d.efficacy.imbalanceAfter,
+  };
+}
+
+/** Parses /api/decisions' query: limit (1-200, default 50); a sentence naming the bad parameter otherwise. */
+export function parseDecisionsQuery(params: URLSearchParams): { limit: number } | string {
+  for (const key of params.keys()) if (key !== 'limit') return `unknown parameter "${key.slice(0, 40)}": this endpoint takes limit (1-200)`;
+  const raw = params.get('limit') ?? '50';
+  const limit = Number(raw);
+  if (!/^\d+$/.test(raw) || limit < 1 || limit > 200) return `limit must be a whole number from 1 to 200, not "${raw.slice(0, 40)}"`;
+  return { limit };
 }

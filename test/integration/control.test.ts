@@ -9,19 +9,23 @@
  *   3. auto mode: a new container overloads n1 again and the controller relieves it alone;
  *   4. kill -9 of the coordinator: the next one has the settings and the decision history;
  *   5. four `herd run`s at once spread by capacity;
- *   6. each other policy (cpu-greedy-mt, balance, low-node-utilization) relieves n1 alone.
+ *   6. each other policy (cpu-greedy-mt, balance, low-node-utilization) relieves n1 alone;
+ *   7. `herd decisions --plot` draws the run: every node's host load, a mark per move.
  * Every node is labelled herd.cores=0.5 (a slice of this shared machine: its load is its
  * containers' CPU over half a core), so the loads the policy sees are the ones the test sets
  * up; "busy" containers spin in short bursts (a CPU-quota-throttled spinner can make the
  * freeze before a checkpoint fail), and the thresholds are low (5% busy, a 2% gain) because
  * on a crowded machine they get what they get.
  */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { DOMParser } from '@xmldom/xmldom';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BUSYBOX_IMAGE, startBed, type Bed } from '../bed/bed';
 import { adminClient, agreedLeader, connectedNodes, kill9, startHerdOn, type HerdNode } from '../helpers/cluster';
 import { call } from '../helpers/coord';
-import { waitFor } from '../helpers/tmp';
-import { HERD, runCmd } from '../helpers/herd';
+import { tempDir, waitFor } from '../helpers/tmp';
+import { HERD, ROOT, runCmd } from '../helpers/herd';
 import { testPki } from '../helpers/pki';
 
 let bed: Bed;
@@ -70,7 +74,9 @@ async function run(...args: string[]): Promise<any> {
 }
 const busy = (node: string, ...extra: string[]) => run('--node', node, ...extra, BUSYBOX_IMAGE, '--', 'sh', '-c', BUSY);
 
+let startedMs = 0; // the run's start: the plot's range begins there
 beforeAll(async () => {
+  startedMs = Date.now();
   bed = await startBed({ nodes: 3, docker: true, name: 'ctlb', subnet: 102 });
   for (const n of bed.nodes) nodes.set(n.id, startHerdOn(bed, n.id, SLICE, n.id === 'n3' ? { HERD_FAULTS: 'migration.fail_restore' } : {}));
   server = await coordinator();
@@ -240,4 +246,44 @@ describe('herd control', () => {
       for (const r of three) await rm(r.herd_id);
     }
   }, 2 * PHASE_MS);
+
+  it("herd decisions --plot draws every node's host load with a mark per move of the range", async () => {
+    const out = tempDir();
+    try {
+      // Bad input first, as a user would type it: a clear sentence, exit 2, no file.
+      const noDir = await herd('decisions', '--plot', '/nonexistent/plots/d.svg');
+      expect([noDir.code, noDir.stderr]).toEqual([2, 'herd decisions: cannot write /nonexistent/plots/d.svg: the directory /nonexistent/plots does not exist\n']);
+      const inverted = await herd('decisions', '--plot', join(out.dir, 'd.svg'), '--from', '1h', '--to', '2h');
+      expect(inverted.code).toBe(2);
+      expect(inverted.stderr).toMatch(/^herd decisions: --from \(.*\) must be before --to/);
+      expect((await herd('decisions', '--plot', join(out.dir, 'd.svg'), '--from', 'yesterday')).stderr).toMatch(/--from must be now, a duration ago/);
+      expect((await herd('decisions', '--from', '1h')).stderr).toMatch(/--from and --to go with --plot FILE.svg/);
+
+      await herdOk('policy', 'set', 'mode=off'); // no new decision while the picture is compared with the list
+      const to = Date.now();
+      // A decision is dated a second before its evaluation starts (the samples' delivery
+      // allowance) and stored when it ends: one under way at `to` is stored by the time this is over.
+      await new Promise((r) => setTimeout(r, 10_000));
+      // HERD_DECISIONS_PLOT=docs/decisions-plot.svg keeps the picture (how the one in docs/ was made).
+      const file = process.env.HERD_DECISIONS_PLOT ? join(ROOT, process.env.HERD_DECISIONS_PLOT) : join(out.dir, 'decisions.svg');
+      const said = await herdOk('decisions', '--plot', file, '--from', String(startedMs), '--to', String(to));
+      const listed = (await decisions(1000)).filter((d) => Number(d.at_ms) >= startedMs && Number(d.at_ms) <= to);
+      const moves = listed.flatMap((d) => d.actions.map((x: any) => `${d.id} ${x.herd_id}`)).sort();
+      expect(moves.length).toBeGreaterThanOrEqual(5); // the phases above moved containers
+      console.log(said.trim());
+      expect(said).toContain(`plot: ${file} (3 nodes, ${listed.length} decisions, ${moves.length} moves)`);
+
+      const doc = new DOMParser({ onError: (level: string, msg: string) => { throw new Error(`${level}: ${msg}`); } }).parseFromString(readFileSync(file, 'utf8'), 'image/svg+xml');
+      const all = [...(doc.getElementsByTagName('*') as unknown as Iterable<any>)];
+      const lines = [...(doc.getElementsByTagName('polyline') as unknown as Iterable<any>)];
+      expect(lines).toHaveLength(3);
+      for (const l of lines) expect(l.getAttribute('points').split(' ').length, 'host samples on every node').toBeGreaterThan(10);
+      const texts = all.filter((e) => e.tagName === 'text').map((e) => e.textContent);
+      for (const n of ['n1', 'n2', 'n3']) expect(texts).toContain(n);
+      const marked = all.filter((e) => e.getAttribute('class') === 'move').map((e) => `${e.getAttribute('data-decision')} ${e.getAttribute('data-herd-id')}`).sort();
+      expect(marked).toEqual(moves);
+    } finally {
+      out.cleanup();
+    }
+  }, PHASE_MS);
 });

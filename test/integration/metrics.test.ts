@@ -60,6 +60,17 @@ describe('/metrics on a real node', () => {
     expect(execFileSync('promtool', ['check', 'metrics'], { input: body, encoding: 'utf8' })).toBe('');
   });
 
+  it("counts the controller's evaluations after `herd policy evaluate`, valid for promtool", async () => {
+    const p = testPki();
+    const evaluated = await runCmd(process.execPath, [HERD, 'policy', 'evaluate', '-s', ADDR, '--cacert', p.caCert, '--cert', p.adminCert, '--key', p.adminKey], 60_000);
+    expect(evaluated.code, evaluated.stderr).toBe(0);
+    const { body } = split((await adminCurl(`${WEB}/metrics`)).stdout);
+    expect(body).toMatch(/^herd_controller_evaluations_total\{trigger="evaluate-now",mode="recommend",node="solo"\} 1$/m);
+    expect(body).toMatch(/^herd_controller_evaluation_seconds_count\{node="solo"\} 1$/m);
+    for (const family of ['herd_controller_proposals_total', 'herd_controller_refusals_total', 'herd_controller_moves_total']) expect(body).toContain(`# TYPE ${family} counter`);
+    expect(execFileSync('promtool', ['check', 'metrics'], { input: body, encoding: 'utf8' })).toBe('');
+  });
+
   it('the Grafana dashboard in docs/ asks only for series a node exposes', async () => {
     const { body } = split((await adminCurl(`${WEB}/metrics`)).stdout);
     const exposed = new Set([...body.matchAll(/^# HELP (\S+)/gm)].map((m) => m[1]));

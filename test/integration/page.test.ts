@@ -21,6 +21,7 @@ let bed: Bed;
 const nodes: HerdNode[] = [];
 let coordinator = '';
 let tmp: ReturnType<typeof tempDir>;
+let decisionId = ''; // the decision `herd policy evaluate` made in the first test
 const webOf = (grpcAddress: string) => `https://${grpcAddress.replace(/:7400$/, ':7401')}`;
 
 beforeAll(async () => {
@@ -63,7 +64,7 @@ describe('the cluster page', () => {
     // HERD_PAGE_SCREENSHOT=docs/cluster-page.png keeps the picture (how the one in docs/ was made).
     const screenshot = process.env.HERD_PAGE_SCREENSHOT ? join(ROOT, process.env.HERD_PAGE_SCREENSHOT) : join(tmp.dir, 'cluster-page.png');
     const probe = spawn(process.execPath, [join(ROOT, 'test', 'tools', 'page-probe.mjs')], {
-      env: { ...process.env, NODE_EXTRA_CA_CERTS: testPki().caCert, PROBE: JSON.stringify({ url: `${webOf(coordinator)}/`, pfx: join(tmp.dir, 'viewer.p12'), passphrase: password, nodes: 2, herdId, node: target, screenshot }) },
+      env: { ...process.env, NODE_EXTRA_CA_CERTS: testPki().caCert, PROBE: JSON.stringify({ url: `${webOf(coordinator)}/`, pfx: join(tmp.dir, 'viewer.p12'), passphrase: password, nodes: 2, herdId, node: target, decision: true, screenshot }) },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stderr = '';
@@ -85,6 +86,22 @@ describe('the cluster page', () => {
     const ended = Date.now();
     const moved = await next('moved', 15_000);
     console.log(`the page showed the container on ${target} ${moved.atMs - ended} ms after the migration call returned`);
+
+    // An operator asks the controller for an evaluation; the page shows the decision, live.
+    const p = testPki();
+    const evaluate = () => runCmd(process.execPath, [HERD, 'policy', 'evaluate', '-s', coordinator, '--cacert', p.caCert, '--cert', p.adminCert, '--key', p.adminKey], 60_000);
+    let evaluated = await evaluate();
+    // On a crowded machine an election may be under way: that answer means "ask again".
+    for (let attempt = 1; attempt < 10 && /UNAVAILABLE: no coordinator is elected yet/.test(evaluated.stderr); attempt++) {
+      await new Promise((r) => setTimeout(r, 1000));
+      evaluated = await evaluate();
+    }
+    expect(evaluated.code, evaluated.stderr).toBe(0);
+    decisionId = /^(d-\d+-\d+)\s/m.exec(evaluated.stdout)?.[1] ?? '';
+    expect(decisionId, evaluated.stdout).toMatch(/^d-/);
+    const shown = await next('decision', 30_000);
+    expect(shown.ids).toContain(decisionId);
+    expect(shown.rows.find((r: any) => r.id === decisionId).text).toMatch(/recommend.*evaluate-now/);
     await next('screenshot', 40_000);
     await new Promise((r) => probe.once('exit', r));
     expect(probe.exitCode, stderr).toBe(0);
@@ -113,5 +130,11 @@ describe('the cluster page', () => {
     expect(JSON.parse(ok.body)).toMatchObject({ step_ms: expect.any(Number), lines: expect.any(Array), migrations: expect.any(Array) });
     const state = JSON.parse((await curl(`${base}/api/state`)).body);
     expect(state.nodes.map((n: any) => n.id)).toEqual(['n1', 'n2']);
+    expect(state.decisions.map((d: any) => d.id)).toContain(decisionId);
+    expect((await curl(`${base}/api/decisions?limit=0`)).body).toMatch(/limit must be a whole number from 1 to 200, not "0"/);
+    expect((await curl(`${base}/api/decisions?limit=-1`)).code).toBe(400);
+    expect((await curl(`${base}/api/decisions?limit=1&since=2`)).body).toMatch(/unknown parameter "since"/);
+    const listed = JSON.parse((await curl(`${base}/api/decisions?limit=5`)).body);
+    expect(listed.decisions.find((d: any) => d.id === decisionId)).toMatchObject({ mode: 'recommend', trigger: 'evaluate-now', note: expect.any(String) });
   });
 });

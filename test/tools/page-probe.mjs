@@ -5,6 +5,7 @@
 // its own). Prints one JSON line per event:
 //   {"event":"ready", nodes, containers, transferBytes, interactiveMs, loadMs}
 //   {"event":"moved", atMs}        once the container's row shows the awaited node
+//   {"event":"decision", ids, rows} once the decisions table shows a decision (with "decision": true)
 //   {"event":"screenshot", path}
 // Usage: PROBE='{"url":...,"pfx":...,"passphrase":...,"nodes":2,"herdId":...,"node":...,"screenshot":...}' node page-probe.mjs
 import { chromium } from 'playwright-core';
@@ -41,6 +42,11 @@ try {
     say({ event: 'moved', atMs: Date.now() });
     // Let the charts redraw with the migration marked before the picture.
     await page.waitForFunction(() => document.querySelectorAll('#hostChart line').length > 0, null, { timeout: 30_000 }).catch(() => {});
+  }
+  if (p.decision) {
+    await page.waitForSelector('#decisions tr[data-decision]', { timeout: 120_000 });
+    const rows = await page.$$eval('#decisions tr[data-decision]', (trs) => trs.map((r) => ({ id: r.dataset.decision, text: r.textContent })));
+    say({ event: 'decision', ids: rows.map((r) => r.id), rows });
   }
   if (p.screenshot) {
     await page.screenshot({ path: p.screenshot, fullPage: true });

@@ -46,6 +46,6 @@ describe('control experiment arithmetic', () => {
     ], 'test');
     expect(svg.match(/<polyline/g)).toHaveLength(4);
     expect(svg.match(/<path /g)).toHaveLength(1);
-    expect(svg).toContain('h&lt;1> n1 -> n3 at 4 s');
+    expect(svg).toContain('h&lt;1&gt; n1 -&gt; n3 at 4 s');
   });
 });

@@ -18,6 +18,9 @@ import { Migrations } from '../../coordinator/migrations';
 import { controlModule, controlRecords } from '../../coordinator/controller/module';
 import { Insecure } from '../../common/transport';
 import { ControllerDriver } from '../../coordinator/controller/driver';
+import { ControllerMetrics } from '../../coordinator/controller/metrics';
+import { Registry as PromRegistry } from 'prom-client';
+import { execFileSync } from 'node:child_process';
 import { buildSnapshot, resample } from '../../coordinator/controller/snapshot-builder';
 import { decisionFromWire, decisionToWire } from '../../coordinator/controller/wire';
 import { checkRun, runContainerHandlers } from '../../coordinator/controller/run';
@@ -203,7 +206,7 @@ describe('decision records', () => {
   });
 });
 
-async function driverSetup(nodes: Parameters<typeof cluster>[1]) {
+async function driverSetup(nodes: Parameters<typeof cluster>[1], observer?: ControllerMetrics) {
   const e = env();
   const c = await cluster(e, nodes);
   const records = controlRecords(e);
@@ -214,7 +217,7 @@ async function driverSetup(nodes: Parameters<typeof cluster>[1]) {
     commandAll: () => [],
     settle: () => {},
   };
-  const driver = new ControllerDriver({ ...c, records, migrate: { registry: c.registry, migrations: c.migrations, ingest, term: () => 4 }, term: () => 4, persist: (x) => persisted.push(x), clock: () => NOW });
+  const driver = new ControllerDriver({ ...c, records, migrate: { registry: c.registry, migrations: c.migrations, ingest, term: () => 4 }, term: () => 4, persist: (x) => persisted.push(x), observer, clock: () => NOW });
   return { ...c, env: e, records, driver, commands, persisted };
 }
 
@@ -265,6 +268,28 @@ describe('controller driver', () => {
     expect(after.record.actions[0]).toMatchObject({ status: 'FAILED', detail: 'restore failed' });
   });
 
+  it('counts evaluations, proposals, refusals, moves by outcome and evaluation time on /metrics, valid for promtool', async () => {
+    const prom = new PromRegistry();
+    const t = await driverSetup([{ id: 'n1', cpu: 0.9, containers: [['a', 1], ['b', 1]] }, { id: 'n2', cpu: 0.1, containers: [] }], new ControllerMetrics(prom));
+    t.driver.setSettings({ policies: ['cpu-greedy'], hysteresisRounds: 1, schedule: { windowMs: 10_000 } }, false, 'operator:a');
+    const d = await t.driver.evaluate('evaluate-now', 'recommend');
+    t.records.putDecision(decisionRecord('d-9-3', [{ herdId: 'a', from: 'n1', to: 'n2', policy: 'cpu-greedy', reason: 'r', status: 'recommended', migrationId: '', detail: '' }, { herdId: 'b', from: 'n2', to: 'n1', policy: 'cpu-greedy', reason: 'r', status: 'recommended', migrationId: '', detail: '' }]), 0);
+    const approved = t.driver.approve('d-9-3', '');
+    expect(approved.actions.map((a) => a.status)).toEqual(['started', 'skipped']); // b is not on n2
+    await t.env.committed;
+    t.migrations.update({ ...t.migrations.get(approved.actions[0].migrationId)!, state: 'SUCCEEDED', ended_ms: NOW + 5, version: 5 });
+    await new Promise((r) => setImmediate(r));
+    const text = await prom.metrics();
+    expect(text).toMatch(/^herd_controller_evaluations_total\{trigger="evaluate-now",mode="recommend"\} 1$/m);
+    expect(text).toMatch(/^herd_controller_moves_total\{outcome="SUCCEEDED"\} 1$/m);
+    expect(text).toMatch(/^herd_controller_moves_total\{outcome="skipped"\} 1$/m);
+    expect(text).toMatch(/^herd_controller_evaluation_seconds_count 1$/m);
+    for (const p of d.proposals) expect(text).toMatch(new RegExp(`^herd_controller_proposals_total\\{policy="${p.policy}"\\} \\d+$`, 'm'));
+    for (const r of d.refusals) expect(text).toMatch(new RegExp(`^herd_controller_refusals_total\\{filter="${r.filter}"\\} \\d+$`, 'm'));
+    expect(d.proposals.length).toBeGreaterThan(0); // the counters above were exercised
+    expect(execFileSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' })).toBe('');
+  });
+
   it('auto mode on the schedule: an overloaded node is relieved through the migration path; follow() stops the schedule', async () => {
     const t = await driverSetup([{ id: 'n1', cpu: 0.95, containers: [['a', 1.9], ['b', 1.9]] }, { id: 'n2', cpu: 0.05, containers: [] }]);
     t.driver.setSettings({ mode: 'auto', policies: ['cpu-greedy'], hysteresisRounds: 1, schedule: { firstAfterMs: 0, periodMs: 60_000, windowMs: 10_000 } }, false, 'operator:a');
@@ -308,7 +333,7 @@ describe('records reach every node', () => {
     const records = controlRecords(e);
     const sent: Array<{ node: string; cmd: any }> = [];
     const appended: any[] = [];
-    const m = controlModule({ nodeId: 'n1', records, ...c, ingest: { command: (node, cmd) => (sent.push({ node, cmd }), true), commandAll: () => [], settle: () => {} }, transport: new Insecure(), term: () => 3, appendToLog: (r) => appended.push(r) });
+    const m = controlModule({ nodeId: 'n1', records, ...c, ingest: { command: (node, cmd) => (sent.push({ node, cmd }), true), commandAll: () => [], settle: () => {} }, transport: new Insecure(), term: () => 3, appendToLog: (r) => appended.push(r), leadership: { current: () => ({ isLeader: false, term: 3, sinceMs: 0 }), onChange: () => {} } });
     m.catchUp('n2');
     expect(sent).toEqual([]); // nothing to hand over yet
     m.driver.setSettings({ mode: 'recommend' }, false, 'operator:a');

@@ -1,6 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { leaderOnly } from '../../agent/node';
+import { leaderOnly } from '../../coordinator/leader-only';
 import { loadProtos } from '../../common/proto';
 
 // A follower's Admin service over real gRPC on loopback: every call but the any-node ones is
