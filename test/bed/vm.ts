@@ -129,7 +129,7 @@ export async function startVm(bed: Bed, opts: VmOptions): Promise<VmNode> {
     throw new Error(msg);
   };
   const deadline = t0 + (opts.bootTimeoutMs ?? 420_000);
-  while ((await sh('true', 3000)).code !== 0) {
+  while ((await sh('true', 30_000)).code !== 0) { // a CGI under TCG on a busy host can take seconds
     if (exited) return fail('qemu exited during boot');
     if (Date.now() > deadline) return fail(`did not answer on its command endpoint within ${opts.bootTimeoutMs ?? 420_000} ms`);
     await sleep(500);
