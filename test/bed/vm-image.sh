@@ -44,7 +44,7 @@ fi
 # What the guest runs: the container engine, CRIU, busybox for everything else. The closure of
 # their Depends, less what only maintainer scripts need (perl, python, debconf, PAM, ...).
 WANT=(docker.io containerd runc tini criu busybox-static kmod iptables libstdc++6 libgcc-s1 ca-certificates)
-SKIP='^(perl|perl-base|perl-modules-.*|libperl.*|python3.*|libpython3.*|.*-perl|debconf|cdebconf|adduser|passwd|libpam.*|mailcap|mime-support|media-types|sgml-base|install-info|usrmerge|usr-is-merged|dpkg|tar|init-system-helpers|lsb-base|sysvinit-utils|libdebian-installer4|libnewt0.52|libslang2|libtextwrap1|readline-common|libreadline8|libsemanage.*|libelogind0|libdb5.3|libgdbm.*|debianutils|openssl)$'
+SKIP='^(perl|perl-base|perl-modules-.*|libperl.*|python3.*|libpython3.*|.*-perl|debconf|cdebconf|adduser|passwd|libpam.*|mailcap|mime-support|media-types|sgml-base|install-info|usrmerge|usr-is-merged|dpkg|init-system-helpers|lsb-base|sysvinit-utils|libdebian-installer4|libnewt0.52|libslang2|libtextwrap1|readline-common|libreadline8|libsemanage.*|libelogind0|libdb5.3|libgdbm.*|debianutils|openssl)$'
 KPKG=$(apt-cache "${O[@]}" depends "linux-image-$ARCH" | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
 [ -n "$KPKG" ] || die "no kernel package behind linux-image-$ARCH"
 mapfile -t PKGS < <(apt-cache "${O[@]}" depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks \
@@ -87,6 +87,11 @@ for a in $("$R/usr/bin/busybox" --list 2>/dev/null || /bin/busybox --list); do
   [ -e "$R/usr/bin/$a" ] || [ -e "$R/usr/sbin/$a" ] || ln -s busybox "$R/usr/bin/$a"
 done
 mkdir -p "$R"/{proc,sys,dev,run,tmp,host,root,etc/docker,var/lib/docker,var/log,etc/criu}
+# CRIU dumps a container's tmpfs with GNU tar (busybox tar lacks its options: kept above) and locks
+# the network with iptables-restore: the links the iptables postinst's update-alternatives makes
+for t in iptables iptables-restore iptables-save ip6tables ip6tables-restore ip6tables-save; do
+  [ -e "$R/usr/sbin/$t" ] || ln -s xtables-legacy-multi "$R/usr/sbin/$t"
+done
 ln -sfn /run "$R/var/run"   # the docker CLI's default socket is /var/run/docker.sock
 printf 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm), herd VM node"\nID=debian\nVERSION_ID="12"\n' > "$R/usr/lib/os-release"
 chmod 1777 "$R/tmp"
