@@ -45,7 +45,7 @@ async function startGuestAgent(extra: string[] = []): Promise<void> {
   testPki().provision(path.join(vm.share, 'herd-data'), vm.id, addr);
   const peers = bed.nodes.map((n) => `--peer ${n.id}=${n.ip}:${PORT}`).join(' ');
   await vm.sh('mkdir -p /var/lib/herd && cp -r /host/herd-data/tls /var/lib/herd/');
-  await vm.spawn('herd', `env HOME=/root /host/herd agent --node-id ${vm.id} --data-dir /var/lib/herd --listen ${addr} ${peers} ` +
+  await vm.spawn('herd', `env HOME=/root HERD_LOG_LEVEL=${process.env.VM_HERD_LOG_LEVEL ?? "info"} /host/herd agent --node-id ${vm.id} --data-dir /var/lib/herd --listen ${addr} ${peers} ` +
     `--docker-socket /run/docker.sock --pmproxy-url '' --host-interval 1000 --container-interval 1000 --track-interval 1000 ${extra.join(' ')}`);
 }
 
