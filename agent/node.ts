@@ -47,6 +47,7 @@ import { transferService } from './transfer/server';
 import { Migrations } from '../coordinator/migrations';
 import { migrateHandlers } from '../coordinator/migrate';
 import { drainHandlers } from '../coordinator/drain';
+import { datasetHandlers } from '../coordinator/forecast/dataset-export';
 import { SampleLog } from './samplelog';
 import { Scheduler } from './scheduler';
 import { DEFAULT_UPLINK, Uplink } from './uplink';
@@ -61,6 +62,8 @@ import { localSans } from '../common/sans';
 import { AuditTrail } from '../coordinator/audit';
 import { securityAdminHandlers } from '../coordinator/security-admin';
 import { controlModule, controlRecords } from '../coordinator/controller/module';
+import { DELIVERY_ALLOWANCE_MS } from '../coordinator/controller/driver';
+import { modelModule, modelStore } from '../coordinator/forecast/module';
 import { peerRunHandlers } from './run';
 import { ClusterTls, type Transport } from '../common/transport';
 
@@ -97,6 +100,7 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
   const registry = new Registry(env);
   const migrations = new Migrations(env);
   const control = controlRecords(env);
+  const models = modelStore(env);
   const runtime = new DockerRuntime({ socketPath: settings.dockerSocket });
   const faults = migrationFaultsFromEnv(process.env.HERD_FAULTS);
   const capabilities = new Set<string>();
@@ -149,7 +153,7 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
       if (cmd?.kind === 'migrate' || cmd?.migrate) void runner.start(cmd.migrate, Number(cmd.term)).catch((err) => log.error('migration failed to start', { error: err }));
       if (cmd?.kind === 'revocations' || cmd?.revocations) void revocations.merge(cmd.revocations?.entries ?? []).catch((err) => log.error('storing revocations failed', { error: err }));
       // The controller's records, kept here too: they survive the coordinator's node.
-      if (cmd?.kind === 'control' || cmd?.control) appendControl({ decisions: cmd.control?.decisions ?? [], policy: cmd.control?.policy ?? [] });
+      if (cmd?.kind === 'control' || cmd?.control) appendControl({ decisions: cmd.control?.decisions ?? [], policy: cmd.control?.policy ?? [], models: cmd.control?.models ?? [] });
       if (cmd?.kind === 'drain' || cmd?.drain) {
         const want = Boolean(cmd.drain?.draining);
         void drain.set(want, String(cmd.drain?.by ?? '')).then(
@@ -190,7 +194,16 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
       leadership: () => leadership.current(),
     },
     migrations,
-    { revocations, audit, control, connected: (node) => controller.catchUp(node) },
+    {
+      revocations,
+      audit,
+      control,
+      models,
+      connected: (node) => {
+        controller.catchUp(node);
+        modelService.catchUp(node);
+      },
+    },
   );
   const admin = adminHandlers({
     store,
@@ -237,14 +250,24 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
     revokedAt: (id) => revocations.list().find((r) => r.kind === 'IDENTITY_KIND_NODE' && r.name === id)?.revoked_at_ms,
   });
   server.addService(herd.Join.service, joining.join);
-  const appendControl = (records: { decisions?: unknown[]; policy?: unknown[] }) => void sampleLog.append([], [], [], records).catch((err) => log.error('storing controller records failed', { error: err }));
-  const controller = controlModule({ nodeId: settings.nodeId, records: control, store, registry, migrations, ingest, transport, term: () => leadership.current().term, appendToLog: appendControl, leadership, metrics: metrics.registry });
+  const appendControl = (records: { decisions?: unknown[]; policy?: unknown[]; models?: unknown[] }) => void sampleLog.append([], [], [], records).catch((err) => log.error('storing controller records failed', { error: err }));
+  const modelService = modelModule({
+    nodeId: settings.nodeId,
+    models,
+    sources: { registry, store, migrations },
+    ingest,
+    term: () => leadership.current().term,
+    snapshot: () => controller.driver.snapshot(controller.driver.settings(), Date.now() - DELIVERY_ALLOWANCE_MS),
+    appendToLog: appendControl,
+  });
+  const controller = controlModule({ nodeId: settings.nodeId, records: control, store, registry, migrations, ingest, transport, term: () => leadership.current().term, appendToLog: appendControl, leadership, metrics: metrics.registry, forecast: (s) => modelService.service.view(s) });
+  const datasetAdmin = datasetHandlers({ registry, store, migrations });
   const drainAdmin = drainHandlers({ registry, store, command: (node, cmd) => ingest.command(node, cmd), term: () => leadership.current().term });
   let renewer: CertificateRenewer | undefined; // made once the node serves (below)
   const renewNow = renewNowHandlers({ nodeId: settings.nodeId, secure: transport.secure, renewer: () => renewer });
   server.addService(
     herd.Admin.service,
-    leaderOnly({ ...admin, ...migrationAdmin, ...securityAdmin, ...drainAdmin, ...controller.handlers, ...joining.admin, ...renewNow }, leadership, ['GetLeader', 'GetCluster', 'CreateJoinToken', 'RenewNodeCertificate']),
+    leaderOnly({ ...admin, ...migrationAdmin, ...securityAdmin, ...drainAdmin, ...controller.handlers, ...modelService.handlers, ...joining.admin, ...renewNow, ...datasetAdmin }, leadership, ['GetLeader', 'GetCluster', 'CreateJoinToken', 'RenewNodeCertificate']),
   );
 
   // --- migration: this node as a source (runner, artifacts served) and as a target
@@ -373,6 +396,7 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
         clearInterval(trackTimer);
         clearInterval(pruneTimer);
         controller.stop();
+        await modelService.service.close();
         uplink.stop();
         renewer?.stop();
         runner.stop();

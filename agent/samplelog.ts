@@ -104,18 +104,18 @@ export class SampleLog {
    * list of samples still makes a batch: its herd.batch.seq sample proves the round ran.
    * Migration records (herd.v1.Migration) ride along, so they are durable and replayed
    * to every new coordinator like samples; so do audit events and the controller's
-   * records (herd.v1.ControlRecords: decisions and settings).
+   * records (herd.v1.ControlRecords: decisions, settings, forecast model pieces).
    */
-  async append(samples: Sample[], migrations: unknown[] = [], audit: unknown[] = [], control: { decisions?: unknown[]; policy?: unknown[] } = {}): Promise<number> {
+  async append(samples: Sample[], migrations: unknown[] = [], audit: unknown[] = [], control: { decisions?: unknown[]; policy?: unknown[]; models?: unknown[] } = {}): Promise<number> {
     // Refused before a seq is taken: a skipped round leaves no gap in the sequence.
-    if (migrations.length === 0 && audit.length === 0 && !control.decisions?.length && !control.policy?.length) this.guard?.check();
+    if (migrations.length === 0 && audit.length === 0 && !control.decisions?.length && !control.policy?.length && !control.models?.length) this.guard?.check();
     const seq = this.nextSeq++;
     // Strictly increasing times for the seq series: two rounds in the same ms must not collide.
     const now = Math.max(this.clock(), this.lastSeqTs + 1);
     this.lastSeqTs = now;
     const series = group(samples, now, (dropped) => log.warn('dropping samples timestamped more than 24 days from now', { count: dropped }));
     series.push({ entity: this.nodeId, metric: BATCH_SEQ_METRIC, offsets_ms: [0], values: [seq] });
-    const message = this.encode({ batch: { seq, created_ms: now, series, migrations, audit, decisions: control.decisions ?? [], policy: control.policy ?? [] } });
+    const message = this.encode({ batch: { seq, created_ms: now, series, migrations, audit, decisions: control.decisions ?? [], policy: control.policy ?? [], models: control.models ?? [] } });
     const value = Buffer.allocUnsafe(8 + message.length);
     value.writeDoubleLE(now, 0);
     message.copy(value, 8);

@@ -8,6 +8,10 @@
  *   apt-get install -y python3-xgboost python3-sklearn
  *
  *   node bench/run.mjs forecast [rows=1000000] [repeats=3] [smallRows=20000] [hgbRepeats=1]
+ *   node bench/run.mjs forecast csv FILE [repeats=3]
+ * The csv form takes a table of `herd dataset export` (the bed fixture,
+ * test/fixtures/forecast-bed.csv): its features (those that vary), target ops, the latest 20%
+ * of the rows by time_ms as the test split; the same three trainers, accuracy only.
  * HistGradientBoostingRegressor runs hgbRepeats times only: it is the accuracy yardstick,
  * and on shared cores its OpenMP barriers make it by far the slowest of the three.
  */
@@ -20,6 +24,9 @@ import { trainInWorker } from '../coordinator/forecast/driver';
 import { boosterToOnnx } from '../coordinator/forecast/onnx-export';
 import { checkParams } from '../coordinator/forecast/trainer/params';
 import { loadRegressor } from '../coordinator/forecast/regressor';
+import { FEATURES } from '../coordinator/forecast/features';
+import { column, informative, matrixOf, parseCsv } from '../coordinator/forecast/table';
+import { writeFileSync } from 'node:fs';
 
 const rows = Number(process.argv[2] ?? 1_000_000);
 const repeats = Number(process.argv[3] ?? 3);
@@ -29,7 +36,7 @@ const PY = '/usr/bin/python3';
 const SCRIPT = join(__dirname, '..', '..', 'bench', 'forecast_baselines.py');
 const params = checkParams({ rounds: 100, maxDepth: 6, eta: 0.3, lambda: 1, maxBin: 256 });
 const TEST_SHARE = 0.2;
-const F = 10;
+let F = 10;
 
 function python(args: string[]): string {
   try {
@@ -43,12 +50,15 @@ function python(args: string[]): string {
 
 interface Run { seconds: number; rmse: number; version?: string }
 
+/** The file's bytes alone: a small file's Buffer is a view into a shared pool. */
+const own = (b: Buffer): ArrayBuffer => b.buffer.slice(b.byteOffset, b.byteOffset + b.length) as ArrayBuffer;
+
 const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
 const spread = (v: number[]) => `${Math.min(...v).toFixed(2)}..${Math.max(...v).toFixed(2)}`;
 
 async function ours(dir: string, nTrain: number): Promise<Run & { model: Awaited<ReturnType<typeof trainInWorker>>; test: Dataset }> {
-  const y = new Float64Array(readFileSync(join(dir, 'y.f64')).buffer.slice(0));
-  const x = new Float32Array(readFileSync(join(dir, 'x.f32')).buffer.slice(0));
+  const y = new Float64Array(own(readFileSync(join(dir, 'y.f64'))));
+  const x = new Float32Array(own(readFileSync(join(dir, 'x.f32'))));
   const train: Dataset = { x: x.subarray(0, nTrain * F), y: y.subarray(0, nTrain), rows: nTrain, features: F };
   const test: Dataset = { x: x.subarray(nTrain * F), y: y.subarray(nTrain), rows: y.length - nTrain, features: F };
   const t0 = performance.now();
@@ -114,7 +124,54 @@ async function inference(run: Awaited<ReturnType<typeof ours>>) {
   console.log(`  onnxruntime vs trainer over ${run.test.rows} test rows: max abs diff ${diff.toExponential(2)}`);
 }
 
+/** A dataset export, its rows ordered by time, as the python script's files; the feature columns used. */
+function exported(file: string, dir: string): string[] {
+  const t = parseCsv(readFileSync(file, 'utf8'), file);
+  const { kept } = informative(t, [...FEATURES]);
+  const x = matrixOf(t, kept, file);
+  const y = column(t, 'ops', file);
+  const time = column(t, 'time_ms', file);
+  const order = Array.from({ length: t.rows }, (_, i) => i).sort((a, b) => time[a] - time[b] || a - b);
+  const xs = new Float32Array(x.length);
+  const ys = new Float64Array(t.rows);
+  order.forEach((r, i) => {
+    xs.set(x.subarray(r * kept.length, (r + 1) * kept.length), i * kept.length);
+    ys[i] = y[r];
+  });
+  writeFileSync(join(dir, 'x.f32'), xs);
+  writeFileSync(join(dir, 'y.f64'), ys);
+  return kept;
+}
+
+async function csvBench(file: string, n: number) {
+  const dir = mkdtempSync(join(tmpdir(), 'herd-bench-forecast-'));
+  try {
+    const kept = exported(file, dir);
+    F = kept.length;
+    const rowsIn = readFileSync(join(dir, 'y.f64')).length / 8;
+    const nTrain = Math.floor(rowsIn * (1 - TEST_SHARE));
+    const base = [dir, String(nTrain), String(params.maxDepth), String(params.rounds), String(params.eta), String(params.lambda), String(params.maxBin)];
+    const runs: Record<'herd' | 'xgb' | 'hgb', Run[]> = { herd: [], xgb: [], hgb: [] };
+    for (let i = 0; i < n; i++) {
+      for (const who of [['xgb', 'herd', 'hgb'], ['herd', 'hgb', 'xgb'], ['hgb', 'xgb', 'herd']][i % 3]) {
+        if (who === 'herd') runs.herd.push(await ours(dir, nTrain));
+        else runs[who as 'xgb' | 'hgb'].push(JSON.parse(python([who, ...base])) as Run);
+      }
+    }
+    const sd = rmse(new Float64Array(rowsIn - nTrain).fill(mean(readY(dir).subarray(0, nTrain))), readY(dir).subarray(nTrain));
+    console.log(`${file}: ${rowsIn} rows (train ${nTrain}, test = the latest ${rowsIn - nTrain} by time_ms), features ${kept.join(', ')}; 100 trees, depth 6, eta 0.3, lambda 1, 256 bins; ${n} interleaved runs`);
+    console.log(`  RMSE on the test rows: herd ${runs.herd[0].rmse.toFixed(4)}  xgboost ${runs.xgb[0].version} ${runs.xgb[0].rmse.toFixed(4)}  sklearn ${runs.hgb[0].version} HGB ${runs.hgb[0].rmse.toFixed(4)}  (the train mean as forecast: ${sd.toFixed(4)})`);
+    console.log(`  herd/xgboost RMSE ${(runs.herd[0].rmse / runs.xgb[0].rmse).toFixed(4)} (target <= 1.02), herd/HGB ${(runs.herd[0].rmse / runs.hgb[0].rmse).toFixed(4)} (target <= 1.02)`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const readY = (dir: string) => new Float64Array(own(readFileSync(join(dir, 'y.f64'))));
+const mean = (v: Float64Array) => v.reduce((a, b) => a + b, 0) / Math.max(1, v.length);
+
 async function main() {
+  if (process.argv[2] === 'csv') return csvBench(process.argv[3], Number(process.argv[4] ?? 3));
   const small = await dataset(smallRows, 'small set');
   void small;
   const big = await dataset(rows, 'large set');

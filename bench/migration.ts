@@ -10,7 +10,7 @@
  *    is (veth, several GB/s) and shaped to 1 Gbit/s (tc tbf on each node's eth0), the link
  *    between the thesis's Raspberry Pis.
  *
- *   npx vite-node bench/migration.ts [rounds=10] [small|memory|image]   (root; bed "bn", subnet 91;
+ *   npx vite-node bench/migration.ts [rounds=10] [small|memory|image]   (root; bed "bn", subnet 91, or HERD_BENCH_BED=name/subnet;
  *   no second argument: all three)
  */
 import { randomUUID } from 'node:crypto';
@@ -79,7 +79,9 @@ const STEPS = ['PREPARE', 'CHECKPOINT', 'PACKAGE', 'TRANSFER', 'APPLY_FS', 'REST
 const stepMedians = (runs: Move[], steps = STEPS) => steps.map((st) => `${st.toLowerCase()} ${median(runs.map((r) => r.timings.find((t) => t.step === st)?.ms ?? 0))}`).join(', ');
 
 async function main() {
-  const bed = await startBed({ nodes: 2, docker: true, name: 'bn', subnet: 91 });
+  // HERD_BENCH_BED=name/subnet: another bed, so two checkouts can bench at once
+  const [bedName, bedSubnet] = (process.env.HERD_BENCH_BED ?? 'bn/91').split('/');
+  const bed = await startBed({ nodes: 2, docker: true, name: bedName, subnet: Number(bedSubnet) });
   const nodes = new Map<string, HerdNode>();
   for (const n of bed.nodes) nodes.set(n.id, startHerdOn(bed, n.id, ['--log-level', 'warn']));
   const addrs = () => [...nodes.values()].map((n) => n.address);

@@ -40,7 +40,7 @@ function run(spec: SimSpec, name: string, settings: Record<string, unknown> = PL
 
 function scale(policies: string[]) {
   const rows = DAYS.flatMap(rowsOf);
-  const spec: SimSpec = { ...cloudSimSetup(rows), nodes: cloudSimHosts(500, 65536), containers: DAYS.flatMap((d, k) => planetLabContainers(rowsOf(d), `d${k}-`)), placement: 'spread' };
+  const spec: SimSpec = { ...cloudSimSetup(rows), nodes: cloudSimHosts(500, 65536), containers: DAYS.flatMap((d, k) => planetLabContainers(rowsOf(d), `d${k}-`)), placement: 'spread', cloudSimClock: false };
   console.log(`scale: ${spec.nodes.length} hosts, ${spec.containers.length} containers, 24 h at 5 min (${process.version}, load average ${loadavg()[0].toFixed(1)} on ${cpus().length} cores)`);
   console.log('policy                 run s   CPU s   rounds  round CPU ms mean  round CPU ms max  migrations  ops/ideal  SLATAH%');
   for (const p of policies) {
@@ -61,12 +61,12 @@ const REFERENCE: Record<string, Record<string, [number, number, number, number, 
 
 const pct = (x: number, ref: number) => `${x >= ref ? '+' : ''}${((100 * (x - ref)) / ref).toFixed(1)}%`;
 
-function check(days: string[]): Map<string, SimResult> {
+function check(days: string[], policies = ['lr-mmt', 'mad-mmt']): Map<string, SimResult> {
   const out = new Map<string, SimResult>();
   console.log('day       policy   energy kWh (ref, diff)      migrations (ref, diff)   SLATAH % (ref, diff)    PDM % (ref, diff)         SLAV % (ref, diff)           hosts on  run s');
   for (const day of days) {
     const spec = cloudSimSetup(rowsOf(day));
-    for (const p of ['lr-mmt', 'mad-mmt']) {
+    for (const p of policies) {
       const { r, wallMs } = run(spec, p);
       out.set(`${day}/${p}`, r);
       const m = r.metrics;
@@ -93,7 +93,7 @@ function compare(tune: string[], report: string[], herd: string[]) {
 
 const [mode = 'scale', a, b, c] = process.argv.slice(2);
 if (mode === 'scale') scale((a ?? 'none,balance,cpu-greedy,lr-mmt').split(','));
-else if (mode === 'check') check(a ? a.split(',') : DAYS);
+else if (mode === 'check') check(a ? a.split(',') : DAYS, b ? b.split(',') : undefined);
 else if (mode === 'compare') compare((a ?? '20110303,20110306').split(','), (b ?? '20110309,20110322,20110325').split(','), (c ?? 'none,cpu-greedy,balance,low-node-utilization,random').split(','));
 else {
   console.error('usage: node bench/run.mjs sim scale|check|compare ...');

@@ -12,6 +12,7 @@ import { registerNodes } from './nodes';
 import { registerControl } from './control';
 import { registerRun } from './run';
 import { registerModel } from './model';
+import { registerDataset } from './dataset';
 import { registerSim } from './sim';
 import { mergeFlags, TLS_SAN_HELP } from './flags';
 import { setLogLevel, logger } from '../common/log';
@@ -105,6 +106,7 @@ registerNodes(program); // after registerPki: adds `admin-cert revoke` to its ad
 registerControl(program);
 registerRun(program);
 registerModel(program);
+registerDataset(program);
 
 program.parseAsync(process.argv).catch((err) => {
   process.stderr.write(`herd: ${err instanceof Error ? err.message : String(err)}\n`);

@@ -20,7 +20,7 @@ function mb(n: number): string {
 }
 
 /** Follows UNAVAILABLE "ask X at ADDR" once, to reach the coordinator from any node. */
-async function coordinatorAddress(server: string, channel: Channel): Promise<string> {
+export async function coordinatorAddress(server: string, channel: Channel): Promise<string> {
   const { herd } = loadProtos();
   const admin = new herd.Admin(server, channel.credentials, channel.options);
   try {

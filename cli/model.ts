@@ -3,6 +3,8 @@
  *   herd model train --csv FILE --target COL [--out model.onnx]   train, export to ONNX
  *   herd model predict --model M --csv F [--out FILE]             run a model over a CSV
  * Training runs in a worker thread (coordinator/forecast/driver.ts) as on a coordinator.
+ * Without --csv, `herd model train` trains the cluster's model on the coordinator; that and
+ * `herd model show|forecast|load` are in model-cluster.ts.
  */
 import * as fs from 'node:fs';
 import type { Command } from 'commander';
@@ -13,8 +15,11 @@ import { boosterToOnnx } from '../coordinator/forecast/onnx-export';
 import { ModelError } from '../coordinator/forecast/onnx-binding';
 import { checkParams, DEFAULT_PARAMS, ParamError, type TrainParams } from '../coordinator/forecast/trainer/params';
 import { loadRegressor } from '../coordinator/forecast/regressor';
-import { checkTrainable, column, matrixOf, parseCsv, TableError, toCsv } from '../coordinator/forecast/table';
+import { checkTrainable, column, columnsAsRead, informative, matrixOf, parseCsv, TableError, toCsv } from '../coordinator/forecast/table';
+import { FEATURES } from '../coordinator/forecast/features';
 import { table } from './nodes';
+import { addConnectOptions } from './connect';
+import { clusterTrain, registerClusterModel } from './model-cluster';
 
 /** Hyperparameter -> flag (the errors name the flag the user typed). */
 const FLAGS: Record<keyof TrainParams, string> = {
@@ -52,7 +57,15 @@ async function trainCommand(opts: any): Promise<void> {
   const t = parseCsv(readFile(source, 'the CSV').toString('utf8'), source);
   column(t, opts.target, source);
   if (opts.time) column(t, opts.time, source);
-  const features: string[] = opts.features ? list(opts.features) : t.columns.filter((c) => c !== opts.target && c !== opts.time);
+  // a table of `herd dataset export` (it has every feature column): its features, not its ids
+  const exported = FEATURES.every((f) => t.columns.includes(f));
+  let features: string[] = opts.features ? list(opts.features) : exported ? [...FEATURES] : t.columns.filter((c) => c !== opts.target && c !== opts.time);
+  if (exported && !opts.features) {
+    // a cluster without CPU limits has a constant ctr_cpu_limit, one of a single node size a constant host_cores: not errors of the user's
+    const { kept, dropped } = informative(t, features);
+    if (dropped.length) process.stderr.write(`herd model train: leaving out ${dropped.join(', ')}: the same value (or none) in every row\n`);
+    features = kept;
+  }
   for (const f of features) if (f === opts.target) throw new TableError(`--features names the target "${f}": a model cannot read what it forecasts`);
   checkTrainable(t, opts.target, features, source);
   const validFraction = Number(opts.validFraction);
@@ -103,7 +116,7 @@ async function predictCommand(opts: any): Promise<void> {
   try {
     const x = matrixOf(t, reg.binding.features, opts.csv);
     const y = await reg.predict(x, t.rows);
-    const text = toCsv([...t.columns, opts.column], [...t.values, y]);
+    const text = toCsv([...t.columns, opts.column], [...columnsAsRead(t), y]);
     if (opts.out) fs.writeFileSync(opts.out, text);
     else {
       // `| head` closing the pipe early is not an error
@@ -116,20 +129,40 @@ async function predictCommand(opts: any): Promise<void> {
 }
 
 export function registerModel(program: Command): void {
-  const model = program.command('model').description('forecast models: train one from a CSV and export it to ONNX, or run an ONNX regressor over a CSV');
+  const model = program.command('model').description("forecast models: the cluster's (train on the coordinator's samples, show, forecast, load), or from files (train on a CSV and export to ONNX, run an ONNX regressor over a CSV)");
+  const server = (cmd: Command) => cmd.option('-s, --server <host:port>', 'any node of the cluster (the call is sent to the coordinator it names)', '127.0.0.1:7400');
   const train = model
     .command('train')
-    .description('train gradient-boosted trees (XGBoost hist style) on a CSV and write an ONNX model; the latest rows validate it and stop the boosting early')
-    .requiredOption('--csv <file>', 'the training table: a header of column names, then rows of numbers (an empty cell is a missing value)')
-    .requiredOption('--target <column>', 'the column to forecast')
-    .option('--out <file>', 'where to write the ONNX model', 'model.onnx')
-    .option('--features <a,b,...>', 'the feature columns (default: every column but the target and --time)')
-    .option('--time <column>', 'order rows by this column for the validation split (default: file order); not a feature')
+    .description("train gradient-boosted trees (XGBoost hist style); the latest rows validate the model and stop the boosting early. Without --csv: the cluster's model, from the coordinator's samples of --from..--to, stored as the next version and put in force. With --csv FILE --target COL: from a file, written as an ONNX model (--out)")
+    .option('--csv <file>', 'train from this table instead of the cluster: a header of column names, then rows of numbers (an empty cell is a missing value)')
+    .option('--target <column>', 'with --csv: the column to forecast')
+    .option('--out <file>', 'with --csv: where to write the ONNX model', 'model.onnx')
+    .option('--features <a,b,...>', 'the feature columns (default: a `herd dataset export` table\'s features, else every column but the target and --time; for the cluster, every feature herd exports)')
+    .option('--time <column>', 'with --csv: order rows by this column for the validation split (default: file order); not a feature')
+    .option('--from <time>', 'cluster: first sample time: ISO 8601, ms since the epoch, or a span ago (2h); default an hour before --to')
+    .option('--to <time>', 'cluster: end of the range (same forms); default now')
+    .option('--step <ms>', 'cluster: grid step the samples are resampled onto (default 5000)')
+    .option('--json', 'cluster: the raw TrainModel answer')
     .option('--valid-fraction <f>', 'share of the latest rows held out for validation and early stopping (0 turns both off)', '0.2');
   for (const [key, flag] of Object.entries(FLAGS)) {
     train.option(`${flag} <n>`, `${key} (default ${DEFAULT_PARAMS[key as keyof TrainParams]}${key === 'earlyStoppingRounds' ? '; 10 with a validation set' : ''})`);
   }
-  train.action((opts) => trainCommand(opts).catch((e) => fail('train', e)));
+  addConnectOptions(server(train));
+  train.action((opts) => {
+    if (!opts.csv) {
+      if (opts.target || opts.time) {
+        process.stderr.write(`herd model train: ${opts.target ? '--target' : '--time'} goes with --csv; the cluster's model forecasts a container's ops/s from the features herd exports\n`);
+        process.exit(2);
+      }
+      return clusterTrain(opts);
+    }
+    if (!opts.target) {
+      process.stderr.write("herd model train: --csv needs --target COL, the column to forecast\n");
+      process.exit(2);
+    }
+    return trainCommand(opts).catch((e) => fail('train', e));
+  });
+  registerClusterModel(model, server);
   model
     .command('predict')
     .description('run an ONNX regressor (herd\'s, or one with an input per column) over a CSV; prints the CSV with a prediction column')

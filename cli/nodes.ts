@@ -14,8 +14,8 @@ import { addConnectOptions, adminChannel, rpcErrorText, type Channel } from './c
 
 const DEADLINE_MS = 10_000;
 
-function unaryCall(client: any, method: string, req: unknown): Promise<any> {
-  return new Promise((resolve, reject) => client[method](req, { deadline: Date.now() + DEADLINE_MS }, (err: grpc.ServiceError | null, res: any) => (err ? reject(err) : resolve(res))));
+function unaryCall(client: any, method: string, req: unknown, deadlineMs = DEADLINE_MS): Promise<any> {
+  return new Promise((resolve, reject) => client[method](req, { deadline: Date.now() + deadlineMs }, (err: grpc.ServiceError | null, res: any) => (err ? reject(err) : resolve(res))));
 }
 
 /** Asks `server` who coordinates and returns the coordinator's address (Admin calls other than GetLeader/GetCluster are answered there only). */
@@ -35,7 +35,7 @@ export async function coordinatorOf(server: string, channel: Channel): Promise<s
  * with the gRPC error (so it may handle one, e.g. NOT_FOUND); anything else it throws is
  * printed, and the command exits 1.
  */
-export async function withCoordinator<T>(what: string, opts: any, calls: (call: (method: string, req: unknown) => Promise<any>) => Promise<T>): Promise<T> {
+export async function withCoordinator<T>(what: string, opts: any, calls: (call: (method: string, req: unknown) => Promise<any>) => Promise<T>, deadlineMs = DEADLINE_MS): Promise<T> {
   let channel: Channel;
   try {
     channel = adminChannel(opts);
@@ -53,7 +53,7 @@ export async function withCoordinator<T>(what: string, opts: any, calls: (call: 
   }
   const admin = new herd.Admin(address, channel.credentials, channel.options);
   try {
-    return await calls((method, req) => unaryCall(admin, method, req));
+    return await calls((method, req) => unaryCall(admin, method, req, deadlineMs));
   } catch (err) {
     process.stderr.write(`herd ${what}: ${(err as any)?.code !== undefined ? rpcErrorText(address, err) : (err as Error).message}\n`);
     process.exit(1);
@@ -63,8 +63,8 @@ export async function withCoordinator<T>(what: string, opts: any, calls: (call: 
 }
 
 /** Runs one Admin call on the coordinator, reached through `opts.server`; prints and exits on failure. */
-export function onCoordinator(what: string, opts: any, method: string, req: unknown): Promise<any> {
-  return withCoordinator(what, opts, (call) => call(method, req));
+export function onCoordinator(what: string, opts: any, method: string, req: unknown, deadlineMs = DEADLINE_MS): Promise<any> {
+  return withCoordinator(what, opts, (call) => call(method, req), deadlineMs);
 }
 
 const kindName = (k: string) => (k === 'IDENTITY_KIND_NODE' ? 'node' : k === 'IDENTITY_KIND_OPERATOR' ? 'operator' : k);

@@ -8,7 +8,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { parsePlanetLab, cloudSimSetup, fixedClusterSetup, PLANETLAB_SETTINGS, TraceError, type TraceRow } from '../coordinator/sim/planetlab';
 import { parseScenario, scenarioSpec, ScenarioError } from '../coordinator/sim/scenario';
-import { formatTable, knownController, runAll } from '../coordinator/sim/runner';
+import { formatTable, knownController, runAll, usesForecast } from '../coordinator/sim/runner';
+import { trainOnScenario, type ForecastTraining } from '../coordinator/sim/forecast';
 import { plotRuns } from '../coordinator/sim/plot';
 import type { SimSpec } from '../coordinator/sim/model';
 
@@ -40,7 +41,7 @@ export function registerSim(program: Command): void {
     .argument('[scenario]', 'scenario JSON file')
     .option('--trace <file>', 'a PlanetLab day (CSV: vm,t0,...,t1435); repeat to replay several at once', collect)
     .option('--setup <kind>', 'with --trace: cloudsim (800 hosts that switch off when idle, as CloudSim\'s benchmark) or fixed (--nodes hosts, all on)', 'cloudsim')
-    .option('--policy <list>', 'comma-separated controllers: none, lr-mmt, mad-mmt, or Herd policies (cpu-greedy, cpu-greedy-mt, oltp-disk, balance, random, low-node-utilization; chain with +)')
+    .option('--policy <list>', 'comma-separated controllers: none, lr-mmt, mad-mmt, or Herd policies (cpu-greedy, cpu-greedy-mt, oltp-disk, balance, random, low-node-utilization, forecast; chain with +)')
     .option('--nodes <n>', 'hosts (with --trace)')
     .option('--seed <n>', 'random seed (same seed, same result)')
     .option('--settings <json>', "Herd's controller settings over the scenario's, as JSON")
@@ -90,13 +91,20 @@ export function registerSim(program: Command): void {
         }
       }
       let results;
+      let forecast: ForecastTraining | undefined;
       try {
-        results = runAll(spec, policies, settings, () => performance.now());
+        if (policies.some(usesForecast)) forecast = trainOnScenario(spec, { settings });
+        results = runAll(spec, policies, settings, () => performance.now(), forecast);
       } catch (err) {
         fail((err as Error).message);
       }
       if (opts.plot) writeFileSync(opts.plot, plotRuns(results, title));
       if (opts.json) process.stdout.write(`${JSON.stringify({ title, runs: results.map((r) => r.metrics) }, null, 2)}\n`);
-      else process.stdout.write(`${title}\n${formatTable(results)}\n${opts.plot ? `plot: ${opts.plot}\n` : ''}`);
+      else {
+        const model = forecast
+          ? `forecast model: ${forecast.model.trees.length} trees trained on ${forecast.trainRows} rows of the first ${forecast.trainMs / 1000} s run by the random explorer (validation RMSE ${forecast.validRmse.toPrecision(4)} ops/s on the latest ${forecast.validRows})\n`
+          : '';
+        process.stdout.write(`${title}\n${model}${formatTable(results)}\n${opts.plot ? `plot: ${opts.plot}\n` : ''}`);
+      }
     });
 }

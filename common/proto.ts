@@ -13,6 +13,7 @@ export const PROTO_FILES = [
   'herd/v1/types.proto',
   'herd/v1/migration.proto',
   'herd/v1/security.proto',
+  'herd/v1/forecast.proto',
   'herd/v1/control.proto',
   'herd/v1/mesh.proto',
   'herd/v1/admin.proto',

@@ -16,6 +16,7 @@ import type { MigrationRecord } from '../common/migration-record';
 import type { Migrations } from './migrations';
 import type { AuditTrail } from './audit';
 import type { ControlRecords } from './controller/records';
+import type { ModelStore } from './forecast/models';
 import type { RevocationStore, Revocation } from '../common/revocations';
 import { peerIdentity } from '../common/identity';
 
@@ -52,7 +53,7 @@ export class Ingest {
     private readonly registry: Registry,
     private readonly opts: IngestOptions,
     private readonly migrations?: Migrations,
-    private readonly security: { revocations?: RevocationStore; audit?: AuditTrail; control?: Pick<ControlRecords, 'recordBatch'>; connected?: (nodeId: string) => void } = {},
+    private readonly security: { revocations?: RevocationStore; audit?: AuditTrail; control?: Pick<ControlRecords, 'recordBatch'>; models?: Pick<ModelStore, 'recordBatch'>; connected?: (nodeId: string) => void } = {},
   ) {
     // A revocation learnt from anywhere goes to every agent, and a removed node's stream ends.
     security.revocations?.onAdded((added) => this.spread(added));
@@ -219,6 +220,7 @@ export class Ingest {
             for (const m of (Array.isArray(b.migrations) ? b.migrations : []) as MigrationRecord[]) this.migrations?.update(m);
             this.security.audit?.record(b.audit);
             this.security.control?.recordBatch(b.decisions, b.policy);
+            this.security.models?.recordBatch(b.models);
             const written = this.store.ingest(node, logId, seq, base, b.series as SeriesPoints[]);
             let points = 0;
             for (const sp of b.series) points += sp.offsets_ms.length;

@@ -19,6 +19,8 @@ import { logger } from '../../common/log';
 import { loadProtos } from '../../common/proto';
 import { checkId } from '../../common/validate';
 import { IMAGE_ARTIFACT, imageArtifact, splitCheckpoint } from '../runtime/fast-checkpoint';
+import { nodeTlsFiles, type PageServerTls } from '../runtime/page-server';
+import { isIP } from 'node:net';
 import type { ContainerRuntime } from '../runtime/runtime';
 import type { ArtifactRegistry } from '../transfer/artifacts';
 import type { MigrationFaults } from './faults';
@@ -44,6 +46,8 @@ interface JournalEntry {
   upperDir?: string;
   /** Where the checkpoint's images are (on the image tmpfs on the fast path); the checkpoint tar goes beside it. */
   checkpointDir?: string;
+  /** The dump sent the pages to the target's page server and left the processes stopped: a rollback thaws them. */
+  leftStopped?: boolean;
 }
 
 export interface RunnerDeps {
@@ -68,6 +72,8 @@ export class MigrationRunner {
   private readonly journal: Database<JournalEntry, string>;
   private readonly active = new Map<string, JournalEntry>();
   private readonly peers = new Map<string, any>();
+  /** The target's page server for a migration being prepared (in memory: after a crash the migration is undone anyway). */
+  private readonly pageServers = new Map<string, Deferred<{ port: number; refusal: string }>>();
   private stopped = false;
 
   constructor(private readonly deps: RunnerDeps) {
@@ -127,6 +133,9 @@ export class MigrationRunner {
       artifacts: [],
     };
     this.active.set(id, entry);
+    // (not with tcp-established: a source left stopped keeps its sockets, and removing it could reset
+    // the peer's connection that the target now holds; that dump ends the source as before)
+    if (this.deps.transport?.secure && nodeTlsFiles(this.deps.dataDir) && !record.tcp_established) this.pageServers.set(id, deferred());
     log.info('migration starting', { migration: id, herd_id: record.herd_id, to: record.target_node_id, fs_mode: record.fs_mode });
     await this.apply(entry, start());
   }
@@ -168,30 +177,42 @@ export class MigrationRunner {
     try {
       switch (a.type) {
         case 'prepare-target': {
-          const c = await this.deps.runtime.inspect(entry.sourceDockerId);
-          const r = await this.peer(entry).call('PrepareMigration', {
-            migration_id: id,
-            herd_id: entry.cmd.herd_id,
-            source_node_id: this.deps.nodeId,
-            source_address: this.deps.address(),
-            fs_mode: entry.cmd.fs_mode,
-            create_json: JSON.stringify(c.createSpec),
-            name: c.name.replace(/^\//, ''),
-            term: entry.cmd.term,
-          });
-          entry.record.target_docker_id = r.target_docker_id;
-          entry.upperDir = c.upperDir; // journaled with the next state; saves a lookup inside the downtime
+          const pages = this.pageServers.get(id);
+          try {
+            const c = await this.deps.runtime.inspect(entry.sourceDockerId);
+            const r = await this.peer(entry).call('PrepareMigration', {
+              migration_id: id,
+              herd_id: entry.cmd.herd_id,
+              source_node_id: this.deps.nodeId,
+              source_address: this.deps.address(),
+              fs_mode: entry.cmd.fs_mode,
+              create_json: JSON.stringify(c.createSpec),
+              name: c.name.replace(/^\//, ''),
+              term: entry.cmd.term,
+              page_server: Boolean(pages),
+            });
+            entry.record.target_docker_id = r.target_docker_id;
+            entry.upperDir = c.upperDir; // journaled with the next state; saves a lookup inside the downtime
+            pages?.resolve({ port: Number(r.page_server_port ?? 0), refusal: String(r.page_server_refusal || `${entry.cmd.target_node_id} started no page server`) });
+          } catch (err) {
+            pages?.reject(err);
+            throw err;
+          }
           this.timed(entry, 'PREPARE', performance.now() - t0);
           return this.feed(entry, { type: 'prepared' });
         }
         case 'checkpoint': {
           await mkdir(outDir, { recursive: true });
+          // Pages straight to the target: its page server must listen before the freeze (prepare answers its port).
+          const pages = await this.pageServerFor(entry);
+          const frozeAt = performance.now();
           entry.freezeMs = Date.now();
-          const cp = await this.deps.runtime.checkpoint(entry.sourceDockerId, outDir, CHECKPOINT_NAME, { tcpEstablished: entry.cmd.tcp_established });
+          const cp = await this.deps.runtime.checkpoint(entry.sourceDockerId, outDir, CHECKPOINT_NAME, { tcpEstablished: entry.cmd.tcp_established, pageServer: pages.to });
           entry.checkpointDir = cp.dir;
+          entry.leftStopped = cp.method === 'page-server';
           entry.record.checkpoint_method = cp.method;
-          entry.record.checkpoint_fallback_reason = cp.fallbackReason;
-          this.timed(entry, 'CHECKPOINT', performance.now() - t0);
+          entry.record.checkpoint_fallback_reason = cp.fallbackReason || pages.refusal;
+          this.timed(entry, 'CHECKPOINT', performance.now() - frozeAt);
           return this.feed(entry, { type: 'checkpointed' });
         }
         case 'package': {
@@ -227,7 +248,7 @@ export class MigrationRunner {
         }
         case 'complete': {
           if (this.deps.faults?.pauseBeforeCompleteMs) await new Promise((r) => setTimeout(r, this.deps.faults!.pauseBeforeCompleteMs));
-          const last = await this.peer(entry).stream('CompleteMigration', { migration_id: id, artifacts: entry.artifacts, checkpoint_name: CHECKPOINT_NAME, tcp_established: entry.cmd.tcp_established ?? false }, (p: any) => {
+          const last = await this.peer(entry).stream('CompleteMigration', { migration_id: id, artifacts: entry.artifacts, checkpoint_name: CHECKPOINT_NAME, tcp_established: entry.cmd.tcp_established ?? false, pages_on_target: Boolean(entry.leftStopped) }, (p: any) => {
             entry.record.bytes_done = Number(p.bytes_done);
             entry.record.step = p.step;
             void this.publish(entry, true);
@@ -253,7 +274,11 @@ export class MigrationRunner {
         }
         case 'restore-source': {
           const c = await this.deps.runtime.inspect(entry.sourceDockerId);
-          if (c.state !== 'running') {
+          if (c.state === 'running') {
+            // A page-server dump left it stopped (also after a crash before that was journaled): it goes on where it was.
+            if (entry.leftStopped && this.deps.faults?.failSourceRestore) throw new Error('thaw failed (fault injected: migration.fail_source_restore)');
+            if ((await this.deps.runtime.thaw(entry.sourceDockerId)) > 0) entry.record.downtime_ms = Date.now() - (entry.freezeMs ?? Date.now());
+          } else {
             if (this.deps.faults?.failSourceRestore) throw new Error('restore failed (fault injected: migration.fail_source_restore)');
             await this.deps.runtime.restoreFromDir(entry.sourceDockerId, checkpointDirOf(entry, outDir), CHECKPOINT_NAME, { keepSource: true, tcpEstablished: entry.cmd.tcp_established });
             entry.record.downtime_ms = Date.now() - (entry.freezeMs ?? Date.now());
@@ -263,7 +288,9 @@ export class MigrationRunner {
         }
         case 'restart-source': {
           const c = await this.deps.runtime.inspect(entry.sourceDockerId);
-          if (c.state !== 'running') await this.deps.runtime.start(entry.sourceDockerId);
+          // stopped by a page-server dump and not thawed: restarted from scratch like any other
+          if (c.state === 'running' && entry.leftStopped) await this.deps.runtime.stop(entry.sourceDockerId, { timeoutS: 0 });
+          if (c.state !== 'running' || entry.leftStopped) await this.deps.runtime.start(entry.sourceDockerId);
           entry.record.downtime_ms = Date.now() - (entry.freezeMs ?? Date.now());
           return this.feed(entry, { type: 'source-restarted' });
         }
@@ -288,11 +315,34 @@ export class MigrationRunner {
     }
   }
 
+  /**
+   * Whether the pages go to the target's page server, and where: this node must have its TLS
+   * files (CRIU's page server is verified only under TLS) and the target must have started one.
+   */
+  private async pageServerFor(entry: JournalEntry): Promise<{ to?: { host: string; port: number; tls: PageServerTls }; refusal: string }> {
+    const wait = this.pageServers.get(entry.cmd.migration_id);
+    if (!wait) return { refusal: '' };
+    const tls = nodeTlsFiles(this.deps.dataDir);
+    let answer: { port: number; refusal: string };
+    try {
+      answer = await wait.promise;
+    } catch {
+      throw new Error('not taken: the target was not prepared');
+    } finally {
+      this.pageServers.delete(entry.cmd.migration_id);
+    }
+    const host = hostOf(entry.cmd.target_address);
+    if (!answer.port) return { refusal: `the pages were sent as artifacts: ${answer.refusal}` };
+    if (!tls || !isIP(host)) return { refusal: `the pages were sent as artifacts: ${tls ? `the target's address ${entry.cmd.target_address} is not an IP address` : 'this node has no TLS files'}` };
+    return { to: { host, port: answer.port, tls }, refusal: '' };
+  }
+
   private async finish(entry: JournalEntry, outcome: string, reason: string): Promise<void> {
     const id = entry.cmd.migration_id;
     entry.record.state = outcome;
     entry.record.reason = reason;
     entry.record.ended_ms = Date.now();
+    this.pageServers.delete(id);
     this.deps.artifacts.remove(id);
     await rm(join(this.deps.dataDir, 'migrations', 'out', id), { recursive: true, force: true });
     // a fast-path checkpoint lives on the image tmpfs: memory, until removed
@@ -343,6 +393,20 @@ export class MigrationRunner {
 /** The checkpoint's images: where the runtime put them (journaled), else the old place under the data dir. */
 function checkpointDirOf(entry: JournalEntry, outDir: string): string {
   return entry.checkpointDir ?? join(outDir, CHECKPOINT_NAME);
+}
+
+interface Deferred<T> { promise: Promise<T>; resolve: (v: T) => void; reject: (e: unknown) => void }
+function deferred<T>(): Deferred<T> {
+  const d = {} as Deferred<T>;
+  d.promise = new Promise<T>((res, rej) => Object.assign(d, { resolve: res, reject: rej }));
+  d.promise.catch(() => undefined); // awaited by the checkpoint; a rejection nobody waits for is not an error
+  return d;
+}
+
+/** The host of a host:port address ([v6]:port too). */
+function hostOf(address: string): string {
+  const m = /^\[([^\]]+)\]:\d+$/.exec(address) ?? /^([^:]+):\d+$/.exec(address);
+  return m ? m[1] : address;
 }
 
 /** Answers by which the target refused a prepare itself: nothing was made there. */

@@ -28,6 +28,7 @@ import { FETCH_WINDOW_BYTES, fetchArtifact, type FetchOptions, type TransferClie
 import { Insecure, type Transport } from '../../common/transport';
 import { loadProtos } from '../../common/proto';
 import type { MigrationFaults } from './faults';
+import { nodeTlsFiles, pageServerDone, pageServerPid, startPageServer, stopPageServer } from '../runtime/page-server';
 
 const log = logger('migration-target');
 
@@ -55,6 +56,8 @@ interface TargetRecord {
   /** The container's name, known before its Docker id: a restart between the two must not leave it unknown. */
   name?: string;
   reason?: string;
+  /** The CRIU page server started for this migration (prepare with page_server), until it is done. */
+  pageServerPid?: number;
 }
 
 export interface TargetDeps {
@@ -189,7 +192,7 @@ export class MigrationTarget {
     }
   }
 
-  async prepare(req: any, caller?: PeerIdentity): Promise<{ target_docker_id: string }> {
+  async prepare(req: any, caller?: PeerIdentity): Promise<{ target_docker_id: string; page_server_port?: number; page_server_refusal?: string }> {
     const bad =
       checkId('migration_id', req.migration_id) ??
       checkId('herd_id', req.herd_id) ??
@@ -236,9 +239,29 @@ export class MigrationTarget {
       const upperDir = await this.deps.runtime.inspect(dockerId).then((c) => c.upperDir, (err) => log.debug('inspect after create failed', { reason: errorText(err) }));
       if (upperDir) await this.db.put(req.migration_id, { ...record, upperDir });
     }
-    log.info('prepared a migration target', { migration: req.migration_id, herd_id: req.herd_id, docker_id: dockerId.slice(0, 12) });
+    const pages = req.page_server ? await this.startPageServer(req.migration_id) : undefined;
+    if (pages && 'pid' in pages) await this.db.put(req.migration_id, { ...(this.db.get(req.migration_id) ?? record), pageServerPid: pages.pid });
+    log.info('prepared a migration target', { migration: req.migration_id, herd_id: req.herd_id, docker_id: dockerId.slice(0, 12), page_server: pages });
     this.sourceClient(req.source_node_id, req.source_address).getChannel().getConnectivityState(true); // connect now
-    return { target_docker_id: dockerId };
+    return { target_docker_id: dockerId, page_server_port: pages && 'port' in pages ? pages.port : 0, page_server_refusal: pages && 'refusal' in pages ? pages.refusal : '' };
+  }
+
+  /**
+   * A CRIU page server writing into this migration's staging dir on the image tmpfs, over mutual
+   * TLS with this node's certificate; or why not (the source then sends the pages as artifacts).
+   */
+  private async startPageServer(migrationId: string): Promise<{ pid: number; port: number } | { refusal: string }> {
+    const tls = this.deps.transport?.secure ? nodeTlsFiles(this.deps.dataDir) : undefined;
+    if (!tls) return { refusal: `${this.deps.nodeId} runs without TLS, and CRIU's page server verifies the pages only under TLS` };
+    const staging = await this.deps.runtime.stagingDir(migrationId).catch(() => undefined);
+    if (!staging) return { refusal: `${this.deps.nodeId} has no image tmpfs (it restores the old way)` };
+    try {
+      await rm(staging, { recursive: true, force: true });
+      return await startPageServer(staging, tls);
+    } catch (err) {
+      log.warn('could not start a page server; the pages come as artifacts', { migration: migrationId, reason: errorText(err) });
+      return { refusal: errorText(err) };
+    }
   }
 
   async complete(req: any, progress: (p: unknown) => void, caller?: PeerIdentity): Promise<void> {
@@ -255,7 +278,7 @@ export class MigrationTarget {
       throw new RpcError(grpc.status.FAILED_PRECONDITION, `migration ${req.migration_id} is ${this.completing.has(req.migration_id) ? 'being completed' : rec.state} here, not prepared`);
     }
     // The record's state is written asynchronously: this guards a second call arriving meanwhile.
-    const done = this.doComplete(req.migration_id, rec, artifacts, checkpointName, Boolean(req.tcp_established), progress);
+    const done = this.doComplete(req.migration_id, rec, artifacts, checkpointName, { tcpEstablished: Boolean(req.tcp_established), pagesOnTarget: Boolean(req.pages_on_target) }, progress);
     this.completing.set(req.migration_id, done);
     try {
       await done;
@@ -264,7 +287,8 @@ export class MigrationTarget {
     }
   }
 
-  private async doComplete(migrationId: string, rec: TargetRecord, artifacts: ArtifactSpec[], checkpointName: string, tcpEstablished: boolean, progress: (p: unknown) => void): Promise<void> {
+  private async doComplete(migrationId: string, rec: TargetRecord, artifacts: ArtifactSpec[], checkpointName: string, o: { tcpEstablished: boolean; pagesOnTarget: boolean }, progress: (p: unknown) => void): Promise<void> {
+    const tcpEstablished = o.tcpEstablished;
     const req = { migration_id: migrationId };
     const total = artifacts.reduce((a, x) => a + x.size, 0);
     const timings: Timing[] = [];
@@ -277,6 +301,11 @@ export class MigrationTarget {
     let staged: string | undefined;
     try {
       fast = await this.deps.runtime.stagingDir(req.migration_id);
+      if (rec.pageServerPid && !o.pagesOnTarget) {
+        // the source did not use the page server (it fell back): stopped, and the dir starts empty
+        if (fast) stopPageServer(fast, rec.pageServerPid);
+        rec = { ...rec, pageServerPid: undefined };
+      }
       await this.db.put(req.migration_id, { ...rec, state: 'restoring' });
       await mkdir(dir, { recursive: true });
       let t0 = performance.now();
@@ -291,7 +320,13 @@ export class MigrationTarget {
       // copying it (dockerd bind-mounts its root onto itself: a rename from outside is EXDEV).
       const into = fast ?? pathInside(containerDir, 'herd-incoming-checkpoint');
       staged = into;
-      await rm(into, { recursive: true, force: true });
+      if (rec.pageServerPid && fast) {
+        // the source's dump sent the pages here and ended: the page server has flushed them and exits
+        await pageServerDone(fast, rec.pageServerPid);
+        stopPageServer(fast);
+      } else {
+        await rm(into, { recursive: true, force: true });
+      }
       await mkdir(into, { recursive: true });
       // CRIU's big images are fetched straight to where the restore reads them
       const fetchPath = (name: string) => {
@@ -361,6 +396,7 @@ export class MigrationTarget {
       if (fast) await rm(`${fast}.tar`, { force: true });
     } catch (err) {
       // what was staged for the restore goes too (a failed restore gives its input back)
+      if (fast && rec.pageServerPid) stopPageServer(fast, rec.pageServerPid);
       await Promise.all([staged, fast && `${fast}.tar`].map((p) => p && rm(p, { recursive: true, force: true })));
       const reason = errorText(err);
       await this.db.put(req.migration_id, { ...rec, state: 'failed', reason });
@@ -392,6 +428,7 @@ export class MigrationTarget {
     await rm(this.dir(id), { recursive: true, force: true });
     // a completion cut short by a crash of this agent may have left images on the tmpfs (memory)
     const fast = await Promise.resolve().then(() => this.deps.runtime.stagingDir(id)).catch(() => undefined);
+    if (fast) stopPageServer(fast, rec?.pageServerPid ?? pageServerPid(fast));
     if (fast) await Promise.all([fast, `${fast}.tar`].map((p) => rm(p, { recursive: true, force: true })));
     if (!rec) {
       // Nothing here: remembered as aborted, so a prepare that arrives late makes nothing.

@@ -27,6 +27,8 @@ export interface DirectCheckpoint {
   workPath: string;
   /** CRIU tcp-established: dump established TCP connections */
   openTcp?: boolean;
+  /** false: the task is not ended after the dump (a page-server dump leaves it stopped; default true) */
+  exit?: boolean;
 }
 
 interface Loaded { Tasks: grpc.ServiceClientConstructor; Options: protobuf.Type }
@@ -45,7 +47,7 @@ function protos(): Loaded {
 /** The CheckpointOptions `Any` as containerd 1.6's typeurl resolves it (the bare type name). */
 export function checkpointOptionsAny(o: DirectCheckpoint): { type_url: string; value: Buffer } {
   const { Options } = protos();
-  const msg = Options.create({ exit: true, openTcp: o.openTcp ?? false, imagePath: o.imagePath, workPath: o.workPath });
+  const msg = Options.create({ exit: o.exit ?? true, openTcp: o.openTcp ?? false, imagePath: o.imagePath, workPath: o.workPath });
   return { type_url: OPTIONS_TYPE, value: Buffer.from(Options.encode(msg).finish()) };
 }
 
@@ -148,6 +150,8 @@ export interface ContainerdLocation {
   socket: string;
   /** where containerd unpacks a checkpoint at restore (XDG_RUNTIME_DIR, else TMPDIR, else /tmp) */
   tmpDir: string;
+  /** runc's state dirs of the containers, `<exec-root>/runtime-runc/moby` (Docker's runtime root for runc) */
+  runcRoot: string;
 }
 
 /**
@@ -174,7 +178,7 @@ export function findContainerd(dockerSocket: string, procDir = '/proc'): Contain
       const ctrdPid = Number(readArgs(path.join(flags.execRoot, 'containerd', 'containerd.pid'))[0]?.trim() || 0) || 0;
       if (ctrdPid) env = envOf(ctrdPid);
     }
-    return { socket, tmpDir: env.XDG_RUNTIME_DIR || env.TMPDIR || '/tmp' };
+    return { socket, tmpDir: env.XDG_RUNTIME_DIR || env.TMPDIR || '/tmp', runcRoot: path.join(flags.execRoot, 'runtime-runc', MOBY_NAMESPACE) };
   }
   return undefined;
 }

@@ -13,6 +13,7 @@ import { pipeline } from 'node:stream/promises';
 import Dockerode from 'dockerode';
 import { logger } from '../../common/log';
 import { isInside, linkCheckpoint, probeFastPath, type FastPath } from './fast-checkpoint';
+import { continueStopped, dumpConfig, withCriuConfigLabel } from './page-server';
 import { LogCatcher, withRuncConfOption, criuCheck, criuLogPathFromMessage, criuReasons, readCriuLog, runcConfLogFile } from './criu';
 import { META, NONCE, cleanLeaks, ctrdLeaks, placeCheckpoint, readMeta } from './checkpoint-files';
 import { checkName, dial, dockerMessage, serialized, toRuntimeError, type DialOptions, type DockerErr } from './engine';
@@ -49,6 +50,8 @@ export interface DockerRuntimeOptions {
 }
 
 const FAST_RETRY_MS = 30_000;
+/** runc's host-wide CRIU config file (its settings are kept in a page-server dump's own file). */
+const RUNC_CONF = '/etc/criu/runc.conf';
 
 export class DockerRuntime implements ContainerRuntime {
   readonly socketPath: string;
@@ -192,6 +195,14 @@ export class DockerRuntime implements ContainerRuntime {
       throw new RuntimeError(`cannot checkpoint ${id.slice(0, 12)}: it was started with --rm, and Docker would remove it (and its files) as soon as the checkpoint stops it`, 'FAILED_PRECONDITION');
     }
     const direct = await this.directReady(id);
+    // Pages to the target's page server: only on the direct path, and only with runc's state at hand.
+    let toPages = opts.pageServer && 'f' in direct ? opts.pageServer : undefined;
+    let pagesRefusal = opts.pageServer && 'reason' in direct ? `the pages were dumped here: ${direct.reason}` : '';
+    const stateJson = 'f' in direct ? path.join(direct.f.loc.runcRoot, id, 'state.json') : '';
+    if (toPages && !fs.existsSync(stateJson)) {
+      pagesRefusal = `the pages were dumped here: runc's state of the container is not at ${stateJson}`;
+      toPages = undefined;
+    }
     if ('reason' in direct) {
       if (opts.tcpEstablished) throw new RuntimeError(`cannot checkpoint ${id.slice(0, 12)} with its TCP connections: Docker has no such option and the direct path is not available (${direct.reason})`, 'FAILED_PRECONDITION');
       log.info('checkpoint through Docker (the direct path is not available)', { id: id.slice(0, 12), reason: direct.reason });
@@ -203,12 +214,25 @@ export class DockerRuntime implements ContainerRuntime {
     // (a second copy of a container that is about to run on the target). Put back on failure,
     // and by restoreFromDir on a rollback.
     const policy = c.HostConfig?.RestartPolicy ?? { Name: 'no' };
-    const restarts = policy.Name !== '' && policy.Name !== 'no';
+    // (a page-server dump leaves the task stopped, not exited: no policy fires)
+    const restarts = !toPages && policy.Name !== '' && policy.Name !== 'no';
     if (restarts) await this.setRestartPolicy(id, { Name: 'no', MaximumRetryCount: 0 });
     const t0 = Date.now();
     const work = `${dir}.work`;
     try {
-      if ('f' in direct) {
+      if (toPages && 'f' in direct) {
+        // the node's own runc.conf settings (log-file ...) go along: the label's file replaces it for this dump
+        const base = fs.existsSync(RUNC_CONF) ? fs.readFileSync(RUNC_CONF, 'utf8').split('\n') : [];
+        const conf = `${dir}.criu.conf`;
+        fs.writeFileSync(conf, dumpConfig(toPages.host, toPages.port, toPages.tls, base), { mode: 0o600 });
+        const undo = withCriuConfigLabel(stateJson, conf);
+        try {
+          await direct.f.ctrd.checkpoint(id, { imagePath: dir, workPath: work, openTcp: opts.tcpEstablished, exit: false }, this.longTimeoutMs);
+        } finally {
+          undo();
+          fs.rmSync(conf, { force: true });
+        }
+      } else if ('f' in direct) {
         await direct.f.ctrd.checkpoint(id, { imagePath: dir, workPath: work, openTcp: opts.tcpEstablished }, this.longTimeoutMs);
         await this.untilStopped(id);
       } else {
@@ -230,7 +254,8 @@ export class DockerRuntime implements ContainerRuntime {
     const ms = Date.now() - t0;
     fs.rmSync(work, { recursive: true, force: true });
     fs.writeFileSync(path.join(dir, META), JSON.stringify({ dockerId: id, restartPolicy: policy, at: new Date().toISOString() }) + '\n');
-    return { dir, ms, method: 'f' in direct ? 'containerd' : 'docker', fallbackReason: 'reason' in direct ? direct.reason : '' };
+    if (toPages) return { dir, ms, method: 'page-server', fallbackReason: '' };
+    return { dir, ms, method: 'f' in direct ? 'containerd' : 'docker', fallbackReason: pagesRefusal || ('reason' in direct ? direct.reason : '') };
   }
 
   /**
@@ -349,6 +374,11 @@ export class DockerRuntime implements ContainerRuntime {
     } catch (err) {
       throw toRuntimeError(err, `start ${dockerId.slice(0, 12)}`);
     }
+  }
+
+  async thaw(dockerId: string): Promise<number> {
+    const c = await this.raw(dockerId);
+    return c.State?.Running ? continueStopped(c.State.Pid ?? 0) : 0;
   }
 
   async stop(dockerId: string, opts: { timeoutS?: number } = {}): Promise<void> {

@@ -7,6 +7,8 @@
  * answers with (invariant 6), and whose message a person can act on.
  */
 
+import type { PageServerTls } from './page-server';
+
 /** The Docker Engine API ContainerCreate body: Config fields at the top, plus HostConfig and NetworkingConfig. */
 export interface CreateSpec {
   Image: string;
@@ -72,20 +74,28 @@ export interface InspectedContainer {
 export interface CheckpointOptions {
   /** CRIU tcp-established: dump established TCP connections (direct path only; the restore needs it too) */
   tcpEstablished?: boolean;
+  /**
+   * Send the memory pages to this CRIU page server (on the target) instead of the image dir,
+   * and leave the processes stopped (direct path only; page-server.ts). Without the direct path
+   * the checkpoint is taken the usual way and fallbackReason says why.
+   */
+  pageServer?: { host: string; port: number; tls: PageServerTls };
 }
 
 /**
  * How a checkpoint was taken: 'containerd' = Tasks.Checkpoint straight into the image tmpfs
- * (docs/runtime.md#fast-path), 'docker' = `docker checkpoint create` (containerd's content store).
+ * (docs/runtime.md#fast-path), 'docker' = `docker checkpoint create` (containerd's content store),
+ * 'page-server' = Tasks.Checkpoint with the pages sent to the target's page server and the
+ * processes left stopped: they are on the target only, so a rollback is thaw(), not a restore.
  */
-export type CheckpointMethod = 'containerd' | 'docker';
+export type CheckpointMethod = 'containerd' | 'docker' | 'page-server';
 
 export interface CheckpointResult {
   /** the directory holding CRIU's images: <checkpointDir>/<name>, or a dir on the image tmpfs */
   dir: string;
   ms: number;
   method: CheckpointMethod;
-  /** why the direct path was not used ('' when it was) */
+  /** why the direct path (or the page server asked for) was not used ('' when it was) */
   fallbackReason: string;
 }
 
@@ -139,6 +149,11 @@ export interface ContainerRuntime {
   /** Restores a created or stopped container from a directory of CRIU images. Serialized per engine. */
   restoreFromDir(dockerId: string, checkpointSrcDir: string, name: string, opts?: RestoreOptions): Promise<RestoreResult>;
   start(dockerId: string): Promise<void>;
+  /**
+   * SIGCONT to the processes a page-server checkpoint left stopped: the container goes on where
+   * it was (the rollback of that path). Returns how many were stopped; 0 for a container that runs.
+   */
+  thaw(dockerId: string): Promise<number>;
   stop(dockerId: string, opts?: { timeoutS?: number }): Promise<void>;
   remove(dockerId: string, opts?: { force?: boolean }): Promise<void>;
   /** The overlay upper dir (the diff layer) to a tar file, keeping whiteouts, xattrs and owners. */

@@ -5,7 +5,7 @@
  *   open   no certificate needed: the Join service a new node uses to get one, and
  *          health (liveness probes have no credentials; it tells only "serving")
  *   node   a node of the cluster: Mesh, Peer (election, migration), Transfer
- *   read   any node or operator: Admin's Get and List methods, health, reflection
+ *   read   any node or operator: Admin's Get, List and Query methods, ExportDataset, health, reflection
  *   admin  an operator with the admin role: Admin methods that change something;
  *          each such call is written to the audit trail with who made it
  *
@@ -34,8 +34,8 @@ const BY_SERVICE: Record<string, Access> = {
   'grpc.reflection.v1alpha.ServerReflection': 'read',
 };
 
-/** Admin methods that change nothing. */
-const ADMIN_READS = /^(Get|List|Query)/;
+/** Admin methods that change nothing (ExportDataset: the samples QuerySamples serves, as a table; Forecast: a model's prediction). */
+const ADMIN_READS = /^(Get|List|Query|ExportDataset$|Forecast$)/;
 
 /** The access a full method path ("/herd.v1.Admin/Migrate") needs. */
 export function accessOf(path: string): Access {
@@ -148,7 +148,12 @@ function explainUnverified(auth: ReturnType<Transport['authenticate']>, ctx: { s
 function requestJson(message: unknown): string {
   let s: string;
   try {
-    s = JSON.stringify(message ?? {}, (_k, v) => (typeof v === 'bigint' ? v.toString() : Buffer.isBuffer(v) ? `<${v.length} bytes>` : v));
+    // the value as it was, not as toJSON made it: a Buffer arrives here already as {type, data: [...]}
+    // (a 32 MiB LoadModel would be a 100 MB string)
+    s = JSON.stringify(message ?? {}, function (this: any, k, v) {
+      const raw = this[k];
+      return typeof raw === 'bigint' ? raw.toString() : raw instanceof Uint8Array ? `<${raw.length} bytes>` : v;
+    });
   } catch {
     s = '"<unprintable>"';
   }

@@ -3,24 +3,19 @@
  * container's thread (pid) count telling how many cores it could use when its host is
  * saturated, weighed against the target's free cores. The move taken is the one that
  * recovers the most work: cores served after the move (source and target, processor
- * sharing) minus before, over the source's cores, must reach the reward threshold.
+ * sharing, each at most its cores) minus before, over the source's cores, must reach the
+ * reward threshold. So a lone container leaves a saturated small node for a bigger one that
+ * is idle (it gets more cores there), never for one of the same size (it only moves the load).
  * Values ours (the thesis published none for this policy).
  */
 import { byLoadDesc, coolest, overButWaiting } from './cpu-greedy';
-import { cpuDemand, EPS, fmt, hostCpuDemand, loadsOf, type NodeLoad, pct, served } from './load';
+import { cpuDemand, EPS, fmt, hostCpuDemand, loadsOf, type NodeLoad, pct, recoveredWork } from './load';
 import type { Move, Policy, PolicyInput } from './policy';
 import { CpuGreedyMtSchema, type CpuGreedyMtSettings, validatorFor } from './settings';
 import type { Snapshot } from './snapshot';
 
 /** Containers tried per source host (the most wanting first). */
 const CANDIDATES_PER_HOST = 8;
-
-/** Cores of work a move recovers: served on source and target after, minus before. */
-export function recoveredCores(srcCores: number, srcDemand: number, dstCores: number, dstDemand: number, moved: number): number {
-  const before = served(srcCores, srcDemand) + served(dstCores, dstDemand);
-  const after = served(srcCores, srcDemand - moved) + served(dstCores, dstDemand + moved);
-  return after - before;
-}
 
 function over(loads: Map<string, NodeLoad>, s: CpuGreedyMtSettings): Set<string> {
   const min = coolest(loads.values());
@@ -60,15 +55,14 @@ export const cpuGreedyMt: Policy<CpuGreedyMtSettings> = {
         waiting.push(src.view.id);
         continue;
       }
-      const saturated = src.cpu >= s.saturation;
-      const wants = (c: (typeof src.containers)[number]) => cpuDemand(c, src.view.cores, saturated);
+      const wants = (c: (typeof src.containers)[number]) => cpuDemand(c, src, s.saturation);
       const candidates = [...src.containers].sort((a, b) => wants(b) - wants(a) || (a.view.herdId < b.view.herdId ? -1 : 1)).slice(0, CANDIDATES_PER_HOST);
       let best: Move | undefined;
       for (const c of candidates) {
         const dst = targets.find((t) => t.view.id !== src.view.id && allowed(c.view.herdId, t.view.id) === null);
         if (!dst) continue;
         const d = wants(c);
-        const gain = recoveredCores(src.view.cores, demandOf(src), dst.view.cores, demandOf(dst), d);
+        const gain = recoveredWork(src.view.cores, demandOf(src), dst.view.cores, demandOf(dst), d);
         const ratio = gain / Math.max(src.view.cores, 1e-9);
         if (ratio + EPS < s.rewardThreshold) {
           if (!nearMiss || ratio > nearMiss.ratio) nearMiss = { ratio, text: `${c.view.name} (wants ${fmt(d)} cores, ${fmt(c.threads)} threads) from ${src.view.id} to ${dst.view.id} (${fmt(Math.max(0, free(dst)))} cores free)` };

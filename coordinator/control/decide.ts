@@ -73,9 +73,9 @@ const hashString = (s: string) => {
   return h >>> 0;
 };
 
-/** A policy's own settings; the balance policy also gets the evaluation period (the horizon of its gain). */
+/** A policy's own settings; the balance and forecast policies also get the evaluation period (the horizon of their gain). */
 export const thresholdsOf = (settings: ControlSettings, name: PolicyName): unknown =>
-  name === 'balance' ? { ...settings.thresholds.balance, periodMs: settings.schedule.periodMs } : settings.thresholds[name];
+  name === 'balance' || name === 'forecast' ? { ...settings.thresholds[name], periodMs: settings.schedule.periodMs } : settings.thresholds[name];
 
 export function decide(state: ControlState, snapshot: Snapshot, settings: ControlSettings, ctx: DecideContext): DecideResult {
   const filters0 = makeFilters(snapshot, settings);

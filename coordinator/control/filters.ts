@@ -109,7 +109,15 @@ export function makeFilters(snapshot: Snapshot, settings: ControlSettings): Filt
     return r;
   }
 
+  // A snapshot is immutable, so a container's own verdict is too: judged once, not once per target tried.
+  const movableMemo = new Map<string, Refusal | null>();
   function movable(herdId: string): Refusal | null {
+    let r = movableMemo.get(herdId);
+    if (r === undefined) movableMemo.set(herdId, (r = judgeMovable(herdId)));
+    return r;
+  }
+
+  function judgeMovable(herdId: string): Refusal | null {
     const c = containers.get(herdId);
     if (!c) return refuse(herdId, '', 'unknown', `container ${herdId} is not in the snapshot`);
     if (isPinned(c.labels)) return refuse(herdId, '', 'pinned', `${c.name} is pinned (label ${PIN_LABEL}=${c.labels[PIN_LABEL]})`);

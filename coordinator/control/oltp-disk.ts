@@ -8,10 +8,15 @@
  *   5. the candidate's disk ops >= baseline 8000 x baseline threshold 0.005 (40 ops/s),
  *   6. the target is not the candidate's own host.
  * Otherwise the next candidate; with none left the decision step tries the fallback policy
- * (CPU greedy for multi-threaded containers by default). Hosts are those the filters judge;
- * the target is the least-ops host the filters allow for this candidate.
+ * (CPU greedy for multi-threaded containers by default). Hosts are those the filters judge.
+ * The target is the host the filters allow with the most free disk ops (its IOPS, declared
+ * or read from its measured activity, minus its ops): on equal disks that is the thesis's
+ * host with the least disk ops; with disks of different speeds, the one with the most room.
+ * A candidate alone using its host's disk (90% of its ops or more: no neighbour would take
+ * what it frees) moves only when the target's free ops exceed what it does by the disk ops
+ * reward threshold (it would do more there); else it would only move the load.
  */
-import { EPS, fmt, liveHosts, loadsOf, missingFraction, type NodeLoad, pct } from './load';
+import { aloneWith, diskCapacity, EPS, fmt, liveHosts, loadsOf, missingFraction, type NodeLoad, pct } from './load';
 import { overButWaiting } from './cpu-greedy';
 import type { Move, Policy, PolicyInput } from './policy';
 import { OltpDiskSchema, type OltpDiskSettings, validatorFor } from './settings';
@@ -82,7 +87,16 @@ export const oltpDisk: Policy<OltpDiskSettings> = {
       return [];
     }
     const floor = s.baselineOps * s.baselineThreshold;
-    const byOpsAsc = [...hosts].sort((a, b) => a.diskOps - b.diskOps || (a.view.id < b.view.id ? -1 : 1));
+    // Targets by free disk ops, most first; a host of unknown speed is taken as fast as the candidate's (nothing says they differ).
+    const orders = new Map<number, { host: NodeLoad; free: number }[]>();
+    const targetsFor = (srcDisk: number) => {
+      let o = orders.get(srcDisk);
+      if (!o) {
+        o = hosts.map((h) => ({ host: h, free: diskCapacity(h, srcDisk) - h.diskOps })).sort((a, b) => b.free - a.free || a.host.diskOps - b.host.diskOps || (a.host.view.id < b.host.view.id ? -1 : 1));
+        orders.set(srcDisk, o);
+      }
+      return o;
+    };
     const candidates = hosts.flatMap((n) => n.containers.map((c) => ({ c, host: n }))).sort((a, b) => b.c.diskOps - a.c.diskOps || (a.c.view.herdId < b.c.view.herdId ? -1 : 1));
     const failures: string[] = [];
     const waiting: string[] = [];
@@ -106,9 +120,14 @@ export const oltpDisk: Policy<OltpDiskSettings> = {
         failures.push(`${c.view.name}: may not move (${own.filter})`);
         continue;
       }
-      const dst = byOpsAsc.find((t) => t.view.id === host.view.id || allowed(c.view.herdId, t.view.id) === null);
-      if (!dst || dst.view.id === host.view.id) {
-        failures.push(`${c.view.name}: ${dst ? `its own host ${host.view.id} has the least disk ops of the hosts it may go to` : 'no host may take it (see refusals)'}`);
+      const choice = targetsFor(diskCapacity(host)).find((t) => t.host === host || allowed(c.view.herdId, t.host.view.id) === null);
+      const dst = choice?.host;
+      if (!choice || !dst || dst === host) {
+        failures.push(`${c.view.name}: ${dst ? `its own host ${host.view.id} has the most free disk ops of the hosts it may go to` : 'no host may take it (see refusals)'}`);
+        continue;
+      }
+      if (aloneWith(c.diskOps, host.diskOps) && choice.free + EPS < c.diskOps * (1 + s.opsRewardThreshold)) {
+        failures.push(`${c.view.name}: alone using ${host.view.id}'s disk, and ${dst.view.id} has ${fmt(Math.max(0, choice.free))} ops/s free, not ${pct(s.opsRewardThreshold)} more than its ${fmt(c.diskOps)}: it would only move the load`);
         continue;
       }
       const gap = host.diskOps > 0 ? (host.diskOps - dst.diskOps) / host.diskOps : 0;
@@ -125,9 +144,9 @@ export const oltpDisk: Policy<OltpDiskSettings> = {
           score: c.diskOps,
           policy: 'oltp-disk',
           reason:
-            `${c.view.name} has the most disk ops of the movable containers (${fmt(c.diskOps)}/s >= baseline ${fmt(floor)}, ${pct(1 - miss)} of its samples); ${dst.view.id} has the least disk ops (${fmt(dst.diskOps)}/s vs ${fmt(host.diskOps)} on ${host.view.id}, a ${pct(gap)} gap >= ${pct(s.opsRewardThreshold)}); ` +
+            `${c.view.name} has the most disk ops of the movable containers (${fmt(c.diskOps)}/s >= baseline ${fmt(floor)}, ${pct(1 - miss)} of its samples); ${dst.view.id} has the most free disk ops (${fmt(Math.max(0, choice.free))}/s; ${fmt(dst.diskOps)}/s done vs ${fmt(host.diskOps)} on ${host.view.id}, a ${pct(gap)} gap >= ${pct(s.opsRewardThreshold)}); ` +
             `busiest disk ${f.maxActive.view.id} active ${pct(f.maxActive.diskActive)} >= ${pct(s.activeThreshold)}, activity gap ${pct(f.activeGap)} >= ${pct(s.activeRewardThreshold)}`,
-          figures: { containerDiskOps: c.diskOps, sourceDiskOps: host.diskOps, targetDiskOps: dst.diskOps, opsGap: gap, maxDiskActive: f.maxActive.diskActive, activeGap: f.activeGap, missing: miss },
+          figures: { containerDiskOps: c.diskOps, sourceDiskOps: host.diskOps, targetDiskOps: dst.diskOps, targetFreeOps: Math.max(0, choice.free), opsGap: gap, maxDiskActive: f.maxActive.diskActive, activeGap: f.activeGap, missing: miss },
         },
       ];
     }

@@ -5,6 +5,7 @@
 import { balance } from './balance';
 import { cpuGreedy } from './cpu-greedy';
 import { cpuGreedyMt } from './cpu-greedy-mt';
+import { forecast } from './forecast';
 import { lowNodeUtilization } from './low-node-utilization';
 import { oltpDisk } from './oltp-disk';
 import { randomPolicy } from './random';
@@ -18,6 +19,7 @@ export const POLICIES: Readonly<Record<PolicyName, Policy<any>>> = {
   balance,
   random: randomPolicy,
   'low-node-utilization': lowNodeUtilization,
+  forecast,
 };
 
 export function policyByName(name: PolicyName): Policy<unknown> {

@@ -11,7 +11,7 @@
 import { z } from 'zod';
 
 /** Every policy the registry (policies.ts) knows, in the order `herd policy show` lists them. */
-export const POLICY_NAMES = ['cpu-greedy', 'cpu-greedy-mt', 'oltp-disk', 'balance', 'random', 'low-node-utilization'] as const;
+export const POLICY_NAMES = ['cpu-greedy', 'cpu-greedy-mt', 'oltp-disk', 'balance', 'random', 'low-node-utilization', 'forecast'] as const;
 export type PolicyName = (typeof POLICY_NAMES)[number];
 
 /** A number that names its allowed range when it is not one (NaN, a string). */
@@ -34,8 +34,15 @@ export const CpuGreedySchema = obj({
   hostActiveThreshold: fraction(0.5),
   /** Expected drop of the hotter host's CPU use (source before vs the hotter of source and target after) must reach this. */
   rewardThreshold: fraction(0.1),
-  /** A host with fewer containers than this is not a source (moving a lone container only moves the load). */
-  minContainersOnSource: count(2, 1, 1000),
+  /**
+   * A host with fewer containers than this is not a source. 1 by default: a container alone
+   * using its host's CPU is moved only off a saturated host (`saturation`) to a target whose
+   * free cores exceed what it uses by the reward threshold, where it gets more CPU (a small node
+   * beside a bigger idle one); to an equal node it would only move the load.
+   */
+  minContainersOnSource: count(1, 1, 1000),
+  /** A host at or above this CPU use is saturated: its containers may want more than they get. */
+  saturation: fraction(0.9),
 });
 
 /**
@@ -86,9 +93,9 @@ export const BalanceSchema = obj({
   minImprovement: fraction(0.001),
   /** Gain must exceed cost x this (DRS's cost-benefit, with a margin). */
   costBenefitRatio: positive(1, 1000, 'gain over cost'),
-  /** Host CPU use at which containers are taken to want more than they get (threads tell how much). */
+  /** Host CPU use (or disk load) at which containers are taken to want more than they get (threads tell how much CPU; the largest disk bounds I/O). */
   saturation: fraction(0.9),
-  /** One fully busy disk counts as this many cores of work when gains are added up. */
+  /** One disk's worth of ops (the source's) counts as this many cores of work when gains are added up. */
   diskCoreEquivalent: positive(1, 1000, 'cores per busy disk'),
 });
 
@@ -112,6 +119,21 @@ export const LowNodeUtilizationSchema = obj({
   highMemory: fraction(0.5),
 });
 
+/**
+ * Forecast (the thesis's machine learning, issue 15): the model in force predicts each
+ * container's ops/s on every node; a container moves where the prediction beats its
+ * measured ops by the reward threshold, and the ops gained over the next evaluation period
+ * outweigh the ops lost while it is frozen (cost.ts's expected downtime). Values ours.
+ */
+export const ForecastSchema = obj({
+  /** Predicted ops on the target over the container's measured ops, minus 1, must reach this (0.1: 10% more). */
+  rewardThreshold: fraction(0.1),
+  /** Ops gained over the period must exceed the ops lost during the expected downtime x this. */
+  costBenefitRatio: positive(1, 1000, 'gain over cost'),
+  /** A prediction above the measured ops by less than this many ops/s is noise, whatever the ratio. */
+  minOpsGain: num('from 0 to 1e12 (ops per second)').min(0, 'must be from 0 to 1e12 (ops per second)').max(1e12, 'must be from 0 to 1e12 (ops per second)').default(1),
+});
+
 export const ThresholdsSchema = obj({
   'cpu-greedy': CpuGreedySchema,
   'cpu-greedy-mt': CpuGreedyMtSchema,
@@ -119,6 +141,7 @@ export const ThresholdsSchema = obj({
   balance: BalanceSchema,
   random: RandomSchema,
   'low-node-utilization': LowNodeUtilizationSchema,
+  forecast: ForecastSchema,
 });
 
 export const ControlSettingsSchema = z
@@ -177,6 +200,7 @@ export type OltpDiskSettings = z.output<typeof OltpDiskSchema>;
 export type BalanceSettings = z.output<typeof BalanceSchema>;
 export type RandomSettings = z.output<typeof RandomSchema>;
 export type LowNodeUtilizationSettings = z.output<typeof LowNodeUtilizationSchema>;
+export type ForecastSettings = z.output<typeof ForecastSchema>;
 
 /** Sentences naming each bad field and its allowed range, or null when the schema accepts. */
 export function explainIssues(error: z.ZodError): string {
@@ -194,6 +218,20 @@ export function validatorFor(schema: z.ZodType): (x: unknown) => string | null {
   return (x) => {
     const r = schema.safeParse(x ?? {});
     return r.success ? null : explainIssues(r.error);
+  };
+}
+
+/**
+ * The `validate` of a policy whose settings also carry the evaluation period (the horizon of
+ * its gain, added by the decision step): the period checked here, the rest by the schema.
+ */
+export function validatorWithPeriod(schema: z.ZodType): (x: unknown) => string | null {
+  const validate = validatorFor(schema);
+  return (x) => {
+    if (x === null || typeof x !== 'object' || !('periodMs' in x)) return validate(x);
+    const { periodMs, ...rest } = x as { periodMs: unknown };
+    if (typeof periodMs !== 'number' || !(periodMs > 0) || !Number.isFinite(periodMs)) return 'periodMs: must be a number of milliseconds above 0';
+    return validate(rest);
   };
 }
 

@@ -9,6 +9,7 @@ import type { Env } from '../../common/db';
 import { loadProtos } from '../../common/proto';
 import type { Transport } from '../../common/transport';
 import { validateSettings } from '../control/settings';
+import type { ForecastView, Snapshot } from '../control/snapshot';
 import type { Ingest } from '../ingest';
 import type { Leadership } from '../leadership';
 import type { Migrations } from '../migrations';
@@ -49,6 +50,8 @@ export interface ControlModuleDeps {
   term: () => number;
   /** Appends records to this node's own sample log. */
   appendToLog: (control: { decisions?: WireDecision[]; policy?: SettingsVersion[] }) => void;
+  /** The model in force's forecast for a snapshot (coordinator/forecast/module.ts). */
+  forecast?: (s: Snapshot) => Promise<ForecastView | undefined>;
   /** The controller runs while this node coordinates. */
   leadership: Pick<Leadership, 'current' | 'onChange'>;
   /** The node's /metrics registry: the controller's counters join it (herd_controller_*). */
@@ -83,7 +86,7 @@ export function controlModule(deps: ControlModuleDeps): ControlModule {
     deps.ingest.command(nodeId, { term: deps.term(), command_id: `control-catch-up-${Date.now()}`, control: { decisions, policy: policy ? [policy] : [] } });
   };
   const migrate = { registry: deps.registry, migrations: deps.migrations, ingest: deps.ingest, term: deps.term };
-  const driver = new ControllerDriver({ registry: deps.registry, store: deps.store, migrations: deps.migrations, records: deps.records, migrate, term: deps.term, persist, observer: deps.metrics && new ControllerMetrics(deps.metrics) });
+  const driver = new ControllerDriver({ registry: deps.registry, store: deps.store, migrations: deps.migrations, records: deps.records, migrate, term: deps.term, persist, forecast: deps.forecast, observer: deps.metrics && new ControllerMetrics(deps.metrics) });
   const { herd } = loadProtos();
   const runOn = (nodeId: string, req: Record<string, unknown>) =>
     new Promise<{ docker_id: string }>((resolve, reject) => {

@@ -50,12 +50,12 @@ export function resample(samples: Iterable<[number, number]>, nowMs: number, ste
 }
 
 /** a + b step by step; NaN only where both are NaN (a missing read or write count is 0). */
-function addWindows(a: Window, b: Window): number[] {
+export function addWindows(a: Window, b: Window): number[] {
   return a.map((x, i) => (Number.isNaN(x) && Number.isNaN(b[i]) ? NaN : (Number.isNaN(x) ? 0 : x) + (Number.isNaN(b[i]) ? 0 : b[i])));
 }
 
-const labelsOf = (l: LabelKV[] | undefined) => Object.fromEntries((l ?? []).map((x) => [x.key, x.value]));
-const positive = (v: string | undefined) => (v !== undefined && Number(v) > 0 && Number.isFinite(Number(v)) ? Number(v) : undefined);
+export const labelsOf = (l: LabelKV[] | undefined) => Object.fromEntries((l ?? []).map((x) => [x.key, x.value]));
+export const positive = (v: string | undefined) => (v !== undefined && Number(v) > 0 && Number.isFinite(Number(v)) ? Number(v) : undefined);
 
 export function buildSnapshot(src: SnapshotSources, grid: Grid): Snapshot {
   const steps = Math.max(1, Math.ceil(grid.windowMs / grid.stepMs));

@@ -58,7 +58,11 @@ interface Mig {
   freezeMs: number;
   endMs: number;
   fails: boolean;
+  /** Targets of CloudSim's earlier move of this container in the same round: each holds 10% until the end. */
+  via: number[];
 }
+
+const incoming = (m: Mig | null, n: number) => !!m && (m.to === n || m.via.includes(n));
 
 interface CState {
   spec: SimContainer;
@@ -117,8 +121,13 @@ export function simulate(spec: SimSpec, controller: Controller, clock: () => num
     leftAt: new Map(), cpuWin: nanWin(W), diskWin: nanWin(W), opsWin: nanWin(W),
   }));
   cs.forEach((c, i) => c.node >= 0 && nodes[c.node].list.push(i));
-  const live = cs.map((_, i) => i).filter((i) => cs[i].node >= 0);
+  let live = cs.map((_, i) => i).filter((i) => cs[i].node >= 0);
   const rejected = cs.length - live.length;
+  const csClock = spec.cloudSimClock === true;
+  const offsetMs = csClock ? 100 : 0;
+  // CloudSim integrates from its first update to its last one before the limit.
+  const measureFromMs = csClock ? spec.sampleMs + offsetMs : 0;
+  const measureUntilMs = csClock ? Math.floor((spec.durationMs - offsetMs - 1) / spec.sampleMs) * spec.sampleMs + offsetMs : spec.durationMs;
   const migrations: MigrationEvent[] = [];
   const recent: MigrationView[] = [];
   const series = { tMs: [] as number[], nodeUtil: [] as Float32Array[], ops: [] as number[], ideal: [] as number[] };
@@ -127,6 +136,7 @@ export function simulate(spec: SimSpec, controller: Controller, clock: () => num
   let migSeq = 0;
 
   const refresh = (t: number) => {
+    if (csClock) dropCompleted(t);
     const items: IdealItem[] = [];
     for (const i of live) {
       const c = cs[i];
@@ -147,6 +157,21 @@ export function simulate(spec: SimSpec, controller: Controller, clock: () => num
     nodes.forEach((_, n) => share(n));
   };
 
+  /** CloudSim's getCompletedVms: a VM asking no MIPS at an update, not migrating, is deallocated for good. */
+  const dropCompleted = (t: number) => {
+    let dropped = false;
+    for (const i of live) {
+      const c = cs[i];
+      if (c.mig || seriesAt(c.spec.cpu, t, spec.zeroAfterEnd) !== 0) continue;
+      const l = nodes[c.node].list;
+      l.splice(l.indexOf(i), 1);
+      c.node = -1;
+      c.demand = c.want = c.got = c.ops = 0;
+      dropped = true;
+    }
+    if (dropped) live = live.filter((i) => cs[i].node >= 0);
+  };
+
   const vmBuf: CloudSimVm[] = [];
   const share = (n: number) => {
     const node = nodes[n];
@@ -157,7 +182,7 @@ export function simulate(spec: SimSpec, controller: Controller, clock: () => num
       vmBuf.length = 0;
       for (const i of list) {
         const m = cs[i].mig;
-        vmBuf.push({ req: cs[i].demand, migratingIn: !!m && m.to === n, migratingOut: !!m && m.from === n });
+        vmBuf.push({ req: cs[i].demand, migratingIn: incoming(m, n), migratingOut: !!m && m.from === n });
       }
       const r = cloudSimShare(vmBuf, ns.peUnits, ns.pes, alloc);
       list.forEach((i, k) => {
@@ -203,8 +228,8 @@ export function simulate(spec: SimSpec, controller: Controller, clock: () => num
   const opsOf = (c: CState): number => containerOps(c.spec.ops, c.got, c.want, c.iopsGot, c.iopsWant);
 
   /** Account a segment of dt ms in the current state. */
-  const account = (dt: number) => {
-    if (dt <= 0) return;
+  const account = (from: number, dt: number) => {
+    if (dt <= 0 || (csClock && (from < measureFromMs || from >= measureUntilMs))) return;
     nodes.forEach((node) => acc.host(dt, node.allocated, node.requested, node.util, spec.overThreshold));
     const s = dt / 1000;
     for (const i of live) {
@@ -233,7 +258,7 @@ export function simulate(spec: SimSpec, controller: Controller, clock: () => num
       node.utilWin[slot] = node.util;
       node.diskWin[slot] = node.diskOps;
       node.activeWin[slot] = spec.nodes[n].diskIops > 0 ? Math.min(1, node.diskOps / spec.nodes[n].diskIops) : 0;
-      node.memWin[slot] = node.list.reduce((sum, i) => sum + (cs[i].mig?.to === n ? 0 : cs[i].spec.memoryBytes), 0);
+      node.memWin[slot] = node.list.reduce((sum, i) => sum + (incoming(cs[i].mig, n) ? 0 : cs[i].spec.memoryBytes), 0);
       utils[n] = node.util;
     });
     for (const i of live) ops += cs[i].ops;
@@ -264,7 +289,7 @@ export function simulate(spec: SimSpec, controller: Controller, clock: () => num
     nodes.forEach((node, n) => {
       for (const i of node.list) {
         const c = cs[i];
-        if (c.mig && c.mig.to === n) continue;
+        if (incoming(c.mig, n)) continue;
         let threads = threadWindows.get(c.spec.threads);
         if (!threads) threadWindows.set(c.spec.threads, (threads = Array.from({ length: shown }, () => c.spec.threads)));
         containers.push({
@@ -285,6 +310,16 @@ export function simulate(spec: SimSpec, controller: Controller, clock: () => num
     const to = nodeIndex.get(move.to);
     if (ci === undefined || to === undefined) return false;
     const c = cs[ci];
+    if (cloudsim && csClock && c.mig && c.mig.startMs === t && spec.nodes[c.mig.from].id === move.from && to !== c.mig.from && !incoming(c.mig, to)) {
+      // CloudSim starts both moves of a VM its round placed twice; the second one's target is where it ends.
+      c.mig.via.push(c.mig.to);
+      c.mig.to = to;
+      nodes[to].list.push(ci);
+      const view = recent.find((r) => r.migrationId === c.mig!.id);
+      if (view) view.to = spec.nodes[to].id;
+      acc.migrations++;
+      return true;
+    }
     if (c.node < 0 || c.mig || spec.nodes[c.node].id !== move.from || to === c.node) return false;
     if (!cloudsim) {
       const mem = nodes[to].list.reduce((s, i) => s + cs[i].spec.memoryBytes, 0);
@@ -303,7 +338,7 @@ export function simulate(spec: SimSpec, controller: Controller, clock: () => num
       freezeMs = t + mm.overheadMs;
       endMs = freezeMs + downtime;
     }
-    const m: Mig = { id: `m${++migSeq}`, c: ci, from: c.node, to, startMs: t, freezeMs, endMs, fails: rnd() < mm.failureRate };
+    const m: Mig = { id: `m${++migSeq}`, c: ci, from: c.node, to, startMs: t, freezeMs, endMs, fails: rnd() < mm.failureRate, via: [] };
     c.mig = m;
     if (cloudsim) nodes[to].list.push(ci);
     else {
@@ -332,6 +367,7 @@ export function simulate(spec: SimSpec, controller: Controller, clock: () => num
       nodes[m.to].migCpu -= cpu;
     }
     remove(m.to);
+    for (const n of m.via) remove(n);
     if (m.fails) {
       acc.failed++;
     } else {
@@ -352,13 +388,14 @@ export function simulate(spec: SimSpec, controller: Controller, clock: () => num
   // Run: the state at t=0, then event after event.
   let t = 0;
   refresh(0);
-  record(0);
+  // CloudSim's first update (and first history value) comes at sampleMs + 0.1 s, none at 0.
+  if (!csClock) record(0);
   let k = 1;
-  let nextTick = spec.sampleMs;
+  let nextTick = spec.sampleMs + offsetMs;
   const prevUtil = new Float64Array(nodes.length);
   while (t < spec.durationMs) {
     const tn = Math.min(nextTick, queue.peekTime(), spec.durationMs);
-    account(tn - t);
+    account(t, tn - t);
     nodes.forEach((node, n) => (prevUtil[n] = node.util));
     while (queue.peekTime() <= tn) {
       const { v } = queue.pop()!;
@@ -366,11 +403,12 @@ export function simulate(spec: SimSpec, controller: Controller, clock: () => num
       else finish(v.m, tn);
     }
     refresh(tn);
-    nodes.forEach((node, n) => acc.energy(spec.nodes[n].power, prevUtil[n], node.util, tn - t));
+    if (!csClock || (t >= measureFromMs && t < measureUntilMs)) nodes.forEach((node, n) => acc.energy(spec.nodes[n].power, prevUtil[n], node.util, tn - t));
     t = tn;
     if (tn === nextTick && tn < spec.durationMs) {
       record(tn);
-      if (tn >= firstEvalMs && (tn - firstEvalMs) % periodMs === 0) {
+      const tick = tn - offsetMs;
+      if (tick >= firstEvalMs && (tick - firstEvalMs) % periodMs === 0) {
         const horizon = tn - Math.max(spec.pingPongMs, 3_600_000);
         while (recent.length && recent[0].endedMs !== 0 && recent[0].endedMs < horizon) recent.shift();
         const snap = controller === noMoves ? EMPTY : snapshot(tn);
@@ -386,10 +424,10 @@ export function simulate(spec: SimSpec, controller: Controller, clock: () => num
         for (const n of touched) share(n);
       }
       k++;
-      nextTick = k * spec.sampleMs;
+      nextTick = k * spec.sampleMs + offsetMs;
     }
   }
-  return { metrics: acc.finish(controller.name, spec.nodes.length, cs.length, rejected, spec.durationMs), series, migrations, nodeIds: spec.nodes.map((n) => n.id) };
+  return { metrics: acc.finish(controller.name, spec.nodes.length, cs.length, rejected, measureUntilMs - measureFromMs), series, migrations, nodeIds: spec.nodes.map((n) => n.id) };
 }
 
 /** The no-migration control: it looks at nothing, so the engine builds it no snapshot. */

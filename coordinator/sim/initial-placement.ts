@@ -3,9 +3,9 @@
  * turn on the node with memory room that is least loaded after it (demand at t=0 over
  * capacity). 'cloudsim': CloudSim's initial allocation in its PlanetLab examples (power-aware
  * best fit over the VMs in order: each VM reserves its full MIPS and RAM, 1 Gbit/s of host
- * bandwidth shared by 100 Mbit/s VMs, and goes where the host's power rises least; as no host
- * has been measured yet, every host of a type looks the same, so VMs fill the first suitable
- * host of the cheaper type before the next). A container that fits nowhere is
+ * bandwidth shared by 100 Mbit/s VMs, and goes where the host's power rises least: from the
+ * host's measured power, 0 before the first update, to its power with the MIPS allocated so
+ * far plus the VM's, so VMs take empty hosts first, one each). A container that fits nowhere is
  * rejected: index -1, counted by the engine.
  */
 import { seriesAt, type SimSpec } from './model';
@@ -52,8 +52,8 @@ function cloudSimPlacement(spec: SimSpec): number[] {
     spec.nodes.forEach((n, i) => {
       const total = n.pes * n.peUnits;
       if (n.peUnits < mips || total - used[i] < mips || ram[i] < vmRam || bw[i] < 100_000) return;
-      // CloudSim reads host load from its last measurement, which is 0 for every host before the first update.
-      const diff = watts(n.power, mips / total) - watts(n.power, 0);
+      // Allocated MIPS so far plus the VM's, against the measured power: idle before the first update.
+      const diff = watts(n.power, (used[i] + mips) / total) - watts(n.power, 0);
       if (diff < minPower) (minPower = diff), (best = i);
     });
     if (best >= 0) {

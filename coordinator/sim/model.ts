@@ -131,5 +131,17 @@ export interface SimSpec {
   pingPongMs: number;
   /** Demand past a trace's last sample: CloudSim's loader reads zero there. */
   zeroAfterEnd: boolean;
+  /**
+   * CloudSim 4.0's clock and bookkeeping (PowerDatacenter, PowerVm, HostDynamicWorkload), on
+   * for its PlanetLab setup: its VMs are acknowledged 0.1 s in, so every update falls at
+   * k x sampleMs + 100 ms (k >= 1) and a VM's history gets no value at t = 0; energy and SLA
+   * count from the first update to the last one before durationMs (CloudSim integrates
+   * between updates and stops at its limit); a container whose demand is 0 at an update and
+   * is not migrating is removed for good (getCompletedVms: half of a PlanetLab day's VMs,
+   * those with two zero samples in a row); a VM CloudSim's round moves twice (to a host that
+   * its under-utilized pass then empties) counts two migrations, holds 10% on both targets
+   * and ends on the second.
+   */
+  cloudSimClock?: boolean;
   seed: number;
 }

@@ -99,6 +99,7 @@ export function cloudSimSetup(rows: readonly TraceRow[], opts: { hosts?: number;
     overThreshold: 0.9,
     pingPongMs: 3_600_000,
     zeroAfterEnd: true,
+    cloudSimClock: true,
     seed: opts.seed ?? 1,
   };
 }

@@ -9,6 +9,7 @@ import { lrMmt } from './baselines/lr-mmt';
 import { madMmt } from './baselines/mad-mmt';
 import { herdController, noMigration, policyController } from './controllers';
 import { simulate, type Controller, type SimResult } from './engine';
+import { forecastController, trainOnScenario, type ForecastTraining } from './forecast';
 import type { SimSpec } from './model';
 
 export const BASELINES = ['none', 'lr-mmt', 'mad-mmt'] as const;
@@ -21,18 +22,29 @@ export function knownController(name: string): string | null {
   return null;
 }
 
-/** `settings`: Herd's controller settings over its defaults (mode is auto in the simulator). */
-export function makeController(name: string, settings: Record<string, unknown> = {}, seed = 1): Controller {
+/** Whether a controller name runs the forecast policy (it then needs a model: trainOnScenario). */
+export const usesForecast = (name: string): boolean => name.split('+').includes('forecast');
+
+/**
+ * `settings`: Herd's controller settings over its defaults (mode is auto in the simulator).
+ * A chain with the forecast policy needs `forecast`, the model trained on the scenario's training part.
+ */
+export function makeController(name: string, settings: Record<string, unknown> = {}, seed = 1, forecast?: ForecastTraining): Controller {
   const bad = knownController(name);
   if (bad) throw new Error(bad);
   if (name === 'none') return noMigration;
   if (name === 'lr-mmt') return policyController(lrMmt, lrMmt.defaults, seed);
   if (name === 'mad-mmt') return policyController(madMmt, madMmt.defaults, seed);
-  return herdController(name, { ...settings, policies: name.split('+') as PolicyName[] }, seed);
+  const patch = { ...settings, policies: name.split('+') as PolicyName[] };
+  if (!usesForecast(name)) return herdController(name, patch, seed);
+  if (!forecast) throw new Error(`${name} needs a forecast model: train one on the scenario first (trainOnScenario)`);
+  return forecastController(name, patch, forecast.model, seed);
 }
 
-export function runAll(spec: SimSpec, names: readonly string[], settings: Record<string, unknown> = {}, clock?: () => number): SimResult[] {
-  return names.map((n) => simulate(spec, makeController(n, settings, spec.seed), clock));
+/** Runs each controller on the spec; a forecast model is trained once first if one of them needs it (or given). */
+export function runAll(spec: SimSpec, names: readonly string[], settings: Record<string, unknown> = {}, clock?: () => number, forecast?: ForecastTraining): SimResult[] {
+  const model = forecast ?? (names.some(usesForecast) ? trainOnScenario(spec, { settings }) : undefined);
+  return names.map((n) => simulate(spec, makeController(n, settings, spec.seed, model), clock));
 }
 
 const COLUMNS: [string, (r: SimResult) => string][] = [

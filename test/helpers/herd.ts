@@ -21,9 +21,9 @@ export interface CmdResult {
   stderr: string;
 }
 
-export function runCmd(cmd: string, args: string[], timeoutMs = 30_000): Promise<CmdResult> {
+export function runCmd(cmd: string, args: string[], timeoutMs = 30_000, cwd?: string): Promise<CmdResult> {
   return new Promise((resolve) => {
-    execFile(cmd, args, { timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
+    execFile(cmd, args, { timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024, cwd }, (err, stdout, stderr) => {
       resolve({ code: err ? ((err as any).code ?? 1) : 0, stdout: String(stdout), stderr: String(stderr) });
     });
   });

@@ -11,6 +11,9 @@ import { loadProtos } from '../../common/proto';
 import { ensureExecutables, waitServing } from '../../cross/harness';
 import { treeModel, treeModelExpected } from '../../cross/onnx-model';
 import { arm64Command, qemuSysroot } from '../../cross/qemu';
+import { predict, train } from '../../coordinator/forecast/trainer/booster';
+import { checkParams } from '../../coordinator/forecast/trainer/params';
+import { boosterToOnnx } from '../../coordinator/forecast/onnx-export';
 import { BUSYBOX_IMAGE, startBed, type Bed, type BedProcess } from '../bed/bed';
 import { call } from '../helpers/coord';
 import { adminClient } from '../helpers/cluster';
@@ -64,6 +67,35 @@ describe('herd-linux-arm64 under qemu', () => {
     expect(byId.onnxruntime.data.selfCheck).toEqual([11, 22, 33]);
     expect(byId.onnxruntime.data.model.outputs.Y.data).toEqual([treeModelExpected(0.2, 9)]);
     expect(fs.readdirSync(path.join(dir, 'home/.cache/herd')).sort().map((d) => d.replace(/-[0-9a-f]{16}$/, ''))).toEqual(['lmdb-linux-arm64', 'onnxruntime-linux-arm64', 'proto-linux-arm64']);
+  }, 180_000);
+
+  it('loads a model herd trained and forecasts with it (herd model predict): the trainer\'s own predictions', async () => {
+    const dir = fs.mkdtempSync(path.join(work, 'model-'));
+    fs.mkdirSync(path.join(dir, 'home'));
+    // a forecast model as the coordinator trains one: the dataset's feature names, NaNs included
+    const names = ['ctr_cpu_demand', 'ctr_threads', 'host_cores', 'host_other_cpu'];
+    const rows = 400;
+    const x = new Float32Array(rows * names.length);
+    const y = new Float64Array(rows);
+    for (let r = 0; r < rows; r++) {
+      const row = [((r * 37) % 100) / 50, 1 + (r % 4), [2, 4, 8][r % 3], r % 9 === 0 ? NaN : ((r * 13) % 30) / 10];
+      x.set(row, r * names.length);
+      y[r] = (200 * Math.min(row[0], row[2])) / (1 + (Number.isNaN(row[3]) ? 1 : row[3]));
+    }
+    const booster = train({ x, y, rows, features: names.length }, checkParams({ rounds: 40, maxDepth: 4 }));
+    fs.writeFileSync(path.join(dir, 'model.onnx'), boosterToOnnx(booster, { featureNames: names, target: 'ops' }));
+    const csv = [names.join(','), ...Array.from({ length: rows }, (_, r) => Array.from(x.subarray(r * names.length, (r + 1) * names.length), (v) => (Number.isNaN(v) ? '' : String(v))).join(','))];
+    fs.writeFileSync(path.join(dir, 'rows.csv'), csv.join('\n') + '\n');
+    const r = await runArm64(['model', 'predict', '--model', path.join(dir, 'model.onnx'), '--csv', path.join(dir, 'rows.csv')], { PATH: process.env.PATH, HOME: path.join(dir, 'home') });
+    expect(r.status, r.stderr).toBe(0);
+    const lines = r.stdout.trim().split('\n');
+    expect(lines[0]).toBe([...names, 'prediction'].join(','));
+    expect(lines).toHaveLength(rows + 1);
+    const ours = predict(booster, x, rows);
+    let maxDiff = 0;
+    lines.slice(1).forEach((l, i) => (maxDiff = Math.max(maxDiff, Math.abs(Number(l.split(',').at(-1)) - ours[i]))));
+    console.log(`arm64 herd model predict under qemu: ${rows} rows in ${r.ms.toFixed(0)} ms; largest difference from the trainer ${maxDiff.toExponential(1)}`);
+    expect(maxDiff).toBeLessThan(1e-3); // float32 sums of 40 leaves (ops up to ~400)
   }, 180_000);
 });
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { checkMove, type ControlState, decide, initialState, MAX_REFUSALS_RECORDED, policyChain } from '../../coordinator/control/decide';
-import { applyMove, loadsOf } from '../../coordinator/control/load';
+import { applyMove, cpuDemand, diskCapacity, loadsOf, recoveredWork } from '../../coordinator/control/load';
 import { validateSettings, type ControlSettings } from '../../coordinator/control/settings';
 import type { Snapshot } from '../../coordinator/control/snapshot';
 import { container, migration, node, NOW, snap, syntheticSnapshot } from '../fixtures/control-snapshot';
@@ -47,7 +47,7 @@ describe('decide', () => {
     const s = snap([node('a', { cpu: 1 }), node('c', { cpu: 0 })], [container('a1', 'a', { cpu: 1 }), container('a2', 'a', { cpu: 1 })]);
     const r = decide(initialState(), s, settings({ pacing: { maxPerNode: 4 } }), ctx());
     expect(r.moves.map((m) => m.herdId)).toEqual(['a1']);
-    expect(r.decision.note).toBe('1 move(s) started by cpu-greedy; imbalance 0.35 -> 0. cpu-greedy: no host at or over 50% CPU with 2+ containers and 10% above the least loaded host');
+    expect(r.decision.note).toBe('1 move(s) started by cpu-greedy; imbalance 0.35 -> 0. cpu-greedy: no host at or over 50% CPU and 10% above the least loaded host (one whose CPU a lone container uses: saturated, 90%)');
   });
 
   it('recommends without moving in recommend mode', () => {
@@ -181,6 +181,38 @@ describe('applyMove', () => {
     expect(t.migrations.at(-1)).toMatchObject({ herdId: 'x', from: 'a', to: 'b', outcome: 'RUNNING' });
     expect(s.containers[0].node).toBe('a'); // the original is untouched
     expect(applyMove(s, 'nope', 'b')).toBe(s);
+  });
+
+  it("rescales disk activity by each node's declared IOPS, and counts disk load over the node's own disk", () => {
+    const s: Snapshot = snap([node('a', { diskIops: 150, diskOps: 150, diskActive: 1 }), node('b', { diskIops: 300 })], [container('f', 'a', { diskOps: 150 })]);
+    const l = loadsOf(applyMove(s, 'f', 'b'));
+    expect(l.get('b')!.diskActive).toBeCloseTo(0.5, 9); // 150 ops on a 300-IOPS disk
+    expect(l.get('b')!.disk).toBeCloseTo(0.5, 9);
+    expect(l.get('a')!.disk).toBe(0);
+    // Without declared IOPS the disk load is the measured active fraction.
+    expect(loadsOf(snap([node('c', { diskOps: 40, diskActive: 0.8 })], [])).get('c')!.disk).toBeCloseTo(0.8, 9);
     expect(applyMove(s, 'x', 'a')).toBe(s);
+  });
+});
+
+describe('the demand model', () => {
+  it('a held-back container wants its threads, beyond its host; an idle one wants what it uses', () => {
+    const l = loadsOf(snap([node('a', { cores: 0.25, cpu: 1 })], [container('x', 'a', { cpu: 0.24, threads: 4 }), container('idle', 'a', { cpu: 0.01, threads: 9 })])).get('a')!;
+    const [x, idle] = l.containers;
+    expect(cpuDemand(x, l, 0.9)).toBe(4);
+    expect(cpuDemand(idle, l, 0.9)).toBeCloseTo(0.01, 9);
+    expect(cpuDemand({ ...x, view: { ...x.view, limits: { cpus: 0.5, memoryBytes: 0 } } }, l, 0.9)).toBe(0.5);
+  });
+  it('recovers work only where a node can serve more: a bigger idle node, not an equal one', () => {
+    expect(recoveredWork(0.25, 1, 0.5, 0, 1)).toBeCloseTo(0.25, 9);
+    expect(recoveredWork(0.25, 1, 0.25, 0, 1)).toBe(0);
+    expect(recoveredWork(0.25, 2, 0.25, 0, 1)).toBeCloseTo(0.25, 9);
+  });
+  it("reads a disk's speed from its declared IOPS, else its measured activity, else the caller's guess", () => {
+    const l = loadsOf(snap([node('d', { diskIops: 300 }), node('m', { diskOps: 100, diskActive: 0.5 }), node('idle', { diskOps: 1, diskActive: 0.01 })], []));
+    expect(diskCapacity(l.get('d')!)).toBe(300);
+    expect(diskCapacity(l.get('m')!)).toBeCloseTo(200, 9);
+    expect(diskCapacity(l.get('idle')!)).toBe(0);
+    expect(diskCapacity(l.get('idle')!, 150)).toBe(150);
   });
 });

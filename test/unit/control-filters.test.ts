@@ -37,6 +37,16 @@ describe('filters', () => {
     expect(refusal(two({}, [migration('c', 'x', 'a', { endedMs: NOW - 700_000 })]))).toBeNull();
   });
 
+  it("judge a container's own rules once per snapshot: the same refusal for every target, recorded once", () => {
+    const s = snap([node('a'), node('b'), node('c')], [container('c', 'a', { cpu: 0.5 })], [migration('c', 'x', 'a', { endedMs: NOW - 60_000 })]);
+    const f = makeFilters(s, DEFAULT_SETTINGS);
+    const first = f.allowed('c', 'b');
+    expect(first?.filter).toBe('cooldown');
+    expect(f.allowed('c', 'c')).toBe(first);
+    expect(f.movable('c')).toBe(first);
+    expect(f.refusals().filter((r) => r.filter === 'cooldown')).toHaveLength(1);
+  });
+
   it('refuse a move back to a node it left within the ping-pong window', () => {
     const s = two({}, [migration('c', 'b', 'a', { endedMs: NOW - 900_000 })]);
     expect(refusal(s)).toMatchObject({ filter: 'ping-pong', to: 'b', reason: 'c left b 900 s ago, within the 1800 s anti-ping-pong window' });

@@ -64,6 +64,33 @@ describe('cpu-greedy', () => {
     expect(r.moves).toEqual([]);
     expect(r.notes).toMatch(/cpu-greedy: a over the threshold but held back/);
   });
+
+  // A single-threaded container saturating a quarter-core node, an equal idle node and a half-core idle one.
+  const small = (o: { cpu?: number; bigCpu?: number } = {}) =>
+    snap([node('n1', { cores: 0.25, cpu: o.cpu ?? 1 }), node('n2', { cores: 0.25 }), node('n3', { cores: 0.5, cpu: o.bigCpu ?? 0 })], [container('x', 'n1', { cpu: 0.25 * (o.cpu ?? 1) })]);
+
+  it('moves a lone container off a saturated small node to a bigger idle one, never to an equal one', () => {
+    const m = only(run('cpu-greedy', small()).moves);
+    expect(m).toMatchObject({ herdId: 'x', from: 'n1', to: 'n3' });
+    expect(m.reason).toContain('alone using a saturated host, it gets 0.25 cores there and n3 has 0.5 free');
+    // The big node half busy has 0.25 cores free: no more than x gets now (either target would end as full as n1 is).
+    const r = run('cpu-greedy', small({ bigCpu: 0.5 }));
+    expect(r.moves).toEqual([]);
+    expect(r.notes).toContain('would gain 0%, under the 10% reward threshold');
+    // Not saturated: it gets what it wants where it is, and n1 is not a source at all.
+    const calm = run('cpu-greedy', small({ cpu: 0.8 }));
+    expect(calm.moves).toEqual([]);
+    expect(calm.notes).toContain('(one whose CPU a lone container uses: saturated, 90%)');
+  });
+
+  it("weighs the target's cores: a big node a little busy takes load better than a small idle one", () => {
+    const s = snap(
+      [node('a', { cpu: 1 }), node('tiny', { cores: 0.5 }), node('big', { cores: 8, cpu: 0.1 })],
+      [container('x', 'a', { cpu: 1.2 }), container('y', 'a', { cpu: 0.8 })],
+    );
+    // On tiny, x's 1.2 cores would be 240% of it; on big, 10% + 15%.
+    expect(only(run('cpu-greedy', s).moves)).toMatchObject({ herdId: 'x', to: 'big' });
+  });
 });
 
 describe('cpu-greedy-mt', () => {
@@ -76,12 +103,28 @@ describe('cpu-greedy-mt', () => {
 
   it("weighs threads against the target's free cores and recovers the most work", () => {
     const m = only(run('cpu-greedy-mt', cluster()).moves);
-    // x wants min(4 threads, 2 cores) = 2; on c (4 free cores) it gets them and y gets a's 2: 1.9 -> 4 cores served.
+    // x wants its 4 threads' cores (more than a has: c would give them); on c (4 free cores) it gets them and y keeps a's 2: 2 -> 6 cores served.
     expect(m).toMatchObject({ herdId: 'x', from: 'a', to: 'c', policy: 'cpu-greedy-mt' });
-    expect(m.figures.recoveredCores).toBeCloseTo(2, 6);
-    expect(m.score).toBeCloseTo(1, 6);
-    expect(m.reason).toContain('uses 1 cores with 4 threads and could use 2');
-    expect(m.reason).toContain('c has 4 of 4 cores free: the move recovers 2 cores of work, 100% of the source');
+    expect(m.figures.recoveredCores).toBeCloseTo(4, 6);
+    expect(m.score).toBeCloseTo(2, 6);
+    expect(m.reason).toContain('uses 1 cores with 4 threads and could use 4');
+    expect(m.reason).toContain('c has 4 of 4 cores free: the move recovers 4 cores of work, 200% of the source');
+  });
+
+  it('moves a lone 4-thread container off a saturated quarter-core node to the half-core idle one, not the equal one', () => {
+    const s = snap([node('n1', { cores: 0.25, cpu: 1 }), node('n2', { cores: 0.25 }), node('n3', { cores: 0.5 })], [container('x', 'n1', { cpu: 0.25, threads: 4 })]);
+    const m = only(run('cpu-greedy-mt', s).moves);
+    expect(m).toMatchObject({ herdId: 'x', to: 'n3' });
+    expect(m.figures.recoveredCores).toBeCloseTo(0.25, 6);
+    const equal = snap([node('n1', { cores: 0.25, cpu: 1 }), node('n2', { cores: 0.25 })], [container('x', 'n1', { cpu: 0.25, threads: 4 })]);
+    expect(run('cpu-greedy-mt', equal).moves).toEqual([]);
+  });
+
+  it('does not count an idle container as short of CPU on a saturated host, whatever its threads', () => {
+    // a: busy gets 2 cores (2 threads), idle has 16 pids and uses nothing; moving idle recovers nothing.
+    const s = snap([node('a', { cpu: 1 }), node('b')], [container('busy', 'a', { cpu: 1.99, threads: 2 }), container('idle', 'a', { cpu: 0.01, threads: 16 })]);
+    const r = run('cpu-greedy-mt', s);
+    expect(r.moves).toEqual([]);
   });
 
   it('recovers nothing, and moves nothing, when no host is short of CPU', () => {
@@ -106,7 +149,7 @@ describe('oltp-disk', () => {
     const m = only(run('oltp-disk', disk()).moves);
     expect(m).toMatchObject({ herdId: 'd1', from: 'a', to: 'b', policy: 'oltp-disk', score: 700 });
     expect(m.reason).toBe(
-      'd1 has the most disk ops of the movable containers (700/s >= baseline 40, 100% of its samples); b has the least disk ops (100/s vs 1000 on a, a 90% gap >= 35%); busiest disk a active 60% >= 15%, activity gap 55% >= 15%',
+      'd1 has the most disk ops of the movable containers (700/s >= baseline 40, 100% of its samples); b has the most free disk ops (1567/s; 100/s done vs 1000 on a, a 90% gap >= 35%); busiest disk a active 60% >= 15%, activity gap 55% >= 15%',
     );
   });
 
@@ -125,13 +168,30 @@ describe('oltp-disk', () => {
     );
     const r = run('oltp-disk', s);
     expect(only(r.moves)).toMatchObject({ herdId: 'a0', to: 'b' });
-    expect(r.notes).toContain('big: its own host b has the least disk ops');
+    expect(r.notes).toContain('big: its own host b has the most free disk ops of the hosts it may go to');
   });
 
   it('names the failed cluster condition: ops gap, disk active, activity gap', () => {
     expect(run('oltp-disk', disk({ bOps: 900 })).notes).toBe('oltp-disk: disk ops gap (1000 on a vs 900 on b) is 10%, under the disk ops reward threshold 35%');
     expect(run('oltp-disk', disk({ aActive: 0.1 })).notes).toBe('oltp-disk: the busiest disk (a) is active 10%, under the disk active threshold 15%');
     expect(run('oltp-disk', disk({ bActive: 0.5 })).notes).toBe('oltp-disk: disk activity gap (60% on a vs 50% on b) is 10%, under the disk active reward threshold 15%');
+  });
+
+  // The bed's disk phase: one fio container alone on n1's 150 IOPS, two idle nodes of 150 and 300 IOPS.
+  const bedDisk = (bigOps = 0) =>
+    snap(
+      [node('n1', { diskIops: 150, diskOps: 150, diskActive: 1 }), node('n2', { diskIops: 150 }), node('n3', { diskIops: 300, diskOps: bigOps, diskActive: bigOps / 300 })],
+      [container('f', 'n1', { diskOps: 150 }), ...(bigOps ? [container('g', 'n3', { diskOps: bigOps })] : [])],
+    );
+
+  it('sends the candidate to the host with the most free IOPS; a lone one only where it would do more', () => {
+    const m = only(run('oltp-disk', bedDisk()).moves);
+    expect(m).toMatchObject({ herdId: 'f', to: 'n3' }); // n2 and n3 both do 0 ops: n3 has 300 free
+    expect(m.figures.targetFreeOps).toBe(300);
+    // n3 busy with 200 of its 300: 150 free on n2 or 100 on n3, not 35% more than f's 150.
+    const r = run('oltp-disk', bedDisk(200));
+    expect(r.moves).toEqual([]);
+    expect(r.notes).toContain("f: alone using n1's disk, and n2 has 150 ops/s free, not 35% more than its 150: it would only move the load");
   });
 
   it('stops at the baseline: no candidate under 8000 x 0.005 ops/s', () => {
@@ -153,7 +213,8 @@ describe('balance', () => {
     expect(m.figures.recoveredCores).toBeCloseTo(2, 6);
     expect(m.figures.gainCoreSeconds).toBeCloseTo(300, 6);
     expect(m.figures.costCoreSeconds).toBeLessThan(m.figures.gainCoreSeconds);
-    expect(m.reason).toMatch(/^moving x \(1 cores, wants 2; disk 0%\) from a \(load 70%, mean 35%\) to b \(load 0%\) lowers the imbalance 0.35 -> 0, the most of any allowed single move; it recovers 300 core-s over the 150 s period \(2 cores, 0% disk\) against 1.9\d* core-s of cost: expected downtime 812 ms and 64 MiB moved/);
+    // The cost: x loses the 1 core it gets while frozen (812 ms) plus the CPU that copies 64 MiB.
+    expect(m.reason).toMatch(/^moving x \(1 cores, wants 2; disk 0%\) from a \(load 100%, mean 50%\) to b \(load 0%\) lowers the imbalance 0.35 -> 0, the most of any allowed single move; it recovers 300 core-s over the 150 s period \(2 cores, 0% disk\) against 1.13 core-s of cost: expected downtime 812 ms and 64 MiB moved/);
   });
 
   it('does not move for balance alone: nothing recovered is not worth a freeze', () => {
@@ -166,12 +227,29 @@ describe('balance', () => {
   it('refuses a move that costs more than it recovers over the period', () => {
     const r = run('balance', sat(6 * GiB), { schedule: { periodMs: 1000 } });
     expect(r.moves).toEqual([]);
-    expect(r.notes).toMatch(/would recover 2 core-s over the 1 s period against a cost of \d+ core-s/);
+    expect(r.notes).toMatch(/would recover 2 core-s over the 1 s period against a cost of 80.2 core-s/);
+  });
+
+  it('sees a disk-bound node as loaded and moves its I/O-bound container to the faster idle disk', () => {
+    // The bed's disk phase: fio uses 1% of a core, n1's disk is saturated, n3's is twice as fast.
+    const s = snap(
+      [node('n1', { cores: 0.25, cpu: 0.04, diskIops: 150, diskOps: 150, diskActive: 1 }), node('n2', { cores: 0.25, diskIops: 150 }), node('n3', { cores: 0.5, diskIops: 300 })],
+      [container('f', 'n1', { cpu: 0.01, diskOps: 150, memoryBytes: 8 * 1024 ** 2 })],
+    );
+    const m = only(run('balance', s).moves);
+    expect(m).toMatchObject({ herdId: 'f', from: 'n1', to: 'n3' });
+    // 150 more ops/s on n3 = one disk of n1's size, over the 150 s period.
+    expect(m.figures.recoveredDisk).toBeCloseTo(1, 6);
+    expect(m.figures.gainCoreSeconds).toBeCloseTo(150, 6);
+    expect(m.reason).toContain('from n1 (load 100%, mean 33.3%) to n3 (load 0%)');
+    // To the equal n2 it would recover nothing: n3 it is, and with n3 busy there is no move at all.
+    const busy = snap(s.nodes.map((n) => (n.id === 'n3' ? { ...n, diskOps: [300, 300, 300, 300, 300, 300], diskActive: [1, 1, 1, 1, 1, 1] } : n)), [...s.containers, container('g', 'n3', { diskOps: 300 })]);
+    expect(run('balance', busy).moves).toEqual([]);
   });
 
   it('holds when no host is over the mean by the band', () => {
     const s = snap([node('a', { cpu: 0.5 }), node('b', { cpu: 0.45 })], [container('x', 'a', { cpu: 1 })]);
-    expect(run('balance', s).notes).toBe("balance: no host's load is more than 10% above the mean 33.3% (imbalance 0.0175)");
+    expect(run('balance', s).notes).toBe("balance: no host's load is more than 10% above the mean 47.5% (imbalance 0.0175)");
   });
 });
 

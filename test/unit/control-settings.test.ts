@@ -34,7 +34,7 @@ describe('controller settings', () => {
   });
 
   it('names the field and its allowed range for each bad value', () => {
-    expect(bad({ policies: ['nope'] })).toMatch(/^policies\.0: must be one of cpu-greedy, cpu-greedy-mt, oltp-disk, balance, random, low-node-utilization$/);
+    expect(bad({ policies: ['nope'] })).toMatch(/^policies\.0: must be one of cpu-greedy, cpu-greedy-mt, oltp-disk, balance, random, low-node-utilization, forecast$/);
     expect(bad({ policies: [] })).toMatch(/policies: must name at least one policy/);
     expect(bad({ policies: ['balance', 'balance'] })).toMatch(/policies: must not name a policy twice/);
     expect(bad({ thresholds: { 'oltp-disk': { opsRewardThreshold: 1.5 } } })).toBe('thresholds.oltp-disk.opsRewardThreshold: must be from 0 to 1');

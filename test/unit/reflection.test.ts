@@ -34,7 +34,7 @@ describe('reflected descriptors', () => {
     expect(idx.fileOf('herd.v1.SeriesPoints')).toBe('herd/v1/mesh.proto');
     expect(idx.fileOf('grpc.health.v1.HealthCheckResponse.ServingStatus')).toBe('grpc/health/v1/health.proto');
     expect(idx.fileOf('herd.v1.Nope')).toBeUndefined();
-    expect(idx.withDeps('herd/v1/admin.proto').length).toBe(5); // admin, types, migration, security, control
+    expect(idx.withDeps('herd/v1/admin.proto').length).toBe(6); // admin, types, migration, security, control, forecast
     expect(idx.services).toContain('herd.v1.Mesh');
   });
 });

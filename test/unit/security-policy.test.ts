@@ -49,6 +49,9 @@ describe('accessOf', () => {
     ['/herd.v1.Peer/RunContainer', 'node'],
     ['/herd.v1.Admin/RenewNodeCertificate', 'admin'],
     ['/herd.v1.Admin/RenewNodeCertificate', 'admin'],
+    // the forecast's dataset: the samples as a table, a read
+    ['/herd.v1.Admin/ExportDataset', 'read'],
+    ['/herd.v1.Admin/ExportDatasetAndMore', 'admin'],
     // unlisted: protected by default
     ['/herd.v1.Admin/DrainNode', 'admin'],
     ['/herd.v1.Admin/SetPolicy', 'admin'],
@@ -197,6 +200,8 @@ describe('authorizer: roles and the audit trail', () => {
     server.addService(loadProtos().herd.Admin.service, {
       ListNodes: (_c: unknown, cb: grpc.sendUnaryData<any>) => cb(null, { nodes: [] }),
       RemoveNode: (c: any, cb: grpc.sendUnaryData<any>) => (c.request.node_id === 'nope' ? cb({ code: grpc.status.NOT_FOUND, details: 'no node "nope"' }) : ok(c, cb)),
+      LoadModel: (_c: unknown, cb: grpc.sendUnaryData<any>) => cb(null, { version: 1 }),
+      Forecast: (_c: unknown, cb: grpc.sendUnaryData<any>) => cb(null, { model_version: 1 }),
     });
     const port = await new Promise<number>((res, rej) => server.bindAsync('127.0.0.1:0', tls.serverCredentials(), (e, p) => (e ? rej(e) : res(p))));
     address = `127.0.0.1:${port}`;
@@ -241,5 +246,16 @@ describe('authorizer: roles and the audit trail', () => {
     expect(JSON.parse(events[0].request_json)).toEqual({ node_id: 'n3', reason: 'decommissioned' });
     expect(events[2].details).toMatch(/read-only role/);
     expect(events.every((e) => e.node_id === 'n1' && e.at_ms > 0)).toBe(true);
+  });
+
+  it('audits a request carrying bytes (LoadModel) with their size, not their contents; Forecast is a read', async () => {
+    const admin = adminAs(await issueAdminCert(ca, 'alice', 'admin'));
+    const viewer = adminAs(await issueAdminCert(ca, 'viewer', 'read-only'));
+    events.length = 0;
+    expect(await outcome(call(admin, 'LoadModel', { onnx: Buffer.alloc(3_000_000, 7), note: 'xgb' }))).toBe('OK');
+    expect(await outcome(call(viewer, 'Forecast', { herd_id: 'a' }))).toBe('OK');
+    expect(await outcome(call(viewer, 'LoadModel', { onnx: Buffer.alloc(1) }))).toMatch(/^PERMISSION_DENIED: operator "viewer" has the read-only role; LoadModel needs the admin role/);
+    expect(events.map((e) => [e.who, e.method])).toEqual([['admin:alice', '/herd.v1.Admin/LoadModel'], ['admin:viewer', '/herd.v1.Admin/LoadModel']]);
+    expect(JSON.parse(events[0].request_json)).toEqual({ onnx: '<3000000 bytes>', note: 'xgb' });
   });
 });

@@ -9,10 +9,12 @@
  *    best fit decreasing), never on a host the detector would then call overloaded;
  * 4. then empty under-utilized hosts, least utilized first, if all their VMs fit elsewhere:
  *    an emptied host draws no power (the engine counts an idle host at 0 W, as CloudSim does).
- * Quirks kept because its figures depend on them: a host's load before and after a placement
- * is read from its last measured utilization (not from this round's earlier placements, so
- * several VMs may land on one host, switched-off hosts included, limited by free MIPS and the
- * detector); hosts that received VMs in step 3 may still be emptied in step 4.
+ * Quirks kept because its figures depend on them: a host's load after a placement is the MIPS
+ * allocated on it now, this round's earlier placements included (CloudSim 4.0's
+ * getUtilizationOfCpuMips(host)), but the power it is compared with is the host's last
+ * measured one (host.getPower()), so a host that already took a VM this round looks dearer
+ * and VMs spread; the detector is consulted only for a host with MIPS allocated; hosts that
+ * received VMs in step 3 may still be emptied in step 4 (their VMs then move twice).
  *
  * Reads from the snapshot: node capacity (cores), PE speed (label sim.pe-mips), power model
  * (label sim.power), the utilization the node measured; each container's memory and CPU
@@ -143,9 +145,9 @@ export function consolidate(input: PolicyInput<unknown>, policy: string, overloa
       if (excluded.has(i)) continue;
       const h = hosts[i];
       if (h.pe < vm.req || h.cap - h.allocated < vm.req) continue;
-      // CloudSim reads the host's utilization as last measured here, not as this round's placements left it.
-      const measuredMips = h.measured * h.cap;
-      if (measuredMips !== 0) {
+      // The MIPS allocated on the host now, this round's placements included; zero for an empty host.
+      const allocated = h.vms.length && Math.abs(h.allocated) > 1e-9 ? h.allocated : 0;
+      if (allocated !== 0) {
         const saved = vm.alloc;
         vm.alloc = Math.min(vm.req, h.pe);
         add(h, vm);
@@ -154,7 +156,7 @@ export function consolidate(input: PolicyInput<unknown>, policy: string, overloa
         vm.alloc = saved;
         if (bad) continue;
       }
-      const after = (measuredMips + vm.req) / h.cap;
+      const after = (allocated + vm.req) / h.cap;
       if (after > 1) continue;
       const diff = watts(h.power, after) - watts(h.power, h.measured);
       if (diff < minPower) (minPower = diff), (best = i);

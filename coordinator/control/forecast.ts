@@ -1,0 +1,96 @@
+/**
+ * The forecast policy (the thesis's machine learning, issue 15 point 5): the model in force
+ * predicts each container's ops/s on every node (snapshot.forecast, filled by the controller
+ * or the simulator: this file reads nothing else of the model, so it stays pure). A container
+ * moves to the node where the prediction beats its measured ops (mean of its window):
+ *   predicted / measured - 1 >= rewardThreshold, predicted - measured >= minOpsGain, and
+ *   gain = (predicted - measured) x period  >  costBenefitRatio x measured x expected downtime
+ * (cost.ts fits the downtime on this cluster's own migrations). The ops lost while frozen are
+ * the cost: a move whose gain the next period cannot pay back is not worth the freeze.
+ *
+ * No forecast (no model in force), a missing or non-finite prediction for a pair, a container
+ * that reports no ops: no move for it, with a note saying which.
+ */
+import { fitCost, moveCost } from './cost';
+import { finite, fmt, meanOf, pct } from './load';
+import type { Move, Policy, PolicyInput } from './policy';
+import { ForecastSchema, type ForecastSettings, validatorWithPeriod } from './settings';
+
+/** The forecast policy also needs the evaluation period (the horizon of its gain); the decision step adds it. */
+export type ForecastPolicySettings = ForecastSettings & { periodMs: number };
+
+export const forecast: Policy<ForecastPolicySettings> = {
+  name: 'forecast',
+  summary: "Thesis: a container moves where the model in force predicts its ops/s to beat its measured ops by the reward threshold, and the ops gained over the next period outweigh those lost while it is frozen.",
+  defaults: { ...ForecastSchema.parse({}), periodMs: 150_000 },
+  validate: validatorWithPeriod(ForecastSchema),
+  propose({ snapshot, settings: s, allowed, movable, note }: PolicyInput<ForecastPolicySettings>): Move[] {
+    const fc = snapshot.forecast;
+    if (!fc) {
+      note?.('forecast: no model in force (train one with `herd model train`): nothing to predict with');
+      return [];
+    }
+    const model = fitCost(snapshot.migrations);
+    const periodS = s.periodMs / 1000;
+    const nodes = new Set(snapshot.nodes.map((n) => n.id));
+    const moves: Move[] = [];
+    let noPrediction = 0;
+    let noOps = 0;
+    let nearMiss: { rel: number; text: string } | undefined;
+    for (const c of snapshot.containers) {
+      const byNode = fc.opsByNode[c.herdId];
+      if (!byNode || !nodes.has(c.node)) {
+        noPrediction++;
+        continue;
+      }
+      const measured = meanOf(c.ops);
+      if (!Number.isFinite(measured) || measured < 0) {
+        noOps++;
+        continue;
+      }
+      const targets = Object.keys(byNode)
+        .filter((to) => to !== c.node && nodes.has(to) && Number.isFinite(byNode[to]))
+        .sort((a, b) => byNode[b] - byNode[a] || (a < b ? -1 : 1)); // best prediction first; ties to the smaller id
+      if (targets.length === 0) {
+        noPrediction++;
+        continue;
+      }
+      if (movable(c.herdId) !== null) continue; // may not move at all: recorded once
+      const to = targets.find((t) => allowed(c.herdId, t) === null);
+      if (to === undefined) continue;
+      const best = { to, ops: byNode[to] };
+      const gainOps = best.ops - measured;
+      const rel = measured > 0 ? gainOps / measured : gainOps > 0 ? Infinity : 0;
+      const cost = moveCost(model, c, finite(meanOf(c.cpu)));
+      const lostOps = measured * (cost.downtimeMs / 1000);
+      const gain = gainOps * periodS;
+      const own = byNode[c.node];
+      const ownText = typeof own === 'number' && Number.isFinite(own) ? ` (predicted ${fmt(own)} on ${c.node})` : '';
+      const pair = `model ${fc.modelVersion} predicts ${fmt(best.ops)} ops/s for ${c.name} on ${best.to} against its measured ${fmt(measured)} ops/s on ${c.node}${ownText}`;
+      if (rel < s.rewardThreshold || gainOps < s.minOpsGain || !(gain > s.costBenefitRatio * lostOps)) {
+        const why =
+          rel < s.rewardThreshold || gainOps < s.minOpsGain
+            ? `${measured > 0 ? pct(rel) : `${fmt(gainOps)} ops/s`} more, under the reward threshold ${pct(s.rewardThreshold)} (or ${fmt(s.minOpsGain)} ops/s)`
+            : `${fmt(gain)} ops gained over the ${fmt(periodS)} s period do not outweigh ${fmt(lostOps)} ops lost x ratio ${fmt(s.costBenefitRatio)} (${cost.reason})`;
+        if (!nearMiss || rel > nearMiss.rel) nearMiss = { rel, text: `forecast: the best prediction, ${pair}, is ${why}` };
+        continue;
+      }
+      const score = Number.isFinite(rel) ? rel : gainOps;
+      moves.push({
+        herdId: c.herdId,
+        from: c.node,
+        to: best.to,
+        score,
+        policy: 'forecast',
+        reason:
+          `${pair}${measured > 0 ? `: ${pct(rel)} more` : ''} >= reward threshold ${pct(s.rewardThreshold)}; ` +
+          `${fmt(gain)} ops gained over the ${fmt(periodS)} s period outweigh ${fmt(lostOps)} ops lost while frozen: ${cost.reason}`,
+        figures: { predictedOps: best.ops, measuredOps: measured, predictedOwnOps: finite(own, -1), gainRatio: score, gainOps: gain, lostOps, downtimeMs: cost.downtimeMs, bytes: cost.bytes },
+      });
+    }
+    if (noPrediction) note?.(`forecast: model ${fc.modelVersion} gives no usable prediction for ${noPrediction} container(s) on any other node`);
+    if (noOps) note?.(`forecast: ${noOps} container(s) report no ops (no log regex or scrape), nothing to compare a prediction with`);
+    if (!moves.length && nearMiss) note?.(nearMiss.text);
+    return moves.sort((a, b) => b.score - a.score || (a.herdId < b.herdId ? -1 : 1));
+  },
+};

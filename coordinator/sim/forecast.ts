@@ -1,0 +1,129 @@
+/**
+ * The forecast policy in the simulator (issue 14 point 3, issue 15 point 5). The simulator
+ * has no coordinator and no onnxruntime, so it does what they do in-process and pure:
+ *
+ * 1. Training part: the scenario's first `trainFraction` of time is run with an explorer
+ *    (Herd's controller with the random policy, its filters and pacing), so containers are
+ *    seen on several hosts; every sample step of every snapshot gives dataset rows, built by
+ *    the same `featureVector` as `herd dataset export` (features.ts): a container on its host
+ *    at that step, its ops the target.
+ * 2. A model is trained on them with Herd's own trainer (trainer/booster.ts; the latest 20%
+ *    of the rows validate it and stop the boosting), the very code a coordinator runs.
+ * 3. The judged run: Herd's controller with the forecast policy; before each evaluation the
+ *    snapshot gets its `forecast` (each container on every node, `forecastRows` then the
+ *    trainer's predict: onnxruntime's predictions equal it, forecast-onnx.test.ts) exactly as
+ *    the coordinator's forecast driver fills it from the model in force.
+ */
+import { type Booster, type Dataset, predict, train } from '../forecast/trainer/booster';
+import { checkParams, type TrainParams } from '../forecast/trainer/params';
+import { FEATURES, featureVector, forecastRows } from '../forecast/features';
+import type { Snapshot } from '../control/snapshot';
+import { herdController } from './controllers';
+import { simulate, type Controller } from './engine';
+import type { SimSpec } from './model';
+
+/** The explorer's settings over the scenario's (its filters would hold the containers where they are). */
+export const EXPLORE = {
+  schedule: { windowMs: 60_000, periodMs: 60_000, firstAfterMs: 60_000 },
+  filters: { cooldownMs: 0, pingPongWindowMs: 0, backoffMs: 0, backoffMaxMs: 0 },
+  hysteresisRounds: 1,
+};
+
+export interface ForecastTraining {
+  model: Booster;
+  /** Rows learned from and validated on. */
+  trainRows: number;
+  validRows: number;
+  validRmse: number;
+  /** The simulated time the explorer ran, ms. */
+  trainMs: number;
+}
+
+/** The snapshot's steps as dataset rows (features.ts), oldest first; rows without ops are left out. */
+export function snapshotRows(s: Snapshot, since = -Infinity): { x: number[][]; y: number[]; t: number[] } {
+  const out = { x: [] as number[][], y: [] as number[], t: [] as number[] };
+  const count = new Map<string, number>();
+  for (const c of s.containers) count.set(c.node, (count.get(c.node) ?? 0) + 1);
+  const level = (node: string, i: number, len: number) => Math.max(0, ...s.containers.filter((o) => o.node === node).map((o) => o.cpu[o.cpu.length - len + i]).filter(Number.isFinite));
+  const nodes = new Map(s.nodes.map((n) => [n.id, n]));
+  for (const c of s.containers) {
+    const n = nodes.get(c.node);
+    if (!n || c.migrating) continue;
+    const len = c.ops.length;
+    for (let i = 0; i < len; i++) {
+      const t = s.nowMs - (len - 1 - i) * s.stepMs;
+      const ops = c.ops[i];
+      if (t <= since || !Number.isFinite(ops)) continue;
+      const at = (w: readonly number[]) => (w.length === len ? w[i] : w[w.length - len + i]);
+      const host = { cores: n.cores, memBytes: n.memoryBytes, cpu: at(n.cpu), diskOps: at(n.diskOps), containers: count.get(c.node) ?? 0 };
+      const own = { cpu: host.cpu, level: level(c.node, i, len) };
+      out.x.push(featureVector({ cpu: at(c.cpu), threads: at(c.threads), memBytes: c.memoryBytes, diskOps: at(c.diskOps), cpuLimit: c.limits.cpus }, own, host, true));
+      out.y.push(ops);
+      out.t.push(t);
+    }
+  }
+  return out;
+}
+
+/**
+ * Runs the explorer over the first `trainFraction` of the scenario, collecting a row per
+ * container per sample step, and trains a model on them (the latest `validFraction` validate).
+ */
+export function trainOnScenario(spec: SimSpec, o: { trainFraction?: number; settings?: Record<string, unknown>; params?: Partial<TrainParams>; validFraction?: number } = {}): ForecastTraining {
+  const trainMs = Math.max(spec.sampleMs, Math.round((spec.durationMs * (o.trainFraction ?? 0.5)) / spec.sampleMs) * spec.sampleMs);
+  // The explorer moves a random container every minute (no cooldown, no anti-ping-pong): the
+  // more placements the training part shows, the more a model can tell hosts apart.
+  const explorer = herdController('random', { ...o.settings, ...EXPLORE, policies: ['random'] }, spec.seed + 1);
+  const x: number[][] = [];
+  const y: number[] = [];
+  let seen = -Infinity;
+  let calls = 0;
+  const every = Math.max(1, Math.round((explorer.periodMs ?? spec.periodMs) / spec.sampleMs));
+  // Called every sample step so every step is seen once; moves on the explorer's own period.
+  const collector: Controller = {
+    name: 'forecast-explorer',
+    windowMs: spec.sampleMs,
+    periodMs: spec.sampleMs,
+    firstAfterMs: spec.sampleMs,
+    evaluate(snapshot) {
+      const rows = snapshotRows(snapshot, seen);
+      seen = snapshot.nowMs;
+      x.push(...rows.x);
+      y.push(...rows.y);
+      return ++calls % every === 0 ? explorer.evaluate(snapshot) : [];
+    },
+  };
+  simulate({ ...spec, durationMs: trainMs, windowSteps: 1 }, collector);
+  if (y.length < 10) throw new Error(`the training part (${trainMs / 1000} s) gave ${y.length} rows with ops: too few to train a forecast model`);
+  const F = FEATURES.length;
+  const nValid = Math.floor(y.length * (o.validFraction ?? 0.2));
+  const take = (from: number, to: number): Dataset => {
+    const dx = new Float32Array((to - from) * F);
+    for (let r = from; r < to; r++) dx.set(x[r], (r - from) * F);
+    return { x: dx, y: Float64Array.from(y.slice(from, to)), rows: to - from, features: F };
+  };
+  const trainSet = take(0, y.length - nValid);
+  const validSet = nValid > 0 ? take(y.length - nValid, y.length) : undefined;
+  const params = checkParams({ rounds: 100, maxDepth: 4, eta: 0.3, ...(validSet ? { earlyStoppingRounds: 10 } : {}), ...o.params });
+  const model = train(trainSet, params, validSet);
+  return { model, trainRows: trainSet.rows, validRows: nValid, validRmse: validSet ? model.validRmse[model.bestRounds - 1] : NaN, trainMs };
+}
+
+/** Every container's predicted ops on every node of the snapshot (one batch per container, as the coordinator's driver). */
+export function fillForecast(s: Snapshot, model: Booster, version: string): Snapshot {
+  const ids = s.nodes.map((n) => n.id);
+  const opsByNode: Record<string, Record<string, number>> = {};
+  for (const c of s.containers) {
+    const x = forecastRows(s, c.herdId, ids);
+    if (!x) continue;
+    const p = predict(model, x, ids.length);
+    opsByNode[c.herdId] = Object.fromEntries(ids.map((id, i) => [id, p[i]]));
+  }
+  return { ...s, forecast: { modelVersion: version, opsByNode } };
+}
+
+/** Herd's controller (decide(), filters, pacing) with `patch`, each snapshot given the model's forecast. */
+export function forecastController(name: string, patch: Record<string, unknown>, model: Booster, seed = 1, version = 'sim-1'): Controller {
+  const inner = herdController(name, patch, seed);
+  return { ...inner, evaluate: (snapshot) => inner.evaluate(fillForecast(snapshot, model, version)) };
+}
