@@ -7,7 +7,7 @@ import { StorageGuard } from '../common/storage';
 import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import os from 'node:os';
-import { openEnv, type Env } from '../common/db';
+import { leaveStoresToExit, openEnv, type Env } from '../common/db';
 import { logger } from '../common/log';
 import { loadProtos } from '../common/proto';
 import { addReflection, DescriptorIndex } from '../common/reflection';
@@ -45,7 +45,7 @@ import { ArtifactRegistry } from './transfer/artifacts';
 import { faultsFromEnv } from './transfer/faults';
 import { transferService } from './transfer/server';
 import { Migrations } from '../coordinator/migrations';
-import { migrateHandlers } from '../coordinator/migrate';
+import { migrateHandlers, MigrateStreams, settleUnfinished } from '../coordinator/migrate';
 import { drainHandlers } from '../coordinator/drain';
 import { datasetHandlers } from '../coordinator/forecast/dataset-export';
 import { SampleLog } from './samplelog';
@@ -151,6 +151,7 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
     targetId: () => leadership.current().leaderId,
     onCommand: (cmd) => {
       if (cmd?.kind === 'migrate' || cmd?.migrate) void runner.start(cmd.migrate, Number(cmd.term)).catch((err) => log.error('migration failed to start', { error: err }));
+      if (cmd?.kind === 'settle_migration' || cmd?.settle_migration) void runner.settle(cmd.settle_migration, Number(cmd.term)).catch((err) => log.error('answering about a migration failed', { error: err }));
       if (cmd?.kind === 'revocations' || cmd?.revocations) void revocations.merge(cmd.revocations?.entries ?? []).catch((err) => log.error('storing revocations failed', { error: err }));
       // The controller's records, kept here too: they survive the coordinator's node.
       if (cmd?.kind === 'control' || cmd?.control) appendControl({ decisions: cmd.control?.decisions ?? [], policy: cmd.control?.policy ?? [], models: cmd.control?.models ?? [] });
@@ -202,6 +203,8 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
       connected: (node) => {
         controller.catchUp(node);
         modelService.catchUp(node);
+        // migrations an earlier coordinator left open, asked of their source (it owns them)
+        settleUnfinished({ migrations, ingest, term: () => leadership.current().term }, node);
       },
     },
   );
@@ -231,11 +234,13 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
     ],
   });
   server.addService(herd.Mesh.service, { Connect: ingest.connect });
+  const migrateStreams = new MigrateStreams();
   const migrationAdmin = migrateHandlers({
     registry,
     migrations,
     ingest,
     term: () => leadership.current().term,
+    streams: migrateStreams,
   });
   const securityAdmin = securityAdminHandlers({ revocations, audit, registry, nodeId: settings.nodeId, knownNodes: () => settings.peers.map((p) => p.id) });
   // Joining: every node serves Join (forwarding to the CA holder); the CA holder makes tokens whoever leads.
@@ -322,6 +327,7 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
     metrics.observeLeadership(v, v.leaderId !== lastLeader);
     lastLeader = v.leaderId;
     fence.observe(v.term);
+    if (!v.isLeader) migrateStreams.stepDown({ id: v.leaderId, address: v.leaderAddress, askAt: settings.peers[0]?.address });
     if (!v.isLeader) ingest.closeAll(v.leaderId ? `this node is no longer the coordinator: ${v.leaderId} at ${v.leaderAddress} is` : 'this node is no longer the coordinator');
     if (v.leaderAddress !== lastTarget) {
       lastTarget = v.leaderAddress;
@@ -409,8 +415,11 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
         server.forceShutdown();
         // After a failed commit lmdb-js's close aborts the process (heap corruption); every
         // commit is durable without it, so the store is left to the exit.
-        if (storage.sawWriteFailure) log.warn('not closing the store after a failed write; it is consistent as committed');
-        else await env.close();
+        if (storage.sawWriteFailure) {
+          // lmdb-js would close it at exit all the same (its 'exit' listener): that goes too
+          leaveStoresToExit();
+          log.warn('not closing the store after a failed write; it is consistent as committed');
+        } else await env.close();
         log.info('herd node stopped', { node: settings.nodeId });
       })()),
   };

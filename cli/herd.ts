@@ -5,7 +5,7 @@ import { Command, Option } from 'commander';
 import { ConfigError, parseSettings, readConfigFile } from '../agent/config';
 import { registerDoctor } from './doctor';
 import { registerStatus } from './status';
-import { registerMigrate } from './migrate';
+import { registerMigrate, registerMigrations } from './migrate';
 import { registerPki } from './pki';
 import { registerJoin } from './join';
 import { registerNodes } from './nodes';
@@ -99,6 +99,7 @@ program
 registerDoctor(program);
 registerStatus(program);
 registerMigrate(program);
+registerMigrations(program);
 registerPki(program);
 registerJoin(program);
 registerSim(program);

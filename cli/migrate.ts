@@ -92,3 +92,41 @@ export function registerMigrate(program: Command): void {
       });
     });
 }
+
+/** One line per migration, newest first: what `herd migrations` prints. */
+export function formatMigrationLine(m: any): string {
+  const when = Number(m.started_ms) ? new Date(Number(m.started_ms)).toISOString().replace(/\.\d+Z$/, 'Z') : '-';
+  return `${when}  ${m.migration_id}  ${m.herd_id}  ${m.source_node_id} -> ${m.target_node_id}  ${m.state}${m.reason ? `  ${m.reason}` : ''}`;
+}
+
+/** `herd migrations [CONTAINER]`: the coordinator's migration records (asked through any node). */
+export function registerMigrations(program: Command): void {
+  const cmd = program
+    .command('migrations')
+    .description("list migrations, newest first, as the coordinator knows them (of one container if given): state and reason")
+    .argument('[container]', 'herd id of a container')
+    .option('--limit <n>', 'at most this many', '20')
+    .option('-s, --server <host:port>', 'any node of the cluster', '127.0.0.1:7400');
+  addConnectOptions(cmd).action(async (container: string | undefined, opts) => {
+    let channel: Channel;
+    try {
+      channel = adminChannel(opts);
+    } catch (err) {
+      process.stderr.write(`herd migrations: ${(err as Error).message}\n`);
+      process.exit(2);
+    }
+    let address = opts.server;
+    try {
+      address = await coordinatorAddress(opts.server, channel);
+      const { herd } = loadProtos();
+      const admin = new herd.Admin(address, channel.credentials, channel.options);
+      const r = await new Promise<any>((res, rej) => admin.ListMigrations({ herd_id: container ?? '', limit: Number(opts.limit) }, { deadline: Date.now() + 5000 }, (e: any, x: any) => (e ? rej(e) : res(x))));
+      admin.close();
+      for (const m of r.migrations) process.stdout.write(`${formatMigrationLine(m)}\n`);
+      if (r.migrations.length === 0) process.stderr.write(`no migrations${container ? ` of ${container}` : ''} known to the coordinator at ${address}\n`);
+    } catch (err) {
+      process.stderr.write(`herd migrations: ${rpcErrorText(address, err)}\n`);
+      process.exit(1);
+    }
+  });
+}

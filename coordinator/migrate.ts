@@ -22,6 +22,73 @@ export interface MigrateDeps {
   migrations: Migrations;
   ingest: Pick<Ingest, 'command' | 'settle'>;
   term: () => number;
+  /** The open Migrate streams, ended when this node stops coordinating. */
+  streams?: MigrateStreams;
+}
+
+/**
+ * The Migrate streams this coordinator serves. A coordinator that steps down no longer
+ * hears the records (the agents stream to the new one), so each stream is ended with
+ * UNAVAILABLE and where to ask instead, rather than left silent.
+ */
+export class MigrateStreams {
+  private readonly open = new Set<(leader?: LeaderHint) => void>();
+
+  /** Registers a stream's end; returns its removal (the stream ended by itself). */
+  add(end: (leader?: LeaderHint) => void): () => void {
+    this.open.add(end);
+    return () => this.open.delete(end);
+  }
+
+  get size(): number {
+    return this.open.size;
+  }
+
+  /** Ends every stream; `leader`: who coordinates now, if known. */
+  stepDown(leader?: LeaderHint): void {
+    const ends = [...this.open];
+    this.open.clear();
+    for (const end of ends) end(leader);
+  }
+}
+
+export interface LeaderHint {
+  id?: string;
+  address?: string;
+  /** Another node to ask while no new coordinator is known (any node names it). */
+  askAt?: string;
+}
+
+/** What a client whose Migrate stream ends at a step-down is told. */
+export function steppedDownText(leader: LeaderHint | undefined, herdId: string, migrationId: string): string {
+  const now = leader?.id ? `${leader.id} at ${leader.address} coordinates now` : 'a new one is being elected';
+  const at = leader?.address || leader?.askAt;
+  return `coordinator stepped down (${now}); the migration ${migrationId} continues between the agents, ask the new coordinator: herd migrations ${herdId}${at ? ` -s ${at}` : ''}`;
+}
+
+/**
+ * The records to ask a connecting source agent about: not ended, commanded by it (as the
+ * source) in an earlier term. Those of this term are this coordinator's own, whose commands
+ * it redelivers; an earlier coordinator's may never have reached the agent, or their end
+ * may have gone to another coordinator. Pure.
+ */
+export function unsettled(records: MigrationRecord[], nodeId: string, term: number): MigrationRecord[] {
+  return records.filter((m) => m.source_node_id === nodeId && !FINAL_STATES.has(m.state) && Number(m.term) < term);
+}
+
+/** Asks a source agent that just connected about the records an earlier coordinator left open. */
+export function settleUnfinished(deps: Pick<MigrateDeps, 'migrations' | 'ingest' | 'term'>, nodeId: string): number {
+  const term = deps.term();
+  const open = unsettled(deps.migrations.list('', 10_000), nodeId, term);
+  for (const m of open) {
+    deps.ingest.command(nodeId, {
+      term,
+      command_id: `settle-${m.migration_id}-${term}`,
+      settle_migration: { migration_id: m.migration_id, herd_id: m.herd_id, target_node_id: m.target_node_id, state: m.state },
+    });
+    log.info('asking a source agent how a migration of an earlier coordinator ended', { migration: m.migration_id, node: nodeId, state: m.state, commanded_in_term: m.term, term });
+  }
+  return open.length;
 }
 
 /**
@@ -127,11 +194,29 @@ export function migrateHandlers(deps: MigrateDeps): grpc.UntypedServiceImplement
         call.emit('error', { code: e.code, details: e.message });
         return;
       }
+      let ended = false;
+      let forget = () => {};
       const started = startMigration(deps, container, call.request.target_node_id, fsMode, (m) => {
+        if (ended) return;
         call.write(m);
-        if (FINAL_STATES.has(m.state)) call.end();
+        if (FINAL_STATES.has(m.state)) {
+          ended = true;
+          forget();
+          call.end();
+        }
       }, { tcpEstablished: Boolean(call.request.tcp_established) });
-      call.on('cancelled', started.unwatch);
+      if (!ended && started.sent) {
+        forget = deps.streams?.add((leader) => {
+          ended = true;
+          started.unwatch();
+          call.emit('error', { code: grpc.status.UNAVAILABLE, details: steppedDownText(leader, container.herd_id, started.record.migration_id) });
+        }) ?? forget;
+      }
+      call.on('cancelled', () => {
+        ended = true;
+        forget();
+        started.unwatch();
+      });
       if (!started.sent) call.emit('error', { code: grpc.status.UNAVAILABLE, details: `the source node ${container.node_id} is not connected` });
     },
 

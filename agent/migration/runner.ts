@@ -10,6 +10,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { Insecure, type Transport } from '../../common/transport';
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { copyFile, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -138,6 +139,47 @@ export class MigrationRunner {
     if (this.deps.transport?.secure && nodeTlsFiles(this.deps.dataDir) && !record.tcp_established) this.pageServers.set(id, deferred());
     log.info('migration starting', { migration: id, herd_id: record.herd_id, to: record.target_node_id, fs_mode: record.fs_mode });
     await this.apply(entry, start());
+  }
+
+  /**
+   * A coordinator asks how a migration an earlier coordinator commanded ended (its record
+   * there never did). The answer goes where every record goes, into the sample log: this
+   * node's own record of it, or, if the command never arrived, a record that it never
+   * started, journaled so that the command is ignored should it still arrive.
+   */
+  async settle(q: any, term: number): Promise<void> {
+    const id = String(q?.migration_id ?? '');
+    const bad = checkId('migration_id', id) ?? checkId('herd_id', q?.herd_id) ?? checkId('target_node_id', q?.target_node_id);
+    if (bad) return void log.warn('ignoring a question about a migration', { reason: bad });
+    const known = this.active.get(id) ?? this.journal.get(id);
+    if (known) {
+      log.info('a new coordinator asked about a migration: answering with its record', { migration: id, state: known.record.state, term });
+      if (!this.active.has(id)) await this.journal.put(id, { ...known, record: { ...known.record, version: known.record.version + 1 } });
+      return this.publish(known);
+    }
+    const reason = `never started: the command did not reach ${this.deps.nodeId} before the coordinator that sent it stepped down or died (asked in term ${term}); the container stayed where it was`;
+    const record = newMigrationRecord({
+      migration_id: id,
+      herd_id: String(q.herd_id),
+      source_node_id: this.deps.nodeId,
+      target_node_id: String(q.target_node_id),
+      fs_mode: 'FS_MODE_DIFF',
+      step: 'ROLLBACK',
+      state: 'ROLLED_BACK',
+      term,
+      version: 1,
+    });
+    record.reason = reason;
+    record.ended_ms = Date.now();
+    const entry: JournalEntry = {
+      cmd: { migration_id: id, herd_id: record.herd_id, target_node_id: record.target_node_id, target_address: '', fs_mode: record.fs_mode, term },
+      sourceDockerId: '',
+      state: { phase: 'done', outcome: 'ROLLED_BACK', reasons: [reason], sourceFrozen: false, pendingUndo: [] },
+      record,
+      artifacts: [],
+    };
+    log.warn('a new coordinator asked about a migration this node never received: recorded as never started', { migration: id, herd_id: record.herd_id, term });
+    await Promise.all([this.journal.put(id, entry), this.deps.publish({ ...record })]);
   }
 
   private async apply(entry: JournalEntry, t: { state: MigrationState; actions: Action[] }): Promise<void> {
@@ -280,7 +322,7 @@ export class MigrationRunner {
             if ((await this.deps.runtime.thaw(entry.sourceDockerId)) > 0) entry.record.downtime_ms = Date.now() - (entry.freezeMs ?? Date.now());
           } else {
             if (this.deps.faults?.failSourceRestore) throw new Error('restore failed (fault injected: migration.fail_source_restore)');
-            await this.deps.runtime.restoreFromDir(entry.sourceDockerId, checkpointDirOf(entry, outDir), CHECKPOINT_NAME, { keepSource: true, tcpEstablished: entry.cmd.tcp_established });
+            await this.deps.runtime.restoreFromDir(entry.sourceDockerId, await this.foundCheckpoint(entry, outDir), CHECKPOINT_NAME, { keepSource: true, tcpEstablished: entry.cmd.tcp_established });
             entry.record.downtime_ms = Date.now() - (entry.freezeMs ?? Date.now());
           }
           this.timed(entry, 'ROLLBACK', performance.now() - t0);
@@ -345,8 +387,10 @@ export class MigrationRunner {
     this.pageServers.delete(id);
     this.deps.artifacts.remove(id);
     await rm(join(this.deps.dataDir, 'migrations', 'out', id), { recursive: true, force: true });
-    // a fast-path checkpoint lives on the image tmpfs: memory, until removed
-    if (entry.checkpointDir) await Promise.all([entry.checkpointDir, `${entry.checkpointDir}.tar`].map((p) => rm(p, { recursive: true, force: true })));
+    // a fast-path checkpoint lives on the image tmpfs: memory, until removed (also one whose
+    // dump finished after a restart of this agent, so it was never journaled)
+    const dirs = entry.checkpointDir ? [entry.checkpointDir] : await this.checkpointDirs(join(this.deps.dataDir, 'migrations', 'out', id)).catch(() => []);
+    await Promise.all(dirs.flatMap((d) => [d, `${d}.tar`, `${d}.work`]).map((p) => rm(p, { recursive: true, force: true })));
     await this.journal.put(id, entry);
     await this.publish(entry);
     this.active.delete(id);
@@ -361,6 +405,21 @@ export class MigrationRunner {
     this.lastProgress.set(entry.cmd.migration_id, now);
     entry.record.version++;
     await this.deps.publish({ ...entry.record, timings: [...entry.record.timings] });
+  }
+
+  private checkpointDirs(outDir: string): Promise<string[]> {
+    return this.deps.runtime.checkpointDirs?.(outDir, CHECKPOINT_NAME) ?? Promise.resolve([join(outDir, CHECKPOINT_NAME)]);
+  }
+
+  /**
+   * The checkpoint to roll back to. Journaled once the dump returned; a restart of this agent
+   * while it ran loses that answer, but the dump may have finished (and stopped the container)
+   * all the same: then it is where the runtime puts one, looked for by its inventory.
+   */
+  private async foundCheckpoint(entry: JournalEntry, outDir: string): Promise<string> {
+    if (entry.checkpointDir) return entry.checkpointDir;
+    const dirs = await this.checkpointDirs(outDir);
+    return dirs.find((d) => existsSync(join(d, 'inventory.img'))) ?? checkpointDirOf(entry, outDir);
   }
 
   private peer(entry: JournalEntry): { call: (m: string, req: unknown) => Promise<any>; stream: (m: string, req: unknown, on: (p: any) => void) => Promise<any> } {

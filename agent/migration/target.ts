@@ -21,6 +21,7 @@ import { logger } from '../../common/log';
 import { checkDockerName, checkHostPort, checkId, invalid, notFound, pathInside, permissionDenied, RpcError, truncate } from '../../common/validate';
 import { TermFence } from '../../common/fencing';
 import { extractCheckpoint } from '../runtime/checkpoint-files';
+import { fullDisk } from '../runtime/disk-space';
 import { IMAGE_ARTIFACT } from '../runtime/fast-checkpoint';
 import type { ContainerRuntime, CreateSpec } from '../runtime/runtime';
 import { SHA256_HEX } from '../transfer/artifacts';
@@ -395,10 +396,13 @@ export class MigrationTarget {
       await rm(dir, { recursive: true, force: true }).catch((err) => log.warn('could not remove a migration\'s incoming files', { dir, reason: errorText(err) }));
       if (fast) await rm(`${fast}.tar`, { force: true });
     } catch (err) {
+      // a full disk is looked for before the removal below frees it (ENOSPC names no path)
+      const full = fullDisk([staged, dir]);
       // what was staged for the restore goes too (a failed restore gives its input back)
       if (fast && rec.pageServerPid) stopPageServer(fast, rec.pageServerPid);
-      await Promise.all([staged, fast && `${fast}.tar`].map((p) => p && rm(p, { recursive: true, force: true })));
-      const reason = errorText(err);
+      // (a fetch cut short leaves its download as <file>.part)
+      await Promise.all([staged, fast && `${fast}.tar`, fast && `${fast}.tar.part`].map((p) => p && rm(p, { recursive: true, force: true })));
+      const reason = full && !errorText(err).includes(full) ? `${full} (${errorText(err)})` : errorText(err);
       await this.db.put(req.migration_id, { ...rec, state: 'failed', reason });
       log.warn('could not take over a migrating container', { migration: req.migration_id, step: stepName, reason });
       send({ done: true, ok: false, reason: `${stepName.toLowerCase()} on ${this.deps.nodeId}: ${reason}` });
@@ -429,7 +433,7 @@ export class MigrationTarget {
     // a completion cut short by a crash of this agent may have left images on the tmpfs (memory)
     const fast = await Promise.resolve().then(() => this.deps.runtime.stagingDir(id)).catch(() => undefined);
     if (fast) stopPageServer(fast, rec?.pageServerPid ?? pageServerPid(fast));
-    if (fast) await Promise.all([fast, `${fast}.tar`].map((p) => rm(p, { recursive: true, force: true })));
+    if (fast) await Promise.all([fast, `${fast}.tar`, `${fast}.tar.part`].map((p) => rm(p, { recursive: true, force: true })));
     if (!rec) {
       // Nothing here: remembered as aborted, so a prepare that arrives late makes nothing.
       await this.db.put(id, { migrationId: id, herdId: '', sourceAddress: '', sourceNodeId: caller?.kind === 'node' ? caller.nodeId : '', fsMode: '', dockerId: '', state: 'aborted', reason });

@@ -12,7 +12,8 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import Dockerode from 'dockerode';
 import { logger } from '../../common/log';
-import { isInside, linkCheckpoint, probeFastPath, type FastPath } from './fast-checkpoint';
+import { fullDisk } from './disk-space';
+import { fastCheckpointDir, isInside, linkCheckpoint, probeFastPath, type FastPath } from './fast-checkpoint';
 import { continueStopped, dumpConfig, withCriuConfigLabel } from './page-server';
 import { LogCatcher, withRuncConfOption, criuCheck, criuLogPathFromMessage, criuReasons, readCriuLog, runcConfLogFile } from './criu';
 import { META, NONCE, cleanLeaks, ctrdLeaks, placeCheckpoint, readMeta } from './checkpoint-files';
@@ -168,6 +169,12 @@ export class DockerRuntime implements ContainerRuntime {
     return f.ok ? path.join(f.imageRoot, `in.${key}`) : undefined;
   }
 
+  async checkpointDirs(checkpointDir: string, name: string): Promise<string[]> {
+    checkName(name, 'checkpoint name');
+    const f = await this.fastPath();
+    return [...(f.ok ? [fastCheckpointDir(f.imageRoot, checkpointDir, name)] : []), path.join(checkpointDir, name)];
+  }
+
   checkpoint(dockerId: string, checkpointDir: string, name: string, opts: CheckpointOptions = {}): Promise<CheckpointResult> {
     checkName(name, 'checkpoint name');
     if (!path.isAbsolute(checkpointDir)) throw new RuntimeError(`checkpoint dir ${checkpointDir} must be absolute`, 'INVALID_ARGUMENT');
@@ -207,7 +214,7 @@ export class DockerRuntime implements ContainerRuntime {
       if (opts.tcpEstablished) throw new RuntimeError(`cannot checkpoint ${id.slice(0, 12)} with its TCP connections: Docker has no such option and the direct path is not available (${direct.reason})`, 'FAILED_PRECONDITION');
       log.info('checkpoint through Docker (the direct path is not available)', { id: id.slice(0, 12), reason: direct.reason });
     }
-    const dir = 'f' in direct ? path.join(direct.f.imageRoot, `${path.basename(checkpointDir)}.${name}`) : path.join(checkpointDir, name);
+    const dir = 'f' in direct ? fastCheckpointDir(direct.f.imageRoot, checkpointDir, name) : path.join(checkpointDir, name);
     if (fs.existsSync(dir)) throw new RuntimeError(`checkpoint dir ${dir} already exists`, 'ALREADY_EXISTS');
     fs.mkdirSync(path.dirname(dir), { recursive: true });
     // The checkpoint stops the container; its restart policy would start it again from scratch
@@ -244,8 +251,12 @@ export class DockerRuntime implements ContainerRuntime {
       const ms = Date.now() - t0;
       if (restarts) await this.setRestartPolicy(id, policy).catch((e) => log.warn('cannot put the restart policy back', { id, reason: dockerMessage(e) }));
       const dumpLog = 'f' in direct ? readCriuLog(path.join(work, 'dump.log'), this.keepPath(id, 'checkpoint')) : undefined;
+      // looked at before the removal frees it: a dump into a full file system leaves a cut-off log
+      const full = fullDisk(['f' in direct ? direct.f.imageRoot : path.dirname(dir)]);
       if ('f' in direct) for (const d of [dir, work]) fs.rmSync(d, { recursive: true, force: true });
       const failure = this.criuFailure('checkpoint', id, err, ms, dumpLog);
+      // said first: CRIU's last words before its log was cut off are not the reason
+      if (full) failure.message = failure.message.includes(': CRIU: ') ? failure.message.replace(': CRIU: ', `: ${full}; CRIU: `) : `${failure.message}; ${full}`;
       // CRIU thaws the tasks of a failed dump; say so when that did not happen (no rollback left)
       const running = await this.raw(id).then((x) => x.State?.Running, () => undefined);
       if (running === false) failure.message += '; the container is no longer running';

@@ -60,6 +60,11 @@ export async function probeFastPath(dockerSocket: string, o: { containerdTmpDir?
   return { ok: true, ctrd: new ContainerdClient(loc.socket), loc, imageRoot };
 }
 
+/** Where a direct checkpoint asked for `<checkpointDir>/<name>` puts its images: on the image tmpfs. */
+export function fastCheckpointDir(imageRoot: string, checkpointDir: string, name: string): string {
+  return path.join(imageRoot, `${path.basename(checkpointDir)}.${name}`);
+}
+
 /** Whether a path lies inside root (both resolved; root itself does not count). */
 export function isInside(root: string, p: string): boolean {
   const rel = path.relative(path.resolve(root), path.resolve(p));

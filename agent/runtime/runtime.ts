@@ -142,6 +142,11 @@ export interface ContainerRuntime {
   /** CRIU dump into <checkpointDir>/<name>; the container stops. Serialized per engine (invariant 5). */
   checkpoint(dockerId: string, checkpointDir: string, name: string, opts?: CheckpointOptions): Promise<CheckpointResult>;
   /**
+   * Where checkpoint(_, checkpointDir, name) puts (or put) its images, most likely first: for
+   * a caller that lost the CheckpointResult (its process restarted while the dump ran).
+   */
+  checkpointDirs?(checkpointDir: string, name: string): Promise<string[]>;
+  /**
    * A fresh dir on the image tmpfs for a checkpoint coming from a peer (restoreFromDir then links
    * to it instead of copying), or undefined when this node restores the old way.
    */

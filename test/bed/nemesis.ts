@@ -6,7 +6,10 @@
  * Faults: kill -9 of the source's, the target's or the coordinator's agent (restarted after
  * a random time; its dockerd keeps running), the source-target link cut in the network
  * namespaces (iptables DROP both ways, silent, for a random time), a restore that fails on
- * the target (HERD_FAULTS=migration.fail_restore), or none.
+ * the target (HERD_FAULTS=migration.fail_restore), the target's or the source's disk full
+ * (its agent's image tmpfs, where the checkpoint is dumped and fetched to, shrunk to what it
+ * holds: test/bed/diskfull.ts; it hits at a quarter of the drawn moment, 0-375 ms, so it
+ * mostly meets the dump or the transfer), or none.
  *
  * Checked: the container never runs on two nodes at a sampled instant (docker ps on every
  * node, every SAMPLE_MS); a counter value seen on some copy is never emitted again later
@@ -14,7 +17,8 @@
  * goes back, except after a FAILED migration, which restarts the source without its state;
  * every migration ends SUCCEEDED, ROLLED_BACK or FAILED, the last two with a reason, and the
  * container runs where the outcome says, exactly once, within 30 s of the fault healing; at
- * the end nothing is left behind (no stopped copy, no migration files) and no batch of
+ * the end nothing is left behind (no stopped copy, no migration files, nothing new on the
+ * image tmpfs) and no batch of
  * samples is missing at the coordinator (herd.batch.seq of every node is 1..n).
  *
  * A schedule is a pure function of its seed, so a failure replays: NEMESIS_SEED=<seed>.
@@ -25,9 +29,10 @@ import { mulberry32 } from '../../coordinator/election/sim';
 import { adminClient, agreedLeader, connectedNodes, kill9, startHerdOn, type HerdNode } from '../helpers/cluster';
 import { migrate } from '../helpers/migrate';
 import { BUSYBOX_IMAGE, type Bed } from './bed';
+import { FullDisks, imageTmpfsEntries } from './diskfull';
 
-export type FaultKind = 'none' | 'kill-source' | 'kill-target' | 'kill-coordinator' | 'cut-link' | 'fail-restore';
-export const FAULTS: FaultKind[] = ['none', 'kill-source', 'kill-target', 'kill-coordinator', 'cut-link', 'fail-restore'];
+export type FaultKind = 'none' | 'kill-source' | 'kill-target' | 'kill-coordinator' | 'cut-link' | 'fail-restore' | 'full-target' | 'full-source';
+export const FAULTS: FaultKind[] = ['none', 'kill-source', 'kill-target', 'kill-coordinator', 'cut-link', 'fail-restore', 'full-target', 'full-source'];
 
 /** One migration and its fault; which node is source and target is decided when it runs (where the container is then). */
 export interface Step {
@@ -79,6 +84,7 @@ export interface NemesisReport {
 
 const COUNTER = 'i=0; while true; do i=$((i+1)); echo $i; sleep 0.1; done';
 const SAMPLE_MS = 200;
+const SETTLE_MS = 120_000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export class Nemesis {
@@ -97,9 +103,13 @@ export class Nemesis {
   /** Per container, the last sampled instant it did not run exactly once. */
   private readonly lastBad = new Map<string, number>();
   private startedAt = 0;
+  private readonly disks: FullDisks;
+  /** What each node's image tmpfs held before the first migration (it outlives beds). */
+  private readonly tmpfsBefore = new Map<string, Set<string>>();
 
   constructor(private readonly bed: Bed, private readonly nodes: Map<string, HerdNode>, containers: number, private readonly log: (s: string) => void = () => {}) {
     this.names = Array.from({ length: containers }, (_, i) => `nem${i}`);
+    this.disks = new FullDisks(bed);
   }
 
   private ids(): string[] {
@@ -113,7 +123,9 @@ export class Nemesis {
 
   /** Every agent streaming to an agreed coordinator, each with CRIU. */
   async settle(): Promise<void> {
-    const deadline = Date.now() + 40_000;
+    // generous: on a machine loaded by other work an election can take long (the checker's
+    // 30 s recovery bound is measured from docker ps, not from this)
+    const deadline = Date.now() + SETTLE_MS;
     for (;;) {
       try {
         const addr = await this.leader();
@@ -122,7 +134,7 @@ export class Nemesis {
       } catch {
         /* an election under way */
       }
-      if (Date.now() > deadline) throw new Error('the cluster did not settle within 40 s');
+      if (Date.now() > deadline) throw new Error(`the cluster did not settle within ${SETTLE_MS / 1000} s`);
       await sleep(200);
     }
   }
@@ -138,6 +150,7 @@ export class Nemesis {
       this.failedRuns.set(name, 0);
     }
     await waitUntil('containers listed', async () => (await call(adminClient(this.coordinator), 'ListContainers', {})).containers.filter((c: any) => this.names.includes(c.name)).length === this.names.length, 20_000);
+    for (const n of this.ids()) this.tmpfsBefore.set(n, new Set(imageTmpfsEntries(this.bed, n)));
     this.startedAt = Date.now();
     this.sampling = true;
     this.sampler = this.sample();
@@ -177,6 +190,10 @@ export class Nemesis {
 
   /** One round: every step at once; then the fail-restore targets get their plain agent back. */
   async round(steps: Step[]): Promise<StepResult[]> {
+    // A CRIU config file is machine-wide: one that turns on lazy pages (another experiment on
+    // this machine) makes every dump wait for a page client, and migrations hang for it.
+    const conf = ['/etc/criu/runc.conf', '/etc/criu/default.conf'].filter((f) => existsSync(f));
+    if (conf.length) this.log(`warning: ${conf.join(', ')} present: every CRIU dump on this machine follows it`);
     await this.settle();
     const plan = steps.map((step) => {
       const name = this.names[step.container];
@@ -208,7 +225,7 @@ export class Nemesis {
     const started = Date.now();
     // Not longer: a coordinator that died or stepped down leaves its stream without records.
     const stream = migrate(this.coordinator, herdId, to, 'FS_MODE_DIFF', 30_000);
-    await sleep(step.atMs);
+    await sleep(step.fault.startsWith('full-') ? Math.floor(step.atMs / 4) : step.atMs);
     const coordinatorId = this.bed.nodes.find((n) => `${n.ip}:7400` === this.coordinator)?.id;
     switch (step.fault) {
       case 'kill-source':
@@ -223,6 +240,14 @@ export class Nemesis {
         await sleep(step.downMs);
         await this.cut(from, to, false);
         break;
+      case 'full-target':
+      case 'full-source': {
+        const victim = step.fault === 'full-target' ? to : from;
+        await this.disks.fill(victim);
+        await sleep(step.downMs);
+        await this.disks.heal(victim);
+        break;
+      }
       default:
     }
     const healed = Date.now();
@@ -317,6 +342,8 @@ export class Nemesis {
         const left = existsSync(dir) ? readdirSync(dir) : [];
         if (left.length) this.violations.push(`${n}: migration files left in ${dir}: ${left.join(', ')}`);
       }
+      const onTmpfs = imageTmpfsEntries(this.bed, n).filter((e) => !this.tmpfsBefore.get(n)?.has(e));
+      if (onTmpfs.length) this.violations.push(`${n}: checkpoint images left on the image tmpfs: ${onTmpfs.join(', ')}`);
     }
     for (const name of this.names) {
       const on = await this.runningOn(name);

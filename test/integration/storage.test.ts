@@ -125,11 +125,18 @@ describe('a full file system under the data dir', () => {
       child.stdin.write('go\n');
       const after = JSON.parse(await waitFor('the writer wrote again', async () => out.split('\n').find((l) => l.includes('"phase":"after"')), 30_000, 100));
       expect(after).toMatchObject({ seq: full.lastSeq + 1, lastSeq: full.lastSeq + 1, stored: full.lastSeq + 1, status: { ok: true } });
-      // Known lmdb-js 3.5 defect: after a real ENOSPC its native teardown at process exit can
-      // abort ("corrupted size vs. prev_size"), seen once in two quiet full runs. What matters is
-      // that nothing stored is lost: reopen the store and read every batch back.
+      // A clean exit: after a failed write the writer leaves the store to the exit, as a node
+      // does (common/db.ts leaveStoresToExit: lmdb-js's own 'exit' listener would close it,
+      // and its close after a failed commit aborted with "corrupted size vs. prev_size" in 2 of
+      // 20 runs; 0 of 30 without it). Then nothing stored is lost: reopen and read every batch.
+      // A second lmdb-js defect is not worked around: mdb_page_flush notes a write error with
+      // sprintf of six numbers into malloc(100) (node_modules/lmdb/dependencies/lmdb/libraries/
+      // liblmdb/mdb.c, "Attempting to write page at position"), which overflows when they are
+      // long; it aborted at the failed write itself in 1 of 30 runs. A node's storage guard
+      // keeps LMDB from ENOSPC (its reserve), so only a disk filled between check and commit meets it.
       const code = await exited;
-      if (code !== 0) expect(err, `the writer died before its exit, not in lmdb's teardown: ${err}`).toMatch(/corrupted|free\(\)|double free|Aborted/);
+      expect(code, `the writer did not exit cleanly: ${err.slice(-600)}`).toBe(0);
+      expect(err).not.toMatch(/corrupted|free\(\)|double free|Aborted/);
       const env = openEnv(dir);
       try {
         const reopened = new SampleLog(env, 'full');

@@ -7,7 +7,7 @@
  * Used by test/integration/storage.test.ts.
  */
 import { createInterface } from 'node:readline';
-import { openEnv } from '../../common/db';
+import { leaveStoresToExit, openEnv } from '../../common/db';
 import { SampleLog } from '../../agent/samplelog';
 import { StorageGuard, isLmdbWriteFailure } from '../../common/storage';
 
@@ -36,5 +36,7 @@ for await (const line of lines) {
   if (line.trim() !== 'go') continue;
   const seq = await sampleLog.append(samples());
   console.log(JSON.stringify({ phase: 'after', seq, status: guard.status(), lastSeq: sampleLog.lastSeq(), stored: count() }));
+  // as agent/node.ts stops: after a failed write the store is left as committed, not closed
+  if (guard.sawWriteFailure) leaveStoresToExit();
   process.exit(0);
 }
