@@ -22,6 +22,7 @@ import { Registry } from '../coordinator/registry';
 import { SampleStore } from '../coordinator/samplestore';
 import { AppOpsCollector } from './collectors/appops';
 import { CgroupCollector } from './collectors/cgroup';
+import { controllerReport, memoryOffWarning, readSystemFile } from './collectors/cgroup-controllers';
 import { HostCollector } from './collectors/host';
 import { PcpCollector } from './collectors/pcp';
 import { webListen, type Settings } from './config';
@@ -123,6 +124,9 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
 
   // --- agent modules
   const tracker = new DockerTracker({ socketPath: settings.dockerSocket, nodeId: settings.nodeId });
+  // once, at start: a Pi's kernel ships with the memory controller off (docs/raspberry-pi.md)
+  const memoryOff = memoryOffWarning(controllerReport(settings.cgroupRoot, readSystemFile));
+  if (memoryOff) log.warn(memoryOff);
   const collectors: Array<[Collector, number]> = [
     [new HostCollector({ nodeId: settings.nodeId, countContainers: () => tracker.containers().length }), settings.intervals.hostMs],
     [new CgroupCollector({ root: settings.cgroupRoot, containers: () => runningContainers(tracker), enableBlkioAccounting: settings.blkioAccounting }), settings.intervals.containerMs],

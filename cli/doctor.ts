@@ -13,6 +13,7 @@ import { ConfigError, parseSettings, readConfigFile, type Settings } from '../ag
 import { glibcVersion, isSea, seaExtractor } from '../common/natives';
 import { VERSION } from '../common/version';
 import { TMPFS_MAGIC } from '../agent/runtime/criu';
+import { controllerReport, MEMORY_FIX } from '../agent/collectors/cgroup-controllers';
 
 export { TMPFS_MAGIC };
 import { mergeFlags } from './flags';
@@ -112,25 +113,12 @@ export function checkCriuCache(p: Probes): Check {
 }
 
 export function checkCgroups(s: Settings, p: Probes): Check[] {
-  const root = s.cgroupRoot;
-  const controllers = p.readText(path.join(root, 'cgroup.controllers'));
-  const cmdline = p.readText('/proc/cmdline') ?? '';
-  const memoryOff = /cgroup_disable=memory/.test(cmdline) && !/cgroup_enable=memory/.test(cmdline);
-  const memFix = 'add "cgroup_enable=memory cgroup_memory=1" to the kernel command line (a Raspberry Pi: /boot/firmware/cmdline.txt) and reboot';
-  let have: string[];
-  let layout: string;
-  if (controllers !== undefined) {
-    layout = 'v2 (unified)';
-    have = controllers.trim().split(/\s+/).filter(Boolean);
-  } else {
-    const v1 = ['cpu', 'cpuacct', 'memory', 'blkio', 'pids'].filter((c) => p.readText(path.join(root, c, 'tasks')) !== undefined || p.readText(path.join(root, c, 'cgroup.procs')) !== undefined);
-    if (v1.length === 0) return [fail('cgroups', `no cgroup filesystem at ${root}`, 'mount cgroup2 at /sys/fs/cgroup (systemd does), or pass --cgroup-root')];
-    layout = 'v1';
-    have = v1.map((c) => (c === 'blkio' ? 'io' : c));
-  }
-  const missing = ['cpu', 'memory', 'io', 'pids'].filter((c) => !have.includes(c));
+  const r = controllerReport(s.cgroupRoot, (f) => p.readText(f));
+  const { layout, have, missing } = r;
+  if (layout === 'none') return [fail('cgroups', `no cgroup filesystem at ${s.cgroupRoot}`, 'mount cgroup2 at /sys/fs/cgroup (systemd does), or pass --cgroup-root')];
   if (missing.length === 0) return [ok('cgroups', `cgroup ${layout}, controllers ${have.join(' ')}`, { layout, controllers: have })];
-  return [warn('cgroups', `cgroup ${layout} lacks ${missing.join(', ')}: container ${missing.join('/')} metrics will be missing`, missing.includes('memory') && memoryOff ? memFix : 'enable the controllers (cgroup v2: they must be listed in cgroup.subtree_control up to Docker\'s cgroup)', { layout, controllers: have })];
+  const why = missing.includes('memory') && r.memoryDisabledAtBoot ? ' (the kernel command line has cgroup_disable=memory, a Raspberry Pi\'s default)' : '';
+  return [warn('cgroups', `cgroup ${layout} lacks ${missing.join(', ')}: container ${missing.join('/')} metrics will be missing${why}`, missing.includes('memory') && r.memoryDisabledAtBoot ? MEMORY_FIX : 'enable the controllers (cgroup v2: they must be listed in cgroup.subtree_control up to Docker\'s cgroup)', { layout, controllers: have })];
 }
 
 export async function checkPcp(s: Settings, p: Probes): Promise<Check[]> {

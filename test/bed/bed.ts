@@ -156,7 +156,8 @@ function readRecords(dir: string): Map<string, PidRecord> {
   return out;
 }
 
-function spawnIn(node: BedNode, name: string, cmd: string, args: string[], group: boolean, opts: SpawnOptions): BedProcess {
+/** Starts cmd in node.netns with a pid record in node.dir/pids (stopBed kills it); also test/bed/vm.ts. */
+export function spawnIn(node: BedNode, name: string, cmd: string, args: string[], group: boolean, opts: SpawnOptions): BedProcess {
   const pidFile = path.join(node.dir, 'pids', `${name}.json`);
   const old = readRecords(node.dir).get(name);
   if (old && alive(old)) throw new Error(`${node.id}: a process named ${name} (pid ${old.pid}) is still running`);

@@ -42,6 +42,8 @@ step_debs() {
   want+=(prometheus)
   # the cluster page's end-to-end test: Debian's Chromium, driven by playwright-core (npm)
   want+=(chromium)
+  # test/bed/vm.ts: full-system arm64 guests (Debian kernel, cgroup v2); vm-image.sh builds their disk
+  want+=(qemu-system-arm kmod cpio e2fsprogs)
   for p in "${want[@]}"; do installed "$p" || miss+=("$p"); done
   if [ ${#miss[@]} -eq 0 ]; then log "debs: all present"; return; fi
   log "debs: installing ${miss[*]}"
