@@ -15,7 +15,7 @@ const seed = Number(process.argv[3] ?? Date.now() % 1_000_000_007);
 const CONTAINERS = 3;
 
 async function main(): Promise<void> {
-  const bed = await startBed({ nodes: 3, docker: true, name: 'nm3', subnet: 83 });
+  const bed = await startBed({ nodes: 3, docker: true, name: 'ne5', subnet: 205 });
   const nodes = new Map<string, HerdNode>();
   const t0 = Date.now();
   try {
