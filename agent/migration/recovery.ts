@@ -66,7 +66,7 @@ export interface SourceDeps {
   runtime: ContainerRuntime;
   faults?: MigrationFaults;
   /** Test seams for the leftover dump's processes (default: this node's /proc). */
-  orphan?: Partial<OrphanDumpOptions> & { alive?: (pid: number) => boolean };
+  orphan?: Partial<OrphanDumpOptions> & { alive?: (pid: number) => boolean; thawCgroupOf?: (pid: number) => boolean };
 }
 
 /**
@@ -108,7 +108,7 @@ async function afterLeftoverDump(d: SourceDeps, entry: JournalEntry): Promise<{ 
   const dump = await endOrphanDump(entry.sourceDockerId, { waitMs, ...d.orphan });
   let c = await d.runtime.inspect(entry.sourceDockerId);
   let thawed = false;
-  if (dump.killed && c.state === 'running') thawed = thawCgroupOf(c.pid);
+  if (dump.killed && c.state === 'running') thawed = (d.orphan?.thawCgroupOf ?? thawCgroupOf)(c.pid);
   const until = Date.now() + DOCKER_CATCH_UP_MS;
   while (c.state === 'running' && !(d.orphan?.alive ?? alive)(c.pid) && Date.now() < until) {
     await new Promise((r) => setTimeout(r, 20));
