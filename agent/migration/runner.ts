@@ -75,11 +75,13 @@ export class MigrationRunner {
    */
   async recover(): Promise<void> {
     const { resume, unfinished } = interrupted(this.journal);
-    for (const e of unfinished) void this.finish(e, e.state.outcome!, e.state.reasons.join('; '));
+    // (a failure here, e.g. a full disk under the store, is logged; the next restart tries again)
+    const failed = (e: JournalEntry) => (err: unknown) => log.error('resuming a migration failed', { migration: e.cmd.migration_id, error: errorText(err) });
+    for (const e of unfinished) void this.finish(e, e.state.outcome!, e.state.reasons.join('; ')).catch(failed(e));
     for (const e of resume) {
       log.warn('resuming a migration interrupted by a restart of this agent', { migration: e.cmd.migration_id, phase: e.state.phase });
       this.active.set(e.cmd.migration_id, e);
-      void this.apply(e, step(e.state, { type: 'recover' }));
+      void this.apply(e, step(e.state, { type: 'recover' })).catch(failed(e));
     }
   }
 
@@ -344,8 +346,11 @@ export class MigrationRunner {
     // dump finished after a restart of this agent, so it was never journaled)
     const dirs = entry.checkpointDir ? [entry.checkpointDir] : await checkpointDirs(this.deps.runtime, outDirOf(this.deps.dataDir, id)).catch(() => []);
     await Promise.all(dirs.flatMap((d) => [d, `${d}.tar`, `${d}.work`]).map((p) => rm(p, { recursive: true, force: true })));
-    await this.journal.put(id, entry);
+    // The final record first, the journal's end after: a restart between the two finds the
+    // end unjournaled (record RUNNING) and finishes again. The other order lost the final
+    // record for good when the agent died between them (the nemesis bench, seed 31337, round 108).
     await this.publish(entry);
+    await this.journal.put(id, entry);
     this.active.delete(id);
     log.info('migration finished', { migration: id, herd_id: entry.cmd.herd_id, outcome, reason: reason || '-', downtime_ms: entry.record.downtime_ms, timings: entry.record.timings });
   }

@@ -8,7 +8,10 @@ import { describe, expect, it } from 'vitest';
 import { restoreSource } from '../../agent/migration/recovery';
 import type { JournalEntry } from '../../agent/migration/journal';
 import { start } from '../../agent/migration/machine';
-import { newMigrationRecord } from '../../common/migration-record';
+import { newMigrationRecord, type MigrationRecord } from '../../common/migration-record';
+import { openEnv } from '../../common/db';
+import { MigrationRunner } from '../../agent/migration/runner';
+import { tempDir } from '../helpers/tmp';
 import type { ProcInfo } from '../../agent/migration/orphan-dump';
 
 const ID = 'c'.repeat(64);
@@ -73,5 +76,36 @@ describe('restoreSource after a restart of the source agent', () => {
     expect(killed).toEqual([50]);
     expect(r.done).toEqual(['inspect:running', 'thaw']);
     expect(note).toMatch(/did not end within 0 ms and was killed \(its freeze undone\); the container was then running$/);
+  });
+});
+
+describe('the final record survives a death between publishing it and journaling the end (real LMDB)', () => {
+  it('an agent that could not publish the end leaves it unjournaled; the next one publishes it', async () => {
+    const t = tempDir();
+    const env = openEnv(t.dir);
+    try {
+      const e = entry();
+      // what apply() journals before the finish action: the end decided, the record still RUNNING
+      e.state = { ...e.state, phase: 'done', outcome: 'ROLLED_BACK', reasons: ['checkpoint failed: no space left on device'] };
+      env.openDB<JournalEntry, string>({ name: 'migration.journal' }).putSync('m1', e);
+      const deps = (publish: (r: MigrationRecord) => Promise<unknown>) => new MigrationRunner({
+        nodeId: 'n1', address: () => '10.0.0.1:7400', env, dataDir: t.dir, findContainer: () => undefined, publish,
+        runtime: {} as never, artifacts: { remove: () => {} } as never,
+      });
+      // the first agent dies while publishing the end (the sample log never got it)
+      const died = deps(async (r) => { if (r.state !== 'RUNNING') throw new Error('killed -9'); });
+      await died.recover();
+      await new Promise((r) => setTimeout(r, 200));
+      expect(env.openDB<JournalEntry, string>({ name: 'migration.journal' }).get('m1')!.record.state).toBe('RUNNING');
+      // the next one finds the end unjournaled and publishes it
+      const published: MigrationRecord[] = [];
+      await deps(async (r) => void published.push(r)).recover();
+      await new Promise((r) => setTimeout(r, 200));
+      expect(published.map((r) => [r.state, r.reason])).toEqual([['ROLLED_BACK', 'checkpoint failed: no space left on device']]);
+      expect(env.openDB<JournalEntry, string>({ name: 'migration.journal' }).get('m1')!.record.state).toBe('ROLLED_BACK');
+    } finally {
+      await env.close();
+      t.cleanup();
+    }
   });
 });
