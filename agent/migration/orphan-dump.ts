@@ -36,14 +36,20 @@ export function ppidOfStat(stat: string): number {
   return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
 }
 
-/** Every process this node's /proc shows (ones that end while it is read are left out). */
+/**
+ * Every process this node's /proc shows (ones that end while it is read are left out), with
+ * the command line of runc's only: what dumpProcesses needs, at half the reads (a rollback
+ * waits for this scan).
+ */
 export function listProcs(): ProcInfo[] {
   const out: ProcInfo[] = [];
   for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;
     try {
-      const args = readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0').filter(Boolean);
-      out.push({ pid: Number(name), ppid: ppidOfStat(readFileSync(`/proc/${name}/stat`, 'utf8')), args });
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const args = comm === 'runc' ? readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0').filter(Boolean) : [];
+      out.push({ pid: Number(name), ppid: ppidOfStat(stat), args });
     } catch {
       // ended meanwhile
     }

@@ -60,6 +60,14 @@ async function runsOn(name: string): Promise<string[]> {
   return out;
 }
 
+function cmdline(pid: number): string[] {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+  } catch {
+    return [];
+  }
+}
+
 /** The pids of a process's children (every thread's). */
 function children(pid: number): number[] {
   try {
@@ -74,14 +82,13 @@ function children(pid: number): number[] {
  * shim (polled every few ms), and whatever runs under it; answers the stopped pids.
  */
 async function holdDump(dockerId: string, timeoutMs: number): Promise<number[]> {
-  const shim = listProcs().find((p) => /containerd-shim/.test(p.args[0] ?? '') && p.args.includes(dockerId));
+  const shim = readdirSync('/proc').filter((d) => /^\d+$/.test(d)).map((d) => ({ pid: Number(d), args: cmdline(Number(d)) }))
+    .find((p) => /containerd-shim/.test(p.args[0] ?? '') && p.args.includes(dockerId));
   expect(shim, `no containerd shim for ${dockerId}`).toBeDefined();
   const until = Date.now() + timeoutMs;
   while (Date.now() < until) {
     for (const pid of children(shim!.pid)) {
-      let args: string[] = [];
-      try { args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0'); } catch { continue; }
-      if (!args.includes('checkpoint')) continue;
+      if (!cmdline(pid).includes('checkpoint')) continue;
       process.kill(pid, 'SIGSTOP');
       stopped.push(pid);
       // CRIU, if runc had started it already
