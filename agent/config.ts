@@ -94,6 +94,12 @@ export const SettingsSchema = z
      * owns the node: for a lab only. The node warns at start.
      */
     insecure: z.boolean().default(false),
+    /**
+     * Migrations send the memory pages straight to a CRIU page server on the target while the
+     * source dumps (docs/migration.md#pages-straight-to-the-target); false: they travel as
+     * verified artifacts after the dump. Needs TLS and the image tmpfs on both nodes.
+     */
+    pageServer: z.boolean().default(true),
     /** Certificates (docs/security.md). */
     tls: z
       .object({

@@ -302,7 +302,8 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
   selfAddress = address;
   const runner = new MigrationRunner({
     nodeId: settings.nodeId,
-    pageServer: process.env.HERD_PAGE_SERVER === '1',
+    // HERD_PAGE_SERVER=0: off whatever the settings say (benches compare both paths)
+    pageServer: settings.pageServer && process.env.HERD_PAGE_SERVER !== '0',
     address: () => address,
     env,
     runtime,

@@ -21,6 +21,7 @@ export function mergeFlags(file: Record<string, any>, o: Record<string, any>): R
   set('cgroupRoot', o.cgroupRoot);
   if (o.blkioAccounting === false) s.blkioAccounting = false;
   if (o.insecure === true) s.insecure = true;
+  if (o.pageServer === false) s.pageServer = false;
   set('maxInFlight', o.maxInFlight);
   if (o.webListen !== undefined || o.metricsPlain !== undefined) {
     const web = { ...(file.web ?? {}) };

@@ -41,6 +41,7 @@ program
   .option('--pmproxy-url <url>', 'Performance Co-Pilot pmproxy URL, "" to turn PCP off (default: http://127.0.0.1:44322)')
   .option('--pcp-metric <name>', 'PCP metric to collect; repeat for each (default: kernel.all.load, disk.all.total, network.interface.total.bytes)', collect)
   .option('--cgroup-root <dir>', 'cgroupfs mount point (default: /sys/fs/cgroup)')
+  .option('--no-page-server', 'migrations from this node send the memory pages after the dump as verified artifacts, not straight to a CRIU page server on the target while dumping')
   .option('--no-blkio-accounting', 'do not add the no-limit blkio throttle rule that makes kernels >= 6.10 count per-container block I/O on cgroup v1')
   .option('--host-interval <ms>', 'host metrics sampling period (default: 5000)', num)
   .option('--container-interval <ms>', 'per-container cgroup metrics sampling period (default: 5000)', num)

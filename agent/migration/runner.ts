@@ -19,14 +19,14 @@ import type { Env } from '../../common/db';
 import { logger } from '../../common/log';
 import { loadProtos } from '../../common/proto';
 import { checkId } from '../../common/validate';
-import { IMAGE_ARTIFACT, imageArtifact, splitCheckpoint } from '../runtime/fast-checkpoint';
+import { checkpointFiles, IMAGE_ARTIFACT, imageArtifact, splitCheckpoint } from '../runtime/fast-checkpoint';
 import { nodeTlsFiles, type PageServerTls } from '../runtime/page-server';
 import { isIP } from 'node:net';
 import type { ContainerRuntime } from '../runtime/runtime';
 import type { ArtifactRegistry } from '../transfer/artifacts';
 import type { MigrationFaults } from './faults';
 import { start, step, stepOf, type Action, type Event, type MigrationState, type Step } from './machine';
-import { errorText } from './target';
+import { errorText } from './errors';
 import { newMigrationRecord, type MigrationRecord } from '../../common/migration-record';
 
 const log = logger('migration');
@@ -47,12 +47,14 @@ interface JournalEntry {
   upperDir?: string;
   /** Where the checkpoint's images are (on the image tmpfs on the fast path); the checkpoint tar goes beside it. */
   checkpointDir?: string;
-  /** The dump sent the pages to the target's page server and left the processes stopped: a rollback thaws them. */
+  /** The dump sent the pages to the target's page server (then a local dump of the stopped processes ended the task). */
   leftStopped?: boolean;
+  /** page-server: the first dump's images (pages on the target already), what is packed for the target. */
+  sentDir?: string;
 }
 
 export interface RunnerDeps {
-  /** Send memory pages to the target's CRIU page server while dumping (experimental, opt-in). */
+  /** Send memory pages to the target's CRIU page server while dumping (default on; settings.pageServer). */
   pageServer?: boolean;
   nodeId: string;
   address: () => string;
@@ -138,8 +140,6 @@ export class MigrationRunner {
     this.active.set(id, entry);
     // (not with tcp-established: a source left stopped keeps its sockets, and removing it could reset
     // the peer's connection that the target now holds; that dump ends the source as before)
-    // Opt-in (HERD_PAGE_SERVER=1) until the nemesis passes with it: merged with the exactly-once
-    // work, the source's stopped-not-exited container was seen listed beside the target's.
     if (this.deps.pageServer && this.deps.transport?.secure && nodeTlsFiles(this.deps.dataDir) && !record.tcp_established) this.pageServers.set(id, deferred());
     log.info('migration starting', { migration: id, herd_id: record.herd_id, to: record.target_node_id, fs_mode: record.fs_mode });
     await this.apply(entry, start());
@@ -255,6 +255,7 @@ export class MigrationRunner {
           entry.freezeMs = Date.now();
           const cp = await this.deps.runtime.checkpoint(entry.sourceDockerId, outDir, CHECKPOINT_NAME, { tcpEstablished: entry.cmd.tcp_established, pageServer: pages.to });
           entry.checkpointDir = cp.dir;
+          entry.sentDir = cp.sentDir;
           entry.leftStopped = cp.method === 'page-server';
           entry.record.checkpoint_method = cp.method;
           entry.record.checkpoint_fallback_reason = cp.fallbackReason || pages.refusal;
@@ -264,7 +265,8 @@ export class MigrationRunner {
         case 'package': {
           // The checkpoint tar and the filesystem artifact are made side by side.
           const files = ['checkpoint.tar'];
-          const cpDir = checkpointDirOf(entry, outDir);
+          // (page-server: the first dump's images, whose pages the target has; the second dump stays for a rollback)
+          const cpDir = entry.sentDir ?? checkpointDirOf(entry, outDir);
           // the memory images travel as they are (one artifact each), the small rest as a tar
           const parts = splitCheckpoint(cpDir);
           files.push(...parts.big.map(imageArtifact));
@@ -321,9 +323,10 @@ export class MigrationRunner {
         case 'restore-source': {
           const c = await this.deps.runtime.inspect(entry.sourceDockerId);
           if (c.state === 'running') {
-            // A page-server dump left it stopped (also after a crash before that was journaled): it goes on where it was.
+            // A page-server dump left it stopped and its second dump never ended the task (it failed, or
+            // this agent restarted meanwhile, also before that was journaled): it goes on where it was.
             if (entry.leftStopped && this.deps.faults?.failSourceRestore) throw new Error('thaw failed (fault injected: migration.fail_source_restore)');
-            if ((await this.deps.runtime.thaw(entry.sourceDockerId)) > 0) entry.record.downtime_ms = Date.now() - (entry.freezeMs ?? Date.now());
+            if ((await this.deps.runtime.thaw(entry.sourceDockerId, entry.checkpointDir ?? (await this.checkpointDirs(outDir))[0])) > 0) entry.record.downtime_ms = Date.now() - (entry.freezeMs ?? Date.now());
           } else {
             if (this.deps.faults?.failSourceRestore) throw new Error('restore failed (fault injected: migration.fail_source_restore)');
             await this.deps.runtime.restoreFromDir(entry.sourceDockerId, await this.foundCheckpoint(entry, outDir), CHECKPOINT_NAME, { keepSource: true, tcpEstablished: entry.cmd.tcp_established });
@@ -394,7 +397,7 @@ export class MigrationRunner {
     // a fast-path checkpoint lives on the image tmpfs: memory, until removed (also one whose
     // dump finished after a restart of this agent, so it was never journaled)
     const dirs = entry.checkpointDir ? [entry.checkpointDir] : await this.checkpointDirs(join(this.deps.dataDir, 'migrations', 'out', id)).catch(() => []);
-    await Promise.all(dirs.flatMap((d) => [d, `${d}.tar`, `${d}.work`]).map((p) => rm(p, { recursive: true, force: true })));
+    await Promise.all(dirs.flatMap(checkpointFiles).map((p) => rm(p, { recursive: true, force: true })));
     await this.journal.put(id, entry);
     await this.publish(entry);
     this.active.delete(id);
