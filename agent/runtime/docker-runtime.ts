@@ -13,14 +13,15 @@ import { pipeline } from 'node:stream/promises';
 import Dockerode from 'dockerode';
 import { logger } from '../../common/log';
 import { fullDisk } from './disk-space';
-import { checkpointFiles, criuConfFile, fastCheckpointDir, isInside, linkCheckpoint, probeFastPath, sentDirOf, type FastPath } from './fast-checkpoint';
-import { continueStopped, dropCriuConfigLabels, dumpConfig, withCriuConfigLabel } from './page-server';
-import { LogCatcher, withRuncConfOption, criuCheck, criuLogPathFromMessage, criuReasons, readCriuLog, runcConfLogFile } from './criu';
+import { checkpointFiles, fastCheckpointDir, isInside, linkCheckpoint, probeFastPath, sentDirOf, type FastPath } from './fast-checkpoint';
+import { continueStopped, dropCriuConfigLabels } from './page-server';
+import { dumpThroughPageServer } from './page-server-dump';
+import { LogCatcher, withRuncConfOption, criuCheck, criuFailure, keptLogPath, readCriuLog } from './criu';
 import { META, NONCE, cleanLeaks, ctrdLeaks, placeCheckpoint, readMeta, writeMeta, type CheckpointMeta } from './checkpoint-files';
 import { checkName, dial, dockerMessage, serialized, toRuntimeError, type DialOptions, type DockerErr } from './engine';
 import { exportUpperDir, importUpperDir } from './fsdiff';
 import {
-  CriuError, RuntimeError, type CheckpointOptions, type CheckpointResult, type ContainerRuntime, type CreateSpec, type CriuCapability,
+  RuntimeError, type CheckpointOptions, type CheckpointResult, type ContainerRuntime, type CreateSpec, type CriuCapability,
   type InspectedContainer, type NetworkAttachment, type RestoreOptions, type RestoreResult, type TransferResult,
 } from './runtime';
 import { createSpecFromInspect, isUserDefinedNetwork, primaryNetwork, type InspectJson } from './spec';
@@ -51,8 +52,6 @@ export interface DockerRuntimeOptions {
 }
 
 const FAST_RETRY_MS = 30_000;
-/** runc's host-wide CRIU config file (its settings are kept in a page-server dump's own file). */
-const RUNC_CONF = '/etc/criu/runc.conf';
 
 export class DockerRuntime implements ContainerRuntime {
   readonly socketPath: string;
@@ -227,22 +226,12 @@ export class DockerRuntime implements ContainerRuntime {
     const t0 = Date.now();
     const work = `${dir}.work`;
     const sent = toPages ? sentDirOf(dir) : undefined;
-    let paused = false;
     try {
       if (toPages && sent && 'f' in direct) {
-        await this.dumpToPageServer(direct.f, id, stateJson, sent, toPages, Boolean(opts.tcpEstablished));
-        // The pages are on the target only and the processes stand stopped, but Docker still lists
-        // the container as running: beside the target's copy once that runs. A second dump, local,
-        // ends the task as every other checkpoint does (Docker shows it exited) and is what a
-        // rollback restores. CRIU cannot seize stopped processes in a frozen cgroup (ptrace_attach
-        // waits for them to run: the dump hangs), so they are frozen first, then continued: they
-        // wake into the freezer and never run, and CRIU dumps them as running ones.
-        await direct.f.ctrd.pause(id);
-        paused = true;
-        continueStopped(c.State?.Pid ?? 0, '/proc', true);
-        writeMeta(dir, { dockerId: id, restartPolicy: policy });
-        await direct.f.ctrd.checkpoint(id, { imagePath: dir, workPath: work, openTcp: opts.tcpEstablished }, this.longTimeoutMs);
-        paused = false;
+        await dumpThroughPageServer(direct.f.ctrd, {
+          id, pid: c.State?.Pid ?? 0, stateJson, sent, dir, work, to: toPages, openTcp: Boolean(opts.tcpEstablished),
+          meta: { dockerId: id, restartPolicy: policy }, timeoutMs: this.longTimeoutMs,
+        });
         await this.untilStopped(id);
       } else if ('f' in direct) {
         writeMeta(dir, { dockerId: id, restartPolicy: policy });
@@ -256,8 +245,6 @@ export class DockerRuntime implements ContainerRuntime {
     } catch (err) {
       const ms = Date.now() - t0;
       if (restarts) await this.setRestartPolicy(id, policy).catch((e) => log.warn('cannot put the restart policy back', { id, reason: dockerMessage(e) }));
-      // the second dump failed: CRIU leaves the cgroup as it found it, frozen; the processes go on (the migration rolls back)
-      if (paused && 'f' in direct) await direct.f.ctrd.resume(id).catch((e) => log.warn('cannot resume the paused container', { id, reason: (e as Error).message }));
       const failedWork = sent && !fs.existsSync(path.join(sent, 'inventory.img')) ? `${sent}.work` : work;
       const dumpLog = 'f' in direct ? readCriuLog(path.join(failedWork, 'dump.log'), this.keepPath(id, 'checkpoint')) : undefined;
       // looked at before the removal frees it: a dump into a full file system leaves a cut-off log
@@ -276,28 +263,6 @@ export class DockerRuntime implements ContainerRuntime {
     if (!fs.existsSync(path.join(dir, META))) writeMeta(dir, { dockerId: id, restartPolicy: policy });
     if (toPages) return { dir, sentDir: sent, ms, method: 'page-server', fallbackReason: '' };
     return { dir, ms, method: 'f' in direct ? 'containerd' : 'docker', fallbackReason: pagesRefusal || ('reason' in direct ? direct.reason : '') };
-  }
-
-  /**
-   * The dump whose pages go to the target's page server (page-server.ts): runc reads the CRIU
-   * config named by the container's label for this one dump; the processes are left stopped.
-   * The config file sits beside the images and goes with them (also after a crash: the
-   * migration's end removes `<dir>.criu.conf`), the label goes right after the dump.
-   */
-  private async dumpToPageServer(f: FastPath & { ok: true }, id: string, stateJson: string, into: string, to: NonNullable<CheckpointOptions['pageServer']>, openTcp: boolean): Promise<void> {
-    // the node's own runc.conf settings (log-file ...) go along: the label's file replaces it for this dump
-    const base = fs.existsSync(RUNC_CONF) ? fs.readFileSync(RUNC_CONF, 'utf8').split('\n') : [];
-    const conf = criuConfFile(into);
-    let undo: (() => void) | undefined;
-    try {
-      // inside the try: a full tmpfs fails the write half way, and the file goes all the same
-      fs.writeFileSync(conf, dumpConfig(to.host, to.port, to.tls, base), { mode: 0o600 });
-      undo = withCriuConfigLabel(stateJson, conf);
-      await f.ctrd.checkpoint(id, { imagePath: into, workPath: `${into}.work`, openTcp, exit: false }, this.longTimeoutMs);
-    } finally {
-      undo?.();
-      fs.rmSync(conf, { force: true });
-    }
   }
 
   /**
@@ -323,26 +288,12 @@ export class DockerRuntime implements ContainerRuntime {
     }
   }
 
-  /** A CriuError with CRIU's own error lines when its log can be read, else a RuntimeError. */
   private criuFailure(op: 'checkpoint' | 'restore', id: string, err: unknown, ms: number, caught?: { lines: string[]; kept?: string }): RuntimeError {
-    const msg = dockerMessage(err);
-    if (!caught && op === 'checkpoint') {
-      const file = criuLogPathFromMessage(msg);
-      caught = file ? readCriuLog(file, this.keepPath(id, op)) : undefined;
-    }
-    if (!caught?.lines.length) {
-      const conf = runcConfLogFile(); // a node that redirected CRIU's logs (docs/runtime.md)
-      if (conf) caught = readCriuLog(conf, this.keepPath(id, op)) ?? caught;
-    }
-    const what = `${op} of ${id.slice(0, 12)} failed after ${ms} ms`;
-    if (!caught || caught.lines.length === 0) return toRuntimeError(err, what, { 500: 'FAILED_PRECONDITION' });
-    const reasons = criuReasons(caught.lines);
-    return new CriuError(`${what}: CRIU: ${reasons.join('; ') || caught.lines[caught.lines.length - 1]}`, op, caught.lines, caught.kept, msg);
+    return criuFailure(op, id, err, ms, this.opts.keepLogsDir, caught);
   }
 
   private keepPath(id: string, op: string): string | undefined {
-    if (!this.opts.keepLogsDir) return undefined;
-    return path.join(this.opts.keepLogsDir, `${id.slice(0, 12)}-${op}-${new Date().toISOString().replace(/[:.]/g, '-')}.log`);
+    return keptLogPath(this.opts.keepLogsDir, id, op);
   }
 
   restoreFromDir(dockerId: string, checkpointSrcDir: string, name: string, opts: RestoreOptions = {}): Promise<RestoreResult> {
