@@ -322,7 +322,8 @@ export class MigrationRunner {
         }
         case 'restore-source': {
           const c = await this.deps.runtime.inspect(entry.sourceDockerId);
-          if (c.state === 'running') {
+          // (paused: frozen between the two dumps of a page-server checkpoint)
+          if (c.state === 'running' || c.state === 'paused') {
             // A page-server dump left it stopped and its second dump never ended the task (it failed, or
             // this agent restarted meanwhile, also before that was journaled): it goes on where it was.
             if (entry.leftStopped && this.deps.faults?.failSourceRestore) throw new Error('thaw failed (fault injected: migration.fail_source_restore)');
