@@ -7,6 +7,11 @@
  *     round (decision) and the mean. Targets: run < 60 s, round < 1 s.
  *   node bench/run.mjs sim check [days]
  *     LR-MMT and MAD-MMT on CloudSim's own setup against cloudsim-reference.md's figures.
+ *   node bench/run.mjs sim orders [days] [shuffles=3] [policies=lr-mmt,mad-mmt]
+ *     How far LR-MMT's and MAD-MMT's figures move with the order of the trace's VMs alone (the
+ *     order fixes the VM types, four contiguous blocks, and the initial placement): seeded
+ *     shuffles 1..N of the rows (`check` runs the CSV's order); each figure against CloudSim's. CloudSim's own
+ *     order is its JVM's directory listing, which differs between machines.
  *   node bench/run.mjs sim compare [tuneDays] [reportDays] [herdPolicies]
  *     Like with like: for each day, LR-MMT and MAD-MMT on CloudSim's setup (hosts switched off),
  *     then Herd's policies on a fixed cluster of as many hosts as LR-MMT kept on on average,
@@ -15,6 +20,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
+import { seededRandom } from '../coordinator/control/decide';
 import { cpus, loadavg } from 'node:os';
 import { cloudSimHosts, cloudSimSetup, fixedClusterSetup, parsePlanetLab, planetLabContainers, PLANETLAB_SETTINGS } from '../coordinator/sim/planetlab';
 import { formatTable, makeController } from '../coordinator/sim/runner';
@@ -77,6 +83,42 @@ function check(days: string[], policies = ['lr-mmt', 'mad-mmt']): Map<string, Si
   return out;
 }
 
+/** The rows in a seeded random order (Fisher-Yates). */
+function shuffled<T>(rows: readonly T[], seed: number): T[] {
+  const out = rows.slice();
+  const rnd = seededRandom(seed);
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(rnd() * (i + 1));
+    [out[i], out[j]] = [out[j], out[i]];
+  }
+  return out;
+}
+
+function orders(days: string[], count: number, policies: string[]) {
+  const names = ['energy kWh', 'migrations', 'SLATAH %', 'PDM %', 'SLAV %'];
+  const pick = (r: SimResult) => [r.metrics.energyKWh, r.metrics.migrations, r.metrics.slatahPct, r.metrics.pdmPct, r.metrics.slavPct];
+  console.log(`VM order sensitivity: ${count} seeded shuffles of each day's rows (load average ${loadavg()[0].toFixed(1)} on ${cpus().length} cores)`);
+  for (const day of days) {
+    const rows = rowsOf(day);
+    for (const p of policies) {
+      const figures: number[][] = [];
+      for (let seed = 1; seed <= count; seed++) {
+        const f = pick(run(cloudSimSetup(shuffled(rows, seed)), p).r);
+        figures.push(f);
+        console.log(`${day}  ${p.padEnd(8)} order ${seed}: ${f.map((x, i) => `${names[i]} ${x.toPrecision(4)} (${pct(x, REFERENCE[day][p][i])})`).join('  ')}`);
+      }
+      const ranges = names.map((n, i) => {
+        const xs = figures.map((f) => f[i]);
+        const ref = REFERENCE[day][p][i];
+        const lo = Math.min(...xs);
+        const hi = Math.max(...xs);
+        return `${n} ${pct(lo, ref)}..${pct(hi, ref)}${lo <= ref && ref <= hi ? ' (CloudSim inside)' : ''}`;
+      });
+      console.log(`${day}  ${p.padEnd(8)} range vs CloudSim: ${ranges.join('  ')}`);
+    }
+  }
+}
+
 function compare(tune: string[], report: string[], herd: string[]) {
   console.log(`like with like: tuning days ${tune.join(', ')} (settings chosen there), report days ${report.join(', ')}`);
   for (const day of [...tune, ...report]) {
@@ -94,8 +136,9 @@ function compare(tune: string[], report: string[], herd: string[]) {
 const [mode = 'scale', a, b, c] = process.argv.slice(2);
 if (mode === 'scale') scale((a ?? 'none,balance,cpu-greedy,lr-mmt').split(','));
 else if (mode === 'check') check(a ? a.split(',') : DAYS, b ? b.split(',') : undefined);
+else if (mode === 'orders') orders(a ? a.split(',') : DAYS, Number(b ?? 3), (c ?? 'lr-mmt,mad-mmt').split(','));
 else if (mode === 'compare') compare((a ?? '20110303,20110306').split(','), (b ?? '20110309,20110322,20110325').split(','), (c ?? 'none,cpu-greedy,balance,low-node-utilization,random').split(','));
 else {
-  console.error('usage: node bench/run.mjs sim scale|check|compare ...');
+  console.error('usage: node bench/run.mjs sim scale|check|orders|compare ...');
   process.exit(2);
 }

@@ -125,9 +125,10 @@ export function simulate(spec: SimSpec, controller: Controller, clock: () => num
   const rejected = cs.length - live.length;
   const csClock = spec.cloudSimClock === true;
   const offsetMs = csClock ? 100 : 0;
-  // CloudSim integrates from its first update to its last one before the limit.
+  // CloudSim integrates from its first update to its last one before the limit: the last
+  // tick, or a migration started there that ends before the limit (its end updates every host).
   const measureFromMs = csClock ? spec.sampleMs + offsetMs : 0;
-  const measureUntilMs = csClock ? Math.floor((spec.durationMs - offsetMs - 1) / spec.sampleMs) * spec.sampleMs + offsetMs : spec.durationMs;
+  let measureUntilMs = csClock ? measureFromMs : spec.durationMs;
   const migrations: MigrationEvent[] = [];
   const recent: MigrationView[] = [];
   const series = { tMs: [] as number[], nodeUtil: [] as Float32Array[], ops: [] as number[], ideal: [] as number[] };
@@ -228,8 +229,8 @@ export function simulate(spec: SimSpec, controller: Controller, clock: () => num
   const opsOf = (c: CState): number => containerOps(c.spec.ops, c.got, c.want, c.iopsGot, c.iopsWant);
 
   /** Account a segment of dt ms in the current state. */
-  const account = (from: number, dt: number) => {
-    if (dt <= 0 || (csClock && (from < measureFromMs || from >= measureUntilMs))) return;
+  const account = (from: number, dt: number, counted: boolean) => {
+    if (dt <= 0 || !counted) return;
     nodes.forEach((node) => acc.host(dt, node.allocated, node.requested, node.util, spec.overThreshold));
     const s = dt / 1000;
     for (const i of live) {
@@ -395,7 +396,10 @@ export function simulate(spec: SimSpec, controller: Controller, clock: () => num
   const prevUtil = new Float64Array(nodes.length);
   while (t < spec.durationMs) {
     const tn = Math.min(nextTick, queue.peekTime(), spec.durationMs);
-    account(t, tn - t);
+    // On CloudSim's clock a segment counts from its first update on, up to an update (none at the limit).
+    const counted = !csClock || (t >= measureFromMs && (tn === nextTick || tn === queue.peekTime()) && tn < spec.durationMs);
+    if (counted && csClock) measureUntilMs = tn;
+    account(t, tn - t, counted);
     nodes.forEach((node, n) => (prevUtil[n] = node.util));
     while (queue.peekTime() <= tn) {
       const { v } = queue.pop()!;
@@ -403,7 +407,7 @@ export function simulate(spec: SimSpec, controller: Controller, clock: () => num
       else finish(v.m, tn);
     }
     refresh(tn);
-    if (!csClock || (t >= measureFromMs && t < measureUntilMs)) nodes.forEach((node, n) => acc.energy(spec.nodes[n].power, prevUtil[n], node.util, tn - t));
+    if (counted) nodes.forEach((node, n) => acc.energy(spec.nodes[n].power, prevUtil[n], node.util, tn - t));
     t = tn;
     if (tn === nextTick && tn < spec.durationMs) {
       record(tn);
