@@ -67,10 +67,11 @@ export function simulate(spec: SimSpec, controller: Controller, clock: () => num
     for (const i of live) {
       const c = cs[i];
       const s = c.spec;
-      c.demand = seriesAt(s.cpu, t, spec.zeroAfterEnd);
+      const started = s.startMs === undefined || t >= s.startMs;
+      c.demand = started ? seriesAt(s.cpu, t, spec.zeroAfterEnd) : 0;
       const threadCap = s.threads * w.maxPe;
       c.want = Math.min(c.demand, s.limitUnits > 0 ? s.limitUnits : Infinity, threadCap);
-      c.iopsWant = s.iops ? seriesAt(s.iops, t, spec.zeroAfterEnd) : 0;
+      c.iopsWant = s.iops && started ? seriesAt(s.iops, t, spec.zeroAfterEnd) : 0;
       const opsAtWant = opsFromCpu(s.ops, c.want);
       items.push({ want: c.want, opsAtWant, opsPerUnit: s.ops.kind === 'per-core' ? s.ops.opsPerCore / 1000 : NaN, iopsWant: c.iopsWant });
     }

@@ -67,6 +67,12 @@ export interface SimContainer {
   labels: Record<string, string>;
   /** Node it starts on ('' = the placement rule chooses). */
   node: string;
+  /**
+   * When it runs from, ms (absent: from the start, observed from the first sample). Before it,
+   * it does not exist: it asks nothing and the monitor has no sample of it; its first sample
+   * comes a sample period after it (a rate needs two readings of its cgroup counters).
+   */
+  startMs?: number;
 }
 
 export interface HerdMigrationModel {

@@ -13,9 +13,11 @@ export function record(w: World, t: number, live: readonly number[], idealRate: 
   w.samples++;
   for (const i of live) {
     const c = cs[i];
-    c.cpuWin[slot] = (spec.observe === 'demand' ? c.demand : c.got) / 1000;
-    c.diskWin[slot] = c.iopsGot;
-    c.opsWin[slot] = c.ops;
+    // A container started late has no sample before its first rate (startMs + a sample period).
+    const unseen = c.spec.startMs !== undefined && t < c.spec.startMs + spec.sampleMs;
+    c.cpuWin[slot] = unseen ? NaN : (spec.observe === 'demand' ? c.demand : c.got) / 1000;
+    c.diskWin[slot] = unseen ? NaN : c.iopsGot;
+    c.opsWin[slot] = unseen ? NaN : c.ops;
   }
   const utils = new Float32Array(nodes.length);
   let ops = 0;
