@@ -15,7 +15,7 @@ export interface Series {
   interpolate: 'linear' | 'step';
 }
 
-/** Value of a series at t (ms): past the end, the last value (or 0 with `zeroAfterEnd`, CloudSim's way). */
+/** Value of a series at t (ms): past the end, the last value (CloudSim's PlanetLab model too: its 289th slot repeats the 288th), or 0 with `zeroAfterEnd`. */
 export function seriesAt(s: Series, tMs: number, zeroAfterEnd = false): number {
   const n = s.values.length;
   if (n === 0) return 0;
