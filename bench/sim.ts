@@ -31,7 +31,7 @@ const DIR = process.env.PLANETLAB_DIR ?? '/work/shared/traces/planetlab';
 const DAYS = ['20110303', '20110306', '20110309', '20110322', '20110325'];
 const rowsOf = (day: string) => parsePlanetLab(readFileSync(`${DIR}/${day}.csv`, 'utf8'), `${day}.csv`);
 
-function run(spec: SimSpec, name: string, settings: Record<string, unknown> = PLANETLAB_SETTINGS): { r: SimResult; wallMs: number; cpuMs: number } {
+function run(spec: SimSpec, name: string, settings: Record<string, unknown> = PLANETLAB_SETTINGS): { r: SimResult; wallMs: number; cpuMs: number; roundWallMs: number[] } {
   const t0 = performance.now();
   const c0 = process.cpuUsage();
   // Decision time in CPU ms of this process: the machine is shared, wall time measures the neighbours too.
@@ -39,20 +39,32 @@ function run(spec: SimSpec, name: string, settings: Record<string, unknown> = PL
     const u = process.cpuUsage();
     return (u.user + u.system) / 1000;
   };
-  const r = simulate(spec, makeController(name, settings, spec.seed), cpuClock);
+  const controller = makeController(name, settings, spec.seed);
+  // Each round's wall time too (the none control is left as it is: the engine builds it no snapshot).
+  const roundWallMs: number[] = [];
+  const timed = name === 'none' ? controller : Object.assign(Object.create(controller), {
+    evaluate: (s: Parameters<typeof controller.evaluate>[0]) => {
+      const w0 = performance.now();
+      const moves = controller.evaluate(s);
+      roundWallMs.push(performance.now() - w0);
+      return moves;
+    },
+  });
+  const r = simulate(spec, timed, cpuClock);
   const c = process.cpuUsage(c0);
-  return { r, wallMs: performance.now() - t0, cpuMs: (c.user + c.system) / 1000 };
+  return { r, wallMs: performance.now() - t0, cpuMs: (c.user + c.system) / 1000, roundWallMs };
 }
 
 function scale(policies: string[]) {
   const rows = DAYS.flatMap(rowsOf);
   const spec: SimSpec = { ...cloudSimSetup(rows), nodes: cloudSimHosts(500, 65536), containers: DAYS.flatMap((d, k) => planetLabContainers(rowsOf(d), `d${k}-`)), placement: 'spread', cloudSimClock: false };
   console.log(`scale: ${spec.nodes.length} hosts, ${spec.containers.length} containers, 24 h at 5 min (${process.version}, load average ${loadavg()[0].toFixed(1)} on ${cpus().length} cores)`);
-  console.log('policy                 run s   CPU s   rounds  round CPU ms mean  round CPU ms max  migrations  ops/ideal  SLATAH%');
+  console.log('policy                 run s   CPU s   rounds  round CPU ms mean  round CPU ms max  round wall ms max  migrations  ops/ideal  SLATAH%  load after');
   for (const p of policies) {
-    const { r, wallMs, cpuMs } = run(spec, p);
+    const { r, wallMs, cpuMs, roundWallMs } = run(spec, p);
     const m = r.metrics;
-    console.log(`${p.padEnd(20)} ${(wallMs / 1000).toFixed(1).padStart(7)} ${(cpuMs / 1000).toFixed(1).padStart(7)} ${String(m.rounds).padStart(8)} ${m.decisionMsMean.toFixed(1).padStart(18)} ${m.decisionMsMax.toFixed(1).padStart(17)} ${String(m.migrations).padStart(11)} ${m.opsVsIdeal.toFixed(4).padStart(10)} ${m.slatahPct.toFixed(3).padStart(8)}`);
+    const wallMax = roundWallMs.length ? Math.max(...roundWallMs) : 0;
+    console.log(`${p.padEnd(20)} ${(wallMs / 1000).toFixed(1).padStart(7)} ${(cpuMs / 1000).toFixed(1).padStart(7)} ${String(m.rounds).padStart(8)} ${m.decisionMsMean.toFixed(1).padStart(18)} ${m.decisionMsMax.toFixed(1).padStart(17)} ${wallMax.toFixed(1).padStart(18)} ${String(m.migrations).padStart(11)} ${m.opsVsIdeal.toFixed(4).padStart(10)} ${m.slatahPct.toFixed(3).padStart(8)} ${loadavg()[0].toFixed(1).padStart(11)}`);
   }
 }
 
