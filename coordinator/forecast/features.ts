@@ -14,7 +14,11 @@
  * their own: on a bigger host it may get more), but only for the containers at the host's
  * water level: CFS shares a saturated host max-min fairly, so a container that gets less
  * than the busiest one there (under HELD_BACK of it) is not held back, it wants what it
- * gets (an idle container on a busy host is idle, not short of a core per thread). Pure: numbers in, numbers out.
+ * gets (an idle container on a busy host is idle, not short of a core per thread). The disk
+ * alike: the disk ops/s a container did are an outcome of its host's disk (on a saturated one,
+ * its share: fed to a model they gave today's ops on every node), so what it would get on a
+ * host (ctr_expected_disk_ops) is the feature, its own disk ops/s a column kept for study.
+ * Pure: numbers in, numbers out.
  */
 import { loadsOf, threadDemand, type ContainerLoad, type NodeLoad } from '../control/load';
 import type { ContainerView, Snapshot } from '../control/snapshot';
@@ -26,8 +30,6 @@ export const FEATURES = [
   'ctr_threads',
   /** Its memory in use, bytes. */
   'ctr_mem_bytes',
-  /** Its disk operations per second (read + write). */
-  'ctr_disk_ops',
   /** Its CPU limit in cores; 0 = none. */
   'ctr_cpu_limit',
   /** The host's cores (a capped node: its quota). */
@@ -46,6 +48,14 @@ export const FEATURES = [
    * ratio of columns, and without it a model has only the hosts and neighbours it has seen.
    */
   'ctr_expected_cpu',
+  /** The host's disk operations per second (its `herd.disk_iops` label); missing when not declared. */
+  'host_disk_iops',
+  /**
+   * Disk ops/s it would get there, ctr_expected_cpu's disk counterpart: what it does, or, held
+   * back on a saturated disk (at the disk's water level), whatever the host's disk gives it;
+   * up to what the others leave free or an equal share. Missing when the host's disk is not declared.
+   */
+  'ctr_expected_disk_ops',
 ] as const;
 
 export type FeatureName = (typeof FEATURES)[number];
@@ -72,6 +82,10 @@ export interface OwnHost {
   cpu: number;
   /** Cores used by its busiest container (NaN: unknown, every container counts as held back). */
   level: number;
+  /** Disk busy, fraction of its declared disk ops/s (NaN or absent: not declared, never saturated). */
+  disk?: number;
+  /** Disk ops/s of its busiest container on disk (the disk's water level). */
+  diskLevel?: number;
 }
 
 /** A host's figures at one grid step (or a window's means), everything on it counted. NaN = not measured. */
@@ -83,6 +97,8 @@ export interface HostFigures {
   diskOps: number;
   /** Containers running on it. */
   containers: number;
+  /** Disk operations per second it serves (declared); 0, NaN or absent: unknown. */
+  diskIops?: number;
 }
 
 const nonNegative = (x: number) => (Number.isNaN(x) ? NaN : Math.max(0, x));
@@ -101,11 +117,16 @@ export function featureVector(c: ContainerFigures, own: OwnHost, host: HostFigur
   const otherCpu = nonNegative(host.cpu * host.cores - share(c.cpu));
   const others = nonNegative(host.containers - mine);
   const expected = Math.min(demand, Math.max(host.cores - otherCpu, host.cores / (others + 1)));
+  const iops = host.diskIops !== undefined && host.diskIops > 0 ? host.diskIops : NaN;
+  const otherDisk = nonNegative(host.diskOps - share(c.diskOps));
+  // held back on its own saturated disk: nothing bounds what it would do on another but that disk
+  const diskHeld = (own.disk ?? NaN) >= SATURATION && c.diskOps > 0 && !(c.diskOps < HELD_BACK * (own.diskLevel ?? NaN));
+  const diskDemand = diskHeld ? Infinity : c.diskOps;
+  const expectedDisk = Math.min(diskDemand, Math.max(iops - (Number.isNaN(otherDisk) ? 0 : otherDisk), iops / (others + 1)));
   return [
     demand,
     c.threads,
     c.memBytes,
-    c.diskOps,
     c.cpuLimit,
     host.cores,
     host.memBytes,
@@ -113,6 +134,8 @@ export function featureVector(c: ContainerFigures, own: OwnHost, host: HostFigur
     nonNegative(host.diskOps - share(c.diskOps)),
     others,
     nonNegative(expected),
+    iops,
+    nonNegative(expectedDisk),
   ];
 }
 
@@ -128,7 +151,18 @@ function loadsOnce(snapshot: Snapshot): Map<string, NodeLoad> {
   return loads;
 }
 
-const hostOf = (n: NodeLoad): HostFigures => ({ cores: n.view.cores, memBytes: n.view.memoryBytes, cpu: n.cpu, diskOps: n.diskOps, containers: n.containers.length });
+/** A host as its own containers see it: how busy, and its water levels of CPU and disk. */
+export function ownHostOf(n: NodeLoad): OwnHost {
+  let level = 0;
+  let diskLevel = 0;
+  for (const x of n.containers) {
+    if (x.cpu > level) level = x.cpu;
+    if (x.diskOps > diskLevel) diskLevel = x.diskOps;
+  }
+  return { cpu: n.cpu, level, disk: n.view.diskIops > 0 ? n.diskOps / n.view.diskIops : NaN, diskLevel };
+}
+
+const hostOf = (n: NodeLoad): HostFigures => ({ cores: n.view.cores, memBytes: n.view.memoryBytes, cpu: n.cpu, diskOps: n.diskOps, containers: n.containers.length, diskIops: n.view.diskIops });
 
 /**
  * What the forecast driver feeds a model: one row per node of `nodeIds` (row-major float32)
@@ -148,10 +182,11 @@ export function forecastRows(snapshot: Snapshot, herdId: string, nodeIds: readon
   const figures: ContainerFigures = { cpu: c.cpu, threads: c.threads, memBytes: view.memoryBytes, diskOps: c.diskOps, cpuLimit: view.limits.cpus };
   const F = names.length;
   const out = new Float32Array(nodeIds.length * F).fill(NaN);
+  const ownHost = ownHostOf(own);
   nodeIds.forEach((id, r) => {
     const n = loads.get(id);
     if (!n) return;
-    const v = featureVector(figures, { cpu: own.cpu, level: Math.max(0, ...own.containers.map((x) => x.cpu)) }, hostOf(n), id === view.node);
+    const v = featureVector(figures, ownHost, hostOf(n), id === view.node);
     for (let j = 0; j < F; j++) out[r * F + j] = v[pick[j]];
   });
   return out;
