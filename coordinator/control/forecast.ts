@@ -41,14 +41,14 @@ export const forecast: Policy<ForecastPolicySettings> = {
     let noOps = 0;
     let nearMiss: { rel: number; text: string } | undefined;
     for (const c of snapshot.containers) {
+      const measured = meanOf(c.ops);
+      if (!Number.isFinite(measured) || measured < 0) {
+        noOps++; // first: a driver forecasts no container that reports no ops
+        continue;
+      }
       const byNode = fc.opsByNode[c.herdId];
       if (!byNode || !nodes.has(c.node)) {
         noPrediction++;
-        continue;
-      }
-      const measured = meanOf(c.ops);
-      if (!Number.isFinite(measured) || measured < 0) {
-        noOps++;
         continue;
       }
       const targets = Object.keys(byNode)

@@ -171,23 +171,71 @@ const hostOf = (n: NodeLoad): HostFigures => ({ cores: n.view.cores, memBytes: n
  * container: null. An unknown node gets a row of NaN (a caller should not ask).
  */
 export function forecastRows(snapshot: Snapshot, herdId: string, nodeIds: readonly string[], names: readonly string[] = FEATURES): Float32Array | null {
+  const m = forecastMatrix(snapshot, [herdId], nodeIds, names);
+  return m.herdIds.length ? m.x : null;
+}
+
+/** Rows per batch when a whole snapshot is forecast (a few MB of float32, one buffer reused): the driver's onnxruntime calls, the simulator's predict. */
+export const FORECAST_BATCH_ROWS = 1 << 16;
+
+/** Per snapshot: each container's view, its host's load and its own load, and each node's figures, computed once. */
+interface Prepared {
+  byId: Map<string, { view: ContainerView; own: NodeLoad; load: ContainerLoad; ownHost: OwnHost }>;
+  hosts: Map<string, HostFigures>;
+}
+const preparedCache = new WeakMap<Snapshot, Prepared>();
+function prepared(snapshot: Snapshot): Prepared {
+  let p = preparedCache.get(snapshot);
+  if (p) return p;
   const loads = loadsOnce(snapshot);
-  const view = snapshot.containers.find((c) => c.herdId === herdId);
-  const own = view && loads.get(view.node);
-  const c = own?.containers.find((x) => x.view.herdId === herdId);
-  if (!view || !own || !c) return null;
+  const ownHosts = new Map<string, OwnHost>();
+  const hosts = new Map<string, HostFigures>();
+  const byId: Prepared['byId'] = new Map();
+  for (const [id, n] of loads) {
+    ownHosts.set(id, ownHostOf(n));
+    hosts.set(id, hostOf(n));
+    for (const load of n.containers) byId.set(load.view.herdId, { view: load.view, own: n, load, ownHost: ownHosts.get(id)! });
+  }
+  preparedCache.set(snapshot, (p = { byId, hosts }));
+  return p;
+}
+
+/** Column indices of `names` in FEATURES; an unknown name is an error naming it. */
+function columnsOf(names: readonly string[]): Int32Array {
   const pick = names.map((n) => (FEATURES as readonly string[]).indexOf(n));
   const unknown = names.filter((_, i) => pick[i] < 0);
   if (unknown.length) throw new Error(`no such feature: ${unknown.join(', ')} (the features are ${FEATURES.join(', ')})`);
-  const figures: ContainerFigures = { cpu: c.cpu, threads: c.threads, memBytes: view.memoryBytes, diskOps: c.diskOps, cpuLimit: view.limits.cpus };
+  return Int32Array.from(pick);
+}
+
+/**
+ * forecastRows for many containers at once, into one row-major matrix (`into` reused when big
+ * enough): for each container of `herdIds` found in the snapshot (`herdIds` of the answer, in
+ * order), one row per node of `nodeIds`. The snapshot's loads, each host's figures and each
+ * container's own host are computed once, not once per row: the driver asks for every
+ * container of a 500-node cluster on every node each round.
+ */
+export function forecastMatrix(snapshot: Snapshot, herdIds: readonly string[], nodeIds: readonly string[], names: readonly string[] = FEATURES, into?: Float32Array): { x: Float32Array; herdIds: string[] } {
+  const { byId, hosts } = prepared(snapshot);
+  const pick = columnsOf(names);
   const F = names.length;
-  const out = new Float32Array(nodeIds.length * F).fill(NaN);
-  const ownHost = ownHostOf(own);
-  nodeIds.forEach((id, r) => {
-    const n = loads.get(id);
-    if (!n) return;
-    const v = featureVector(figures, ownHost, hostOf(n), id === view.node);
-    for (let j = 0; j < F; j++) out[r * F + j] = v[pick[j]];
-  });
-  return out;
+  const found = herdIds.filter((id) => byId.has(id));
+  const size = found.length * nodeIds.length * F;
+  const x = into && into.length >= size ? into.subarray(0, size) : new Float32Array(size);
+  const nodeHosts = nodeIds.map((id) => hosts.get(id));
+  let o = 0;
+  for (const herdId of found) {
+    const { view, own, load, ownHost } = byId.get(herdId)!;
+    const figures: ContainerFigures = { cpu: load.cpu, threads: load.threads, memBytes: view.memoryBytes, diskOps: load.diskOps, cpuLimit: view.limits.cpus };
+    for (let r = 0; r < nodeIds.length; r++, o += F) {
+      const host = nodeHosts[r];
+      if (!host) {
+        x.fill(NaN, o, o + F);
+        continue;
+      }
+      const v = featureVector(figures, ownHost, host, nodeIds[r] === own.view.id);
+      for (let j = 0; j < F; j++) x[o + j] = v[pick[j]];
+    }
+  }
+  return { x, herdIds: found };
 }

@@ -12,13 +12,13 @@
  * 2. A model is trained on them with Herd's own trainer (trainer/booster.ts; the latest 20%
  *    of the rows validate it and stop the boosting), the very code a coordinator runs.
  * 3. The judged run: Herd's controller with the forecast policy; before each evaluation the
- *    snapshot gets its `forecast` (each container on every node, `forecastRows` then the
+ *    snapshot gets its `forecast` (each container on every node, `forecastMatrix` then the
  *    trainer's predict: onnxruntime's predictions equal it, forecast-onnx.test.ts) exactly as
  *    the coordinator's forecast driver fills it from the model in force.
  */
 import { type Booster, type Dataset, predict, train } from '../forecast/trainer/booster';
 import { checkParams, type TrainParams } from '../forecast/trainer/params';
-import { FEATURES, featureVector, forecastRows } from '../forecast/features';
+import { FEATURES, FORECAST_BATCH_ROWS, featureVector, forecastMatrix } from '../forecast/features';
 import type { Snapshot } from '../control/snapshot';
 import { herdController } from './controllers';
 import { simulate, type Controller } from './engine';
@@ -141,15 +141,27 @@ export function trainOnScenario(
   return { model, trainRows: trainSet.rows, validRows: nValid, validRmse: validSet ? model.validRmse[model.bestRounds - 1] : NaN, trainMs, historySeed: history.seed };
 }
 
-/** Every container's predicted ops on every node of the snapshot (one batch per container, as the coordinator's driver). */
+/**
+ * Every container's predicted ops on every node of the snapshot, as the coordinator's driver
+ * fills it: the rows of as many containers as fit a batch built at once (forecastMatrix) and
+ * predicted in one call. A container that reports no ops gets none: the policy has nothing to
+ * compare a prediction with (and says so).
+ */
 export function fillForecast(s: Snapshot, model: Booster, version: string): Snapshot {
   const ids = s.nodes.map((n) => n.id);
   const opsByNode: Record<string, Record<string, number>> = {};
-  for (const c of s.containers) {
-    const x = forecastRows(s, c.herdId, ids);
-    if (!x) continue;
-    const p = predict(model, x, ids.length);
-    opsByNode[c.herdId] = Object.fromEntries(ids.map((id, i) => [id, p[i]]));
+  const reporting = s.containers.filter((c) => c.ops.some(Number.isFinite)).map((c) => c.herdId);
+  const per = Math.max(1, Math.floor(FORECAST_BATCH_ROWS / Math.max(1, ids.length)));
+  let buffer: Float32Array | undefined;
+  for (let i = 0; i < reporting.length; i += per) {
+    const m = forecastMatrix(s, reporting.slice(i, i + per), ids, FEATURES, buffer);
+    if (!buffer || m.x.buffer.byteLength > buffer.byteLength) buffer = new Float32Array(m.x.buffer);
+    const p = predict(model, m.x, m.herdIds.length * ids.length);
+    m.herdIds.forEach((herdId, k) => {
+      const row: Record<string, number> = {};
+      for (let j = 0; j < ids.length; j++) row[ids[j]] = p[k * ids.length + j];
+      opsByNode[herdId] = row;
+    });
   }
   return { ...s, forecast: { modelVersion: version, opsByNode } };
 }
