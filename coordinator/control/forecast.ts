@@ -36,6 +36,8 @@ export const forecast: Policy<ForecastPolicySettings> = {
     const periodS = s.periodMs / 1000;
     const nodes = new Set(snapshot.nodes.map((n) => n.id));
     const loads = loadsOf(snapshot);
+    // a gain the model cannot tell from its own error is no gain (its validation RMSE, when known)
+    const noise = finite(fc.errorOps ?? NaN);
     const moves: Move[] = [];
     let noPrediction = 0;
     let noOps = 0;
@@ -86,10 +88,12 @@ export const forecast: Policy<ForecastPolicySettings> = {
       const ownText = ownKnown ? ` (predicted ${fmt(own)} on ${c.node})` : '';
       const others = freed > 0 || best.loss > 0 ? `, its neighbours on ${c.node} gaining ${fmt(freed)} and on ${best.to} losing ${fmt(best.loss)} ops/s` : '';
       const pair = `model ${fc.modelVersion} predicts ${fmt(best.ops)} ops/s for ${c.name} on ${best.to} against its measured ${fmt(measured)} ops/s on ${c.node}${ownText}${others}`;
-      if (rel < s.rewardThreshold || gainOps < s.minOpsGain || !(gain > s.costBenefitRatio * lostOps)) {
+      if (rel < s.rewardThreshold || gainOps < s.minOpsGain || gainOps < noise || !(gain > s.costBenefitRatio * lostOps)) {
         const why =
           rel < s.rewardThreshold || gainOps < s.minOpsGain
             ? `${base > 0 ? pct(rel) : `${fmt(gainOps)} ops/s`} more, under the reward threshold ${pct(s.rewardThreshold)} (or ${fmt(s.minOpsGain)} ops/s)`
+            : gainOps < noise
+            ? `${fmt(gainOps)} ops/s more, within the model's error (validation RMSE ${fmt(noise)} ops/s)`
             : `${fmt(gain)} ops gained over the ${fmt(periodS)} s period do not outweigh ${fmt(lostOps)} ops lost x ratio ${fmt(s.costBenefitRatio)} (${cost.reason})`;
         if (!nearMiss || rel > nearMiss.rel) nearMiss = { rel, text: `forecast: the best prediction, ${pair}, is ${why}` };
         continue;

@@ -57,6 +57,8 @@ interface Loaded {
   regressor: Regressor;
   /** For each model input column, its index in the feature row. */
   columns: Int32Array;
+  /** Its validation RMSE (ops/s); NaN when unknown (a loaded model). */
+  errorOps: number;
 }
 
 const time = (ms: number) => new Date(ms).toISOString();
@@ -202,7 +204,8 @@ export class ForecastService {
     const source = `model version ${m.info.version}`;
     const binding = bindModel(m.onnx, names, source);
     const regressor = await loadRegressor(m.onnx, names, source);
-    return { version: m.info.version, sha: m.info.onnx_sha256, regressor, columns: Int32Array.from(binding.features, (f) => names.indexOf(f)) };
+    const errorOps = m.info.source === 'trained' && m.info.valid_rows > 0 ? m.info.valid_rmse : NaN;
+    return { version: m.info.version, sha: m.info.onnx_sha256, regressor, columns: Int32Array.from(binding.features, (f) => names.indexOf(f)), errorOps };
   }
 
   /** Predicted ops/s of container c on each of the nodes (one onnxruntime call). */
@@ -246,7 +249,7 @@ export class ForecastService {
         opsByNode[herdId] = row;
       });
     }
-    return { modelVersion: String(loaded.version), opsByNode };
+    return { modelVersion: String(loaded.version), opsByNode, errorOps: loaded.errorOps };
   }
 
   /** One container's forecast on the given nodes (all when empty); throws ForecastUnavailable without a model. */

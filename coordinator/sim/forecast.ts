@@ -147,7 +147,7 @@ export function trainOnScenario(
  * predicted in one call. A container that reports no ops gets none: the policy has nothing to
  * compare a prediction with (and says so).
  */
-export function fillForecast(s: Snapshot, model: Booster, version: string): Snapshot {
+export function fillForecast(s: Snapshot, model: Booster, version: string, errorOps = NaN): Snapshot {
   const ids = s.nodes.map((n) => n.id);
   const opsByNode: Record<string, Record<string, number>> = {};
   const reporting = s.containers.filter((c) => c.ops.some(Number.isFinite)).map((c) => c.herdId);
@@ -163,11 +163,11 @@ export function fillForecast(s: Snapshot, model: Booster, version: string): Snap
       opsByNode[herdId] = row;
     });
   }
-  return { ...s, forecast: { modelVersion: version, opsByNode } };
+  return { ...s, forecast: { modelVersion: version, opsByNode, errorOps } };
 }
 
 /** Herd's controller (decide(), filters, pacing) with `patch`, each snapshot given the model's forecast. */
-export function forecastController(name: string, patch: Record<string, unknown>, model: Booster, seed = 1, version = 'sim-1'): Controller {
+export function forecastController(name: string, patch: Record<string, unknown>, model: Booster, seed = 1, version = 'sim-1', errorOps = NaN): Controller {
   const inner = herdController(name, patch, seed);
-  return { ...inner, evaluate: (snapshot) => inner.evaluate(fillForecast(snapshot, model, version)) };
+  return { ...inner, evaluate: (snapshot) => inner.evaluate(fillForecast(snapshot, model, version, errorOps)) };
 }
