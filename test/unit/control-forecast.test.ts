@@ -7,10 +7,10 @@ import type { ForecastView, Snapshot } from '../../coordinator/control/snapshot'
 import { container, GiB, migration, node, snap, syntheticSnapshot } from '../fixtures/control-snapshot';
 
 /** The forecast policy on a snapshot with these predictions, through the real filters. */
-function propose(s: Snapshot, opsByNode: ForecastView['opsByNode'] | undefined, patch: unknown = {}) {
+function propose(s: Snapshot, opsByNode: ForecastView['opsByNode'] | undefined, patch: unknown = {}, errorOps?: number) {
   const v = validateSettings(patch);
   if (!v.ok) throw new Error(v.error);
-  const snapshot: Snapshot = opsByNode ? { ...s, forecast: { modelVersion: 'v7', opsByNode } } : s;
+  const snapshot: Snapshot = opsByNode ? { ...s, forecast: { modelVersion: 'v7', opsByNode, errorOps } } : s;
   const filters = makeFilters(snapshot, v.settings);
   const notes: string[] = [];
   const settings = thresholdsOf(v.settings, 'forecast') as typeof forecast.defaults;
@@ -106,6 +106,16 @@ describe('forecast policy', () => {
     // the model's error on x, the same everywhere (it predicts 400 on a where x does 250), cancels:
     // 420 on c is 5% over its own prediction, not 68% over what x does
     expect(propose(full, { x: { a: 400, c: 420 } }).moves).toEqual([]);
+  });
+
+  it('holds a gain within the model\'s own error (its validation RMSE)', () => {
+    const alone = snap([node('a', { cpu: 0.5 }), node('b', { cpu: 0.1 })], [container('x', 'a', { cpu: 1, ops: 100 })]);
+    const run = (errorOps: number) => propose(alone, { x: { a: 100, b: 130 } }, {}, errorOps);
+    const held = run(40);
+    expect(held.moves).toEqual([]);
+    expect(held.notes).toMatch(/is 30 ops\/s more, within the model's error \(validation RMSE 40 ops\/s\)/);
+    expect(run(20).moves).toHaveLength(1);
+    expect(run(NaN).moves).toHaveLength(1); // unknown (a loaded model): no floor
   });
 
   it('holds a move whose gain over the period does not pay for the ops lost while frozen', () => {
