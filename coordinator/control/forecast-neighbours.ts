@@ -34,24 +34,35 @@ export function neighboursLoss(c: ContainerLoad, from: NodeLoad, to: NodeLoad): 
   return opsOf(others) * Math.max(cpu, disk);
 }
 
-/** Ops/s the containers left on `from` gain when `c` leaves: what it used goes to those held back there. */
+/**
+ * Ops/s the containers left on `from` gain when `c` leaves: what it used of a resource goes to
+ * those held back on it there (wanting more than they get), their ops growing in proportion;
+ * a container held back on both grows as the scarcer allows, one held back on neither not at all.
+ */
 export function sourceGain(c: ContainerLoad, from: NodeLoad): number {
   const others = from.containers.filter((k) => k.view.herdId !== c.view.herdId);
   if (others.length === 0) return 0;
-  const grow = (freed: number, want: number, used: number) => (used > 0 ? Math.min(freed, Math.max(0, want)) / used : 0);
-  let cpuUsed = 0;
-  let cpuWant = 0;
-  let diskUsed = 0;
-  let diskWant = 0;
-  for (const k of others) {
-    cpuUsed += k.cpu;
-    cpuWant += cpuDemand(k, from, SATURATION) - k.cpu;
-    diskUsed += k.diskOps;
-    if (from.view.diskIops > 0) diskWant += diskDemand(k, from, SATURATION, Infinity) - k.diskOps;
-  }
-  const cpu = grow(c.cpu, cpuWant, cpuUsed);
-  const disk = from.view.diskIops > 0 ? grow(c.diskOps, diskWant, diskUsed) : 0;
-  // a container held back on both waits for the scarcer one: take the smaller growth when both bind
-  const g = cpuWant > 0 && diskWant > 0 ? Math.min(cpu, disk) : Math.max(cpu, disk);
-  return opsOf(others) * g;
+  const disk = from.view.diskIops > 0;
+  const wantsCpu = others.map((k) => Math.max(0, cpuDemand(k, from, SATURATION) - k.cpu));
+  const wantsDisk = others.map((k) => (disk ? Math.max(0, diskDemand(k, from, SATURATION, Infinity) - k.diskOps) : 0));
+  const growth = (freed: number, wants: number[], use: (k: ContainerLoad) => number) => {
+    let want = 0;
+    let used = 0;
+    others.forEach((k, i) => {
+      if (wants[i] > 0) {
+        want += wants[i];
+        used += use(k);
+      }
+    });
+    return used > 0 ? Math.min(freed, want) / used : 0;
+  };
+  const cpu = growth(c.cpu, wantsCpu, (k) => k.cpu);
+  const dsk = growth(c.diskOps, wantsDisk, (k) => k.diskOps);
+  let gain = 0;
+  others.forEach((k, i) => {
+    const held = [wantsCpu[i] > 0 ? cpu : Infinity, wantsDisk[i] > 0 ? dsk : Infinity];
+    const g = Math.min(...held);
+    if (Number.isFinite(g)) gain += finite(meanOf(k.view.ops)) * g;
+  });
+  return gain;
 }
