@@ -2,6 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { decide, initialState, seededRandom, thresholdsOf } from '../../coordinator/control/decide';
 import { makeFilters } from '../../coordinator/control/filters';
 import { forecast } from '../../coordinator/control/forecast';
+import { neighboursLoss, sourceGain } from '../../coordinator/control/forecast-neighbours';
+import { loadsOf } from '../../coordinator/control/load';
 import { validateSettings } from '../../coordinator/control/settings';
 import type { ForecastView, Snapshot } from '../../coordinator/control/snapshot';
 import { container, GiB, migration, node, snap, syntheticSnapshot } from '../fixtures/control-snapshot';
@@ -106,6 +108,19 @@ describe('forecast policy', () => {
     // the model's error on x, the same everywhere (it predicts 400 on a where x does 250), cancels:
     // 420 on c is 5% over its own prediction, not 68% over what x does
     expect(propose(full, { x: { a: 400, c: 420 } }).moves).toEqual([]);
+  });
+
+  it('counts as gaining on the source only the containers held back there, on the resource that holds them', () => {
+    // a (1 core) saturated by x and y (held back, one thread each, 0.5 core each); z idle there
+    const s = snap([node('a', { cpu: 1, cores: 1 }), node('b', { cpu: 0, cores: 1 })], [container('x', 'a', { cpu: 0.5, ops: 500 }), container('y', 'a', { cpu: 0.5, ops: 500 }), container('z', 'a', { cpu: 0, ops: 0 })]);
+    const loads = loadsOf(s);
+    const [x] = loads.get('a')!.containers;
+    expect(sourceGain(x, loads.get('a')!)).toBeCloseTo(500, 9); // y takes x's half core: +100% of its 500 ops; z nothing
+    expect(neighboursLoss(x, loads.get('a')!, loads.get('b')!)).toBe(0); // b is empty
+    // the same on a declared disk: a disk-bound neighbour grows with the disk ops freed, not with CPU
+    const d = snap([node('a', { cpu: 0.1, cores: 4, diskIops: 100, diskOps: 100 }), node('b', { cores: 4, diskIops: 100 })], [container('x', 'a', { cpu: 0.1, diskOps: 50, ops: 50 }), container('y', 'a', { cpu: 0.1, diskOps: 50, ops: 50 })]);
+    const dl = loadsOf(d);
+    expect(sourceGain(dl.get('a')!.containers[0], dl.get('a')!)).toBeCloseTo(50, 9);
   });
 
   it('holds a gain within the model\'s own error (its validation RMSE)', () => {
