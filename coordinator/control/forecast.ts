@@ -23,7 +23,7 @@ export type ForecastPolicySettings = ForecastSettings & { periodMs: number };
 
 export const forecast: Policy<ForecastPolicySettings> = {
   name: 'forecast',
-  summary: "Thesis: a container moves where the model in force predicts its ops/s to beat its measured ops by the reward threshold, and the ops gained over the next period outweigh those lost while it is frozen.",
+  summary: "Thesis: a container moves where the model in force predicts it more ops/s than on its own node, its old neighbours' gain and new neighbours' loss counted, by the reward threshold and the model's error, and the ops gained over the next period outweigh those lost while it is frozen.",
   defaults: { ...ForecastSchema.parse({}), periodMs: 150_000 },
   validate: validatorWithPeriod(ForecastSchema),
   propose({ snapshot, settings: s, allowed, movable, note }: PolicyInput<ForecastPolicySettings>): Move[] {
