@@ -101,7 +101,8 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
   const migrations = new Migrations(env);
   const control = controlRecords(env);
   const models = modelStore(env);
-  const runtime = new DockerRuntime({ socketPath: settings.dockerSocket });
+  // a slow engine (a raised dockerTimeoutMs) gets at least as long for the migration's short calls
+  const runtime = new DockerRuntime({ socketPath: settings.dockerSocket, timeoutMs: Math.max(30_000, settings.dockerTimeoutMs) });
   const faults = migrationFaultsFromEnv(process.env.HERD_FAULTS);
   const capabilities = new Set<string>();
   // criu check takes a moment: it runs while the server starts, and the hello waits for it.
@@ -123,7 +124,7 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
   const fence = new TermFence({ highest: leadership.current().term });
 
   // --- agent modules
-  const tracker = new DockerTracker({ socketPath: settings.dockerSocket, nodeId: settings.nodeId });
+  const tracker = new DockerTracker({ socketPath: settings.dockerSocket, nodeId: settings.nodeId, timeoutMs: settings.dockerTimeoutMs });
   // once, at start: a Pi's kernel ships with the memory controller off (docs/raspberry-pi.md)
   const memoryOff = memoryOffWarning(controllerReport(settings.cgroupRoot, readSystemFile));
   if (memoryOff) log.warn(memoryOff);

@@ -16,6 +16,7 @@ export function mergeFlags(file: Record<string, any>, o: Record<string, any>): R
   set('advertise', o.advertise);
   set('peers', o.peer);
   set('dockerSocket', o.dockerSocket);
+  set('dockerTimeoutMs', o.dockerTimeout);
   set('pmproxyUrl', o.pmproxyUrl);
   set('pcpMetrics', o.pcpMetric);
   set('cgroupRoot', o.cgroupRoot);

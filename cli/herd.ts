@@ -38,6 +38,7 @@ program
   .option('--advertise <host:port>', 'address other nodes reach this one at (default: the listen address, 0.0.0.0 replaced by the first IPv4 address)')
   .option('--peer <id=host:port>', 'another member of the cluster; repeat for each (none: a one-node cluster)', collect)
   .option('--docker-socket <path>', 'Docker engine socket (default: /var/run/docker.sock)')
+  .option('--docker-timeout <ms>', 'first wait for one Docker list/inspect call; doubles (up to 8x) after a timeout (default: 10000)', num)
   .option('--pmproxy-url <url>', 'Performance Co-Pilot pmproxy URL, "" to turn PCP off (default: http://127.0.0.1:44322)')
   .option('--pcp-metric <name>', 'PCP metric to collect; repeat for each (default: kernel.all.load, disk.all.total, network.interface.total.bytes)', collect)
   .option('--cgroup-root <dir>', 'cgroupfs mount point (default: /sys/fs/cgroup)')
