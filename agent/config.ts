@@ -91,6 +91,12 @@ export const SettingsSchema = z
       })
       .strict()
       .default({ maxAgeHours: 24 * 7, maxBytes: 2 * 1024 ** 3, minFreeBytes: 64 * 1024 ** 2 }),
+    /**
+     * No message from the coordinator for this long (also while dialling it and waiting for its
+     * welcome): the agent drops the stream and dials again. Raise it for a machine too slow to
+     * set up a TLS stream within it (an emulated one).
+     */
+    meshDeadAfterMs: ms(1000, 6000),
     /** Most unacknowledged batches in flight to the coordinator. */
     maxInFlight: z.number().int().min(1).max(10_000).default(64),
     /** Labels describing this node. */

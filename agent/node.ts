@@ -113,6 +113,7 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
     ...DEFAULT_UPLINK,
     fence,
     maxInFlight: settings.maxInFlight,
+    deadAfterMs: settings.meshDeadAfterMs,
     log: sampleLog,
     transport,
     target: () => leadership.current().leaderAddress,

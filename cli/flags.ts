@@ -23,6 +23,7 @@ export function mergeFlags(file: Record<string, any>, o: Record<string, any>): R
   if (o.blkioAccounting === false) s.blkioAccounting = false;
   if (o.insecure === true) s.insecure = true;
   set('maxInFlight', o.maxInFlight);
+  set('meshDeadAfterMs', o.meshDeadAfter);
   if (o.webListen !== undefined || o.metricsPlain !== undefined) {
     const web = { ...(file.web ?? {}) };
     if (o.webListen !== undefined) web.listen = o.webListen;

@@ -51,6 +51,7 @@ program
   .option('--retention-bytes <n>', 'cap on the local sample log size, bytes (default: 2 GiB)', num)
   .option('--min-free-bytes <n>', 'stop storing samples below this much free space on the data dir\'s file system (default: 64 MiB)', num)
   .option('--max-in-flight <n>', 'most unacknowledged batches in flight to the coordinator (default: 64)', num)
+  .option('--mesh-dead-after <ms>', 'no message from the coordinator for this long (dialling included): drop the stream and dial again (default: 6000)', num)
   .option('--label <key=value>', 'a label of this node; repeat for each', collect)
   .option('--tls-san <name>', TLS_SAN_HELP, collect)
   .option('--web-listen <host:port>', 'HTTPS (mutual TLS) address for /metrics; "" turns it off (default: the --listen address with the next port, 7401)')
