@@ -98,7 +98,8 @@ describe('an arm64 VM node (Debian arm64 kernel, cgroup v2) in a cluster of x64 
       return ns.find((n) => n.node_id === vm.id && n.connected && n.arch === 'arm64');
     }, 180_000, 1000).catch((e) => { throw new Error(`${e.message}\nguest herd.log:\n${vm.log('herd').slice(-3000)}`); });
     console.log(`arm64 guest agent connected ${Date.now() - t0} ms after the wait began`);
-    await waitFor('host samples of the guest', async () => (await points(vm.id, 'host.mem.used_bytes')).length > 0, 60_000, 1000);
+    await waitFor('host samples of the guest', async () => (await points(vm.id, 'host.mem.used_bytes')).length > 0, 120_000, 1000)
+      .catch((e) => { throw new Error(`${e.message}\nguest herd.log:\n${vm.log('herd').slice(-3000)}`); });
     // the guest really runs the arm64 executable, not qemu-user
     const r = await vm.sh(`od -An -tx1 -j18 -N2 /host/herd; cat /proc/$(cat /run/herd.pid)/comm`);
     expect(r.stdout.trim().split('\n')[0].trim()).toBe('b7 00'); // e_machine EM_AARCH64
