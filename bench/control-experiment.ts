@@ -11,7 +11,10 @@
  * cluster's capacity, gain vs control, migrations, ping-pong moves; an SVG of ops and host
  * load over time with migrations marked (docs/control-experiment.svg).
  *
- *   node bench/run.mjs control-experiment [scenarios=cpu,mt,disk] [phaseSeconds=30] [runs=control,ideal,policy,balance]
+ *   node bench/run.mjs control-experiment [scenarios=cpu,mt,disk] [phaseSeconds=30] [runs=control,ideal,policy,balance] [repeats=1]
+ * With repeats > 1 the runs are interleaved (control, ideal, policy, balance, control, ...) and each
+ * kind's median and range are reported: two policies that end at the same placement differ by the
+ * run's noise, which only repeats show.
  * (root; bed "wlexp", subnet 112). The schedule is the thesis's scaled down so that each phase
  * holds several evaluations; the output says which.
  */
@@ -37,6 +40,7 @@ const BUCKET_MS = 5000;
 const scenarios = (process.argv[2] ?? 'cpu,mt,disk').split(',') as ScenarioName[];
 const phaseMs = Number(process.argv[3] ?? 30) * 1000;
 const runKinds = (process.argv[4] ?? 'control,ideal,policy,balance').split(',');
+const repeats = Math.max(1, Number(process.argv[5] ?? 1));
 /**
  * The thesis's schedule (30 s window, every 150 s, first after 150 s) at 1/25, and its other
  * times to scale. Hysteresis 1: a node is relieved once a whole window of samples (none
@@ -104,14 +108,25 @@ async function policySet(c: Cluster, ...pairs: string[]): Promise<void> {
   }
 }
 
-/** Ops per second a node serves for one workload container alone: its capacity, from the container's log. */
+/**
+ * Ops per second a node serves for one workload container alone: its capacity, from the container's
+ * log. Waits for enough status lines rather than a fixed time: on a loaded machine fio can take many
+ * seconds to lay out its file on a capped node, and a capacity of 0 would make the "ideal" wrong.
+ */
 async function measureCapacity(c: Cluster, kind: WorkloadKind): Promise<number[]> {
+  const SKIP = 2; // the first seconds include start-up (fio lays out its file)
+  const LINES = 7;
   await Promise.all(c.bed.nodes.map((n) => must(c.bed.docker(n.id, 'run', '-d', ...workloadArgs(kind, `cap-${n.id}`)), `capacity run on ${n.id}`)));
-  await sleep(9000);
+  const opsOn = async (id: string): Promise<number[]> => ((await c.bed.docker(id, 'logs', `cap-${id}`)).stdout + '')
+    .split('\n').map((l) => opsOfLine(kind, l)).filter((v): v is number => v !== undefined);
+  const deadline = Date.now() + 90_000;
   const caps = await Promise.all(c.bed.nodes.map(async (n) => {
-    const out = (await c.bed.docker(n.id, 'logs', `cap-${n.id}`)).stdout + '';
-    const ops = out.split('\n').map((l) => opsOfLine(kind, l)).filter((v): v is number => v !== undefined);
-    return mean(ops.slice(2)); // the first seconds include start-up (fio lays out its file)
+    for (;;) {
+      const ops = await opsOn(n.id);
+      if (ops.length >= LINES) return mean(ops.slice(SKIP, LINES));
+      if (Date.now() > deadline) throw new Error(`capacity of ${n.id}: ${ops.length} status lines of ${kind} in 90 s (need ${LINES})`);
+      await sleep(1000);
+    }
   }));
   await Promise.all(c.bed.nodes.map((n) => c.bed.docker(n.id, 'rm', '-f', `cap-${n.id}`)));
   return caps;
@@ -270,16 +285,29 @@ async function main(): Promise<void> {
       const naive = new Array<number>(CONTAINERS).fill(0);
       report.push('', `${scenario}: measured capacity ${capacity.map((x, i) => `${bed.nodes[i].id}=${x.toFixed(0)}`).join(' ')} ops/s; ideal static placement ${ideal.placement.map((p) => bed.nodes[p].id).join(',')} (model ${ideal.ops.toFixed(0)} ops/s, naive model ${modelOps(naive, phases, capacity).toFixed(0)})`);
       const mine: RunResult[] = [];
-      for (const run of kinds) {
-        const r = await oneRun(c, scenario, run, run === 'ideal' ? ideal.placement : naive);
-        mine.push(r);
-        results.push(r);
+      for (let rep = 0; rep < repeats; rep++) {
+        for (const run of kinds) {
+          const r = await oneRun(c, scenario, run, run === 'ideal' ? ideal.placement : naive);
+          mine.push(r);
+          if (rep === 0) results.push(r); // the plot shows the first round only, to stay readable
+        }
       }
-      const control = mine.find((r) => r.label === 'control');
-      const best = mine.find((r) => r.label === 'ideal');
+      const median = (label: string): number | undefined => {
+        const xs = mine.filter((r) => r.label === label).map((r) => r.meanOps).sort((a, b) => a - b);
+        return xs.length ? xs[Math.floor(xs.length / 2)] : undefined;
+      };
+      const control = median('control');
+      const best = median('ideal');
       report.push(`  ${'run'.padEnd(14)} ${'mean ops/s'.padStart(10)} ${'vs control'.padStart(10)} ${'vs ideal'.padStart(9)} ${'host load'.padStart(9)} ${'host CPU'.padStart(8)} migrations ping-pong failed`);
       for (const r of mine) {
-        report.push(`  ${r.label.padEnd(14)} ${r.meanOps.toFixed(1).padStart(10)} ${(control ? `${(100 * gain(r.meanOps, control.meanOps)).toFixed(1)}%` : '-').padStart(10)} ${(best ? `${((100 * r.meanOps) / Math.max(best.meanOps, 1e-9)).toFixed(0)}%` : '-').padStart(9)} ${`${(100 * r.meanLoad).toFixed(0)}%`.padStart(9)} ${`${(100 * r.meanCpu).toFixed(0)}%`.padStart(8)} ${String(r.migrations).padStart(10)} ${String(r.pingPong).padStart(9)} ${String(r.failedMigrations).padStart(6)}`);
+        report.push(`  ${r.label.padEnd(14)} ${r.meanOps.toFixed(1).padStart(10)} ${(control ? `${(100 * gain(r.meanOps, control)).toFixed(1)}%` : '-').padStart(10)} ${(best ? `${((100 * r.meanOps) / Math.max(best, 1e-9)).toFixed(0)}%` : '-').padStart(9)} ${`${(100 * r.meanLoad).toFixed(0)}%`.padStart(9)} ${`${(100 * r.meanCpu).toFixed(0)}%`.padStart(8)} ${String(r.migrations).padStart(10)} ${String(r.pingPong).padStart(9)} ${String(r.failedMigrations).padStart(6)}`);
+      }
+      if (repeats > 1) {
+        for (const label of [...new Set(mine.map((r) => r.label))]) {
+          const xs = mine.filter((r) => r.label === label).map((r) => r.meanOps);
+          const m = median(label) as number;
+          report.push(`  ${label}: median ${m.toFixed(1)} ops/s (${Math.min(...xs).toFixed(1)}-${Math.max(...xs).toFixed(1)}, n=${xs.length})${control ? `, ${(100 * gain(m, control)).toFixed(1)}% vs control` : ''}${best ? `, ${((100 * m) / best).toFixed(0)}% of ideal` : ''}`);
+        }
       }
       save(report, results); // each scenario's figures are kept even if a later one fails
     }

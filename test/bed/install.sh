@@ -82,8 +82,8 @@ step_pcp() {
 # ------------------------------------------------------------------ CRIU 4.2
 criu_ok() {   # the wrapper (or the source-built binary) is 4.2.x and this kernel suits it
   [ -x "$WRAPPER" ] || return 1
-  "$WRAPPER" --version 2>/dev/null | grep -q 'Version: 4\.2' || return 1
-  "$WRAPPER" check 2>&1 | grep -q 'Looks good'
+  grep -q 'Version: 4\.2' <<<"$("$WRAPPER" --version 2>/dev/null)" || return 1
+  grep -q 'Looks good' <<<"$("$WRAPPER" check 2>&1)"
 }
 
 # criu + the closure of its Depends (incl. forky's libc6) unpacked into $PREFIX with dpkg -x; the
@@ -164,7 +164,8 @@ verify() {
     command -v "$c" >/dev/null || missing+=("$c")
   done
   [ -x /usr/bin/docker ] || missing+=(/usr/bin/docker)
-  [ -x /bin/busybox ] && /bin/busybox --list | grep -qx ping || missing+=(/bin/busybox)
+  # The list is read whole first: with pipefail, grep -q quitting early would SIGPIPE busybox (141).
+  [ -x /bin/busybox ] && grep -qx ping <<<"$(/bin/busybox --list)" || missing+=(/bin/busybox)
   for c in pmcd pmproxy; do
     [ -x /usr/lib/pcp/bin/$c ] && [ -x /etc/init.d/$c ] || missing+=("$c")
   done
