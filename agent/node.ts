@@ -74,6 +74,8 @@ export interface RunningNode {
   webPort: number;
   plainMetricsPort: number;
   stop(): Promise<void>;
+  /** What stop() is waiting for now: named in the log when a stop takes too long. */
+  stopStep(): string;
 }
 
 export async function startNode(settings: Settings): Promise<RunningNode> {
@@ -351,6 +353,8 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
   });
 
   let stopping: Promise<void> | undefined;
+  let stopStep = 'not stopping';
+  const step = <T>(name: string, f: () => T): T => { stopStep = name; return f(); };
   const running: RunningNode = {
     settings,
     address,
@@ -367,19 +371,19 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
       (stopping ??= (async () => {
         // A coordinator that stops on purpose hands its role over first: the others then
         // need a vote round, not an election timeout (docs/election.md).
-        await leadership.handOver();
+        await step('handing the coordinator role over', () => leadership.handOver());
         clearInterval(pruneTimer);
         controller.stop();
-        await modelService.service.close();
+        await step('closing the model service', () => modelService.service.close());
         uplink.stop();
         renewer?.stop();
         runner.stop();
         target.close();
         leadership.stop();
-        await collection.stop();
-        await web.close();
+        await step('stopping the collectors', () => collection.stop());
+        await step('closing the web server', () => web.close());
         ingest.closeAll('the coordinator is shutting down');
-        await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+        await step('waiting for open gRPC calls to end', () => new Promise<void>((resolve) => server.tryShutdown(() => resolve())));
         server.forceShutdown();
         // After a failed commit lmdb-js's close aborts the process (heap corruption); every
         // commit is durable without it, so the store is left to the exit.
@@ -387,9 +391,11 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
           // lmdb-js would close it at exit all the same (its 'exit' listener): that goes too
           leaveStoresToExit();
           log.warn('not closing the store after a failed write; it is consistent as committed');
-        } else await env.close();
+        } else await step('closing the store', () => env.close());
+        stopStep = 'stopped';
         log.info('herd node stopped', { node: settings.nodeId });
       })()),
+    stopStep: () => stopStep,
   };
   fatal = (err) => {
     log.error('fatal: stopping the node', { error: err });

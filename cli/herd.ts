@@ -79,7 +79,10 @@ program
       if (stopping) return;
       stopping = signal;
       log.info('stopping', { signal });
-      const force = setTimeout(() => process.exit(1), 10_000);
+      const force = setTimeout(() => {
+        log.error('the node did not stop within 10 s; exiting now', { waiting_for: node?.stopStep() ?? 'the node to finish starting' });
+        process.exit(1);
+      }, 10_000);
       force.unref();
       if (node) void node.stop().then(() => process.exit(0));
     };

@@ -191,6 +191,14 @@ describe('an arm64 VM node (Debian arm64 kernel, cgroup v2) in a cluster of x64 
     const cp = await vm.docker('checkpoint', 'create', 'counter', 'c1');
     expect(cp.code, cp.stderr).toBe(0);
     const checkpointMs = Date.now() - t0;
+    // Docker 20.10 uploads the checkpoint dir to containerd's content store at restore; the same
+    // bytes were committed there by the checkpoint, and unless containerd's GC removed them first
+    // the commit fails "already exists" (moby/moby#42900). Herd's own restore writes a nonce
+    // into the dir for this reason (agent/runtime/docker-runtime.ts); so does this test.
+    const root = (await vm.docker('info', '-f', '{{.DockerRootDir}}')).stdout.trim();
+    const full = (await vm.docker('inspect', '-f', '{{.Id}}', 'counter')).stdout.trim();
+    const nonce = await vm.sh(`echo "${Date.now()} ${Math.random()}" > ${root}/containers/${full}/checkpoints/c1/herd-test-nonce`);
+    expect(nonce.code, nonce.stderr).toBe(0);
     const before = await count();
     const t1 = Date.now();
     const st = await vm.docker('start', '--checkpoint', 'c1', 'counter');
