@@ -127,7 +127,7 @@ async function inference(run: Awaited<ReturnType<typeof ours>>) {
 /** A dataset export, its rows ordered by time, as the python script's files; the feature columns used. */
 function exported(file: string, dir: string): string[] {
   const t = parseCsv(readFileSync(file, 'utf8'), file);
-  const { kept } = informative(t, [...FEATURES]);
+  const { kept } = informative(t, FEATURES.filter((f) => t.columns.includes(f))); // an older export lacks the newer columns
   const x = matrixOf(t, kept, file);
   const y = column(t, 'ops', file);
   const time = column(t, 'time_ms', file);

@@ -4,7 +4,7 @@
  * seeded random fault. Reports the outcomes, the faults, the slowest recovery and every
  * invariant violation with the seed that replays it.
  *
- *   node bench/run.mjs nemesis [rounds=20] [seed=<now>]     (root; uses test/bed)
+ *   node bench/run.mjs nemesis [rounds=20] [seed=<now>]     (root; bed nm3/83, or HERD_BENCH_BED=name/subnet)
  */
 import { startBed } from '../test/bed/bed';
 import { Nemesis, schedule, type StepResult } from '../test/bed/nemesis';
@@ -15,7 +15,9 @@ const seed = Number(process.argv[3] ?? Date.now() % 1_000_000_007);
 const CONTAINERS = 3;
 
 async function main(): Promise<void> {
-  const bed = await startBed({ nodes: 3, docker: true, name: 'ne5', subnet: 205 });
+  // HERD_BENCH_BED=name/subnet: another bed, so two checkouts can run it at once
+  const [name, subnet] = (process.env.HERD_BENCH_BED ?? 'nm3/83').split('/');
+  const bed = await startBed({ nodes: 3, docker: true, name, subnet: Number(subnet) });
   const nodes = new Map<string, HerdNode>();
   const t0 = Date.now();
   try {

@@ -7,6 +7,11 @@
  *     round (decision) and the mean. Targets: run < 60 s, round < 1 s.
  *   node bench/run.mjs sim check [days]
  *     LR-MMT and MAD-MMT on CloudSim's own setup against cloudsim-reference.md's figures.
+ *   node bench/run.mjs sim orders [days] [shuffles=3] [policies=lr-mmt,mad-mmt]
+ *     How far LR-MMT's and MAD-MMT's figures move with the order of the trace's VMs alone (the
+ *     order fixes the VM types, four contiguous blocks, and the initial placement): seeded
+ *     shuffles 1..N of the rows (`check` runs the CSV's order); each figure against CloudSim's. CloudSim's own
+ *     order is its JVM's directory listing, which differs between machines.
  *   node bench/run.mjs sim compare [tuneDays] [reportDays] [herdPolicies]
  *     Like with like: for each day, LR-MMT and MAD-MMT on CloudSim's setup (hosts switched off),
  *     then Herd's policies on a fixed cluster of as many hosts as LR-MMT kept on on average,
@@ -15,6 +20,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
+import { seededRandom } from '../coordinator/control/decide';
 import { cpus, loadavg } from 'node:os';
 import { cloudSimHosts, cloudSimSetup, fixedClusterSetup, parsePlanetLab, planetLabContainers, PLANETLAB_SETTINGS } from '../coordinator/sim/planetlab';
 import { formatTable, makeController } from '../coordinator/sim/runner';
@@ -25,7 +31,7 @@ const DIR = process.env.PLANETLAB_DIR ?? '/work/shared/traces/planetlab';
 const DAYS = ['20110303', '20110306', '20110309', '20110322', '20110325'];
 const rowsOf = (day: string) => parsePlanetLab(readFileSync(`${DIR}/${day}.csv`, 'utf8'), `${day}.csv`);
 
-function run(spec: SimSpec, name: string, settings: Record<string, unknown> = PLANETLAB_SETTINGS): { r: SimResult; wallMs: number; cpuMs: number } {
+function run(spec: SimSpec, name: string, settings: Record<string, unknown> = PLANETLAB_SETTINGS): { r: SimResult; wallMs: number; cpuMs: number; roundWallMs: number[] } {
   const t0 = performance.now();
   const c0 = process.cpuUsage();
   // Decision time in CPU ms of this process: the machine is shared, wall time measures the neighbours too.
@@ -33,20 +39,32 @@ function run(spec: SimSpec, name: string, settings: Record<string, unknown> = PL
     const u = process.cpuUsage();
     return (u.user + u.system) / 1000;
   };
-  const r = simulate(spec, makeController(name, settings, spec.seed), cpuClock);
+  const controller = makeController(name, settings, spec.seed);
+  // Each round's wall time too (the none control is left as it is: the engine builds it no snapshot).
+  const roundWallMs: number[] = [];
+  const timed = name === 'none' ? controller : Object.assign(Object.create(controller), {
+    evaluate: (s: Parameters<typeof controller.evaluate>[0]) => {
+      const w0 = performance.now();
+      const moves = controller.evaluate(s);
+      roundWallMs.push(performance.now() - w0);
+      return moves;
+    },
+  });
+  const r = simulate(spec, timed, cpuClock);
   const c = process.cpuUsage(c0);
-  return { r, wallMs: performance.now() - t0, cpuMs: (c.user + c.system) / 1000 };
+  return { r, wallMs: performance.now() - t0, cpuMs: (c.user + c.system) / 1000, roundWallMs };
 }
 
 function scale(policies: string[]) {
   const rows = DAYS.flatMap(rowsOf);
   const spec: SimSpec = { ...cloudSimSetup(rows), nodes: cloudSimHosts(500, 65536), containers: DAYS.flatMap((d, k) => planetLabContainers(rowsOf(d), `d${k}-`)), placement: 'spread', cloudSimClock: false };
   console.log(`scale: ${spec.nodes.length} hosts, ${spec.containers.length} containers, 24 h at 5 min (${process.version}, load average ${loadavg()[0].toFixed(1)} on ${cpus().length} cores)`);
-  console.log('policy                 run s   CPU s   rounds  round CPU ms mean  round CPU ms max  migrations  ops/ideal  SLATAH%');
+  console.log('policy                 run s   CPU s   rounds  round CPU ms mean  round CPU ms max  round wall ms max  migrations  ops/ideal  SLATAH%  load after');
   for (const p of policies) {
-    const { r, wallMs, cpuMs } = run(spec, p);
+    const { r, wallMs, cpuMs, roundWallMs } = run(spec, p);
     const m = r.metrics;
-    console.log(`${p.padEnd(20)} ${(wallMs / 1000).toFixed(1).padStart(7)} ${(cpuMs / 1000).toFixed(1).padStart(7)} ${String(m.rounds).padStart(8)} ${m.decisionMsMean.toFixed(1).padStart(18)} ${m.decisionMsMax.toFixed(1).padStart(17)} ${String(m.migrations).padStart(11)} ${m.opsVsIdeal.toFixed(4).padStart(10)} ${m.slatahPct.toFixed(3).padStart(8)}`);
+    const wallMax = roundWallMs.length ? Math.max(...roundWallMs) : 0;
+    console.log(`${p.padEnd(20)} ${(wallMs / 1000).toFixed(1).padStart(7)} ${(cpuMs / 1000).toFixed(1).padStart(7)} ${String(m.rounds).padStart(8)} ${m.decisionMsMean.toFixed(1).padStart(18)} ${m.decisionMsMax.toFixed(1).padStart(17)} ${wallMax.toFixed(1).padStart(18)} ${String(m.migrations).padStart(11)} ${m.opsVsIdeal.toFixed(4).padStart(10)} ${m.slatahPct.toFixed(3).padStart(8)} ${loadavg()[0].toFixed(1).padStart(11)}`);
   }
 }
 
@@ -77,6 +95,42 @@ function check(days: string[], policies = ['lr-mmt', 'mad-mmt']): Map<string, Si
   return out;
 }
 
+/** The rows in a seeded random order (Fisher-Yates). */
+function shuffled<T>(rows: readonly T[], seed: number): T[] {
+  const out = rows.slice();
+  const rnd = seededRandom(seed);
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(rnd() * (i + 1));
+    [out[i], out[j]] = [out[j], out[i]];
+  }
+  return out;
+}
+
+function orders(days: string[], count: number, policies: string[]) {
+  const names = ['energy kWh', 'migrations', 'SLATAH %', 'PDM %', 'SLAV %'];
+  const pick = (r: SimResult) => [r.metrics.energyKWh, r.metrics.migrations, r.metrics.slatahPct, r.metrics.pdmPct, r.metrics.slavPct];
+  console.log(`VM order sensitivity: ${count} seeded shuffles of each day's rows (load average ${loadavg()[0].toFixed(1)} on ${cpus().length} cores)`);
+  for (const day of days) {
+    const rows = rowsOf(day);
+    for (const p of policies) {
+      const figures: number[][] = [];
+      for (let seed = 1; seed <= count; seed++) {
+        const f = pick(run(cloudSimSetup(shuffled(rows, seed)), p).r);
+        figures.push(f);
+        console.log(`${day}  ${p.padEnd(8)} order ${seed}: ${f.map((x, i) => `${names[i]} ${x.toPrecision(4)} (${pct(x, REFERENCE[day][p][i])})`).join('  ')}`);
+      }
+      const ranges = names.map((n, i) => {
+        const xs = figures.map((f) => f[i]);
+        const ref = REFERENCE[day][p][i];
+        const lo = Math.min(...xs);
+        const hi = Math.max(...xs);
+        return `${n} ${pct(lo, ref)}..${pct(hi, ref)}${lo <= ref && ref <= hi ? ' (CloudSim inside)' : ''}`;
+      });
+      console.log(`${day}  ${p.padEnd(8)} range vs CloudSim: ${ranges.join('  ')}`);
+    }
+  }
+}
+
 function compare(tune: string[], report: string[], herd: string[]) {
   console.log(`like with like: tuning days ${tune.join(', ')} (settings chosen there), report days ${report.join(', ')}`);
   for (const day of [...tune, ...report]) {
@@ -94,8 +148,9 @@ function compare(tune: string[], report: string[], herd: string[]) {
 const [mode = 'scale', a, b, c] = process.argv.slice(2);
 if (mode === 'scale') scale((a ?? 'none,balance,cpu-greedy,lr-mmt').split(','));
 else if (mode === 'check') check(a ? a.split(',') : DAYS, b ? b.split(',') : undefined);
+else if (mode === 'orders') orders(a ? a.split(',') : DAYS, Number(b ?? 3), (c ?? 'lr-mmt,mad-mmt').split(','));
 else if (mode === 'compare') compare((a ?? '20110303,20110306').split(','), (b ?? '20110309,20110322,20110325').split(','), (c ?? 'none,cpu-greedy,balance,low-node-utilization,random').split(','));
 else {
-  console.error('usage: node bench/run.mjs sim scale|check|compare ...');
+  console.error('usage: node bench/run.mjs sim scale|check|orders|compare ...');
   process.exit(2);
 }

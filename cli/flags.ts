@@ -16,12 +16,15 @@ export function mergeFlags(file: Record<string, any>, o: Record<string, any>): R
   set('advertise', o.advertise);
   set('peers', o.peer);
   set('dockerSocket', o.dockerSocket);
+  set('dockerTimeoutMs', o.dockerTimeout);
   set('pmproxyUrl', o.pmproxyUrl);
   set('pcpMetrics', o.pcpMetric);
   set('cgroupRoot', o.cgroupRoot);
   if (o.blkioAccounting === false) s.blkioAccounting = false;
   if (o.insecure === true) s.insecure = true;
+  if (o.pageServer === false) s.pageServer = false;
   set('maxInFlight', o.maxInFlight);
+  set('meshDeadAfterMs', o.meshDeadAfter);
   if (o.webListen !== undefined || o.metricsPlain !== undefined) {
     const web = { ...(file.web ?? {}) };
     if (o.webListen !== undefined) web.listen = o.webListen;

@@ -57,10 +57,13 @@ async function trainCommand(opts: any): Promise<void> {
   const t = parseCsv(readFile(source, 'the CSV').toString('utf8'), source);
   column(t, opts.target, source);
   if (opts.time) column(t, opts.time, source);
-  // a table of `herd dataset export` (it has every feature column): its features, not its ids
-  const exported = FEATURES.every((f) => t.columns.includes(f));
-  let features: string[] = opts.features ? list(opts.features) : exported ? [...FEATURES] : t.columns.filter((c) => c !== opts.target && c !== opts.time);
+  // a table of `herd dataset export` (its id columns and feature columns): its features, not its ids;
+  // an export of an older herd lacks the newer feature columns, which are left out
+  const exported = ['herd_id', 'node_id'].every((c) => t.columns.includes(c)) && FEATURES.some((f) => t.columns.includes(f));
+  let features: string[] = opts.features ? list(opts.features) : exported ? FEATURES.filter((f) => t.columns.includes(f)) : t.columns.filter((c) => c !== opts.target && c !== opts.time);
   if (exported && !opts.features) {
+    const lacking = FEATURES.filter((f) => !t.columns.includes(f));
+    if (lacking.length) process.stderr.write(`herd model train: ${source} lacks the feature column${lacking.length > 1 ? 's' : ''} ${lacking.join(', ')} (an export of an older herd): trained without\n`);
     // a cluster without CPU limits has a constant ctr_cpu_limit, one of a single node size a constant host_cores: not errors of the user's
     const { kept, dropped } = informative(t, features);
     if (dropped.length) process.stderr.write(`herd model train: leaving out ${dropped.join(', ')}: the same value (or none) in every row\n`);

@@ -45,6 +45,7 @@ export function registerSim(program: Command): void {
     .option('--nodes <n>', 'hosts (with --trace)')
     .option('--seed <n>', 'random seed (same seed, same result)')
     .option('--settings <json>', "Herd's controller settings over the scenario's, as JSON")
+    .option('--train-trace <file>', 'with --trace and the forecast policy: the PlanetLab day its model is trained on (another day than the judged one; default: the judged cluster with its demand redrawn from another seed)', collect)
     .option('--json', 'print the metrics as JSON')
     .option('--plot <file.svg>', 'draw host load and ops over time with migrations marked')
     .action((scenario: string | undefined, opts) => {
@@ -55,7 +56,9 @@ export function registerSim(program: Command): void {
       let policies: string[];
       let settings: Record<string, unknown> = {};
       let title: string;
+      let history: SimSpec | undefined;
       try {
+        if (opts.trainTrace && !opts.trace) fail('--train-trace goes with --trace (a scenario file trains on another day of its own cluster)');
         if (scenario) {
           if (nodes !== undefined) fail('--nodes applies to --trace; a scenario file lists its nodes (use "count")');
           const s = parseScenario(readText(scenario), scenario);
@@ -70,7 +73,9 @@ export function registerSim(program: Command): void {
             if (nodes === undefined) fail('--setup fixed needs --nodes N');
             spec = fixedClusterSetup(rows, nodes, undefined, seed);
             settings = PLANETLAB_SETTINGS;
+            if (opts.trainTrace) history = fixedClusterSetup((opts.trainTrace as string[]).flatMap((f) => parsePlanetLab(readText(f), f)), nodes, undefined, seed);
           } else fail(`--setup must be cloudsim or fixed (got "${opts.setup}")`);
+          if (opts.trainTrace && !history) history = cloudSimSetup((opts.trainTrace as string[]).flatMap((f) => parsePlanetLab(readText(f), f)), { hosts: nodes, seed });
           policies = ['none', 'lr-mmt', 'mad-mmt'];
           title = `PlanetLab ${(opts.trace as string[]).join(', ')}: ${rows.length} VMs on ${spec.nodes.length} hosts (${opts.setup})`;
         }
@@ -93,7 +98,7 @@ export function registerSim(program: Command): void {
       let results;
       let forecast: ForecastTraining | undefined;
       try {
-        if (policies.some(usesForecast)) forecast = trainOnScenario(spec, { settings });
+        if (policies.some(usesForecast)) forecast = trainOnScenario(spec, { settings, history });
         results = runAll(spec, policies, settings, () => performance.now(), forecast);
       } catch (err) {
         fail((err as Error).message);
@@ -102,7 +107,7 @@ export function registerSim(program: Command): void {
       if (opts.json) process.stdout.write(`${JSON.stringify({ title, runs: results.map((r) => r.metrics) }, null, 2)}\n`);
       else {
         const model = forecast
-          ? `forecast model: ${forecast.model.trees.length} trees trained on ${forecast.trainRows} rows of the first ${forecast.trainMs / 1000} s run by the random explorer (validation RMSE ${forecast.validRmse.toPrecision(4)} ops/s on the latest ${forecast.validRows})\n`
+          ? `forecast model: ${forecast.model.trees.length} trees trained on ${forecast.trainRows} rows of ${opts.trainTrace ? (opts.trainTrace as string[]).join(', ') : `another day of this cluster (demand redrawn, seed ${forecast.historySeed})`}, ${forecast.trainMs / 1000} s run by the random explorer (validation RMSE ${forecast.validRmse.toPrecision(4)} ops/s on the latest ${forecast.validRows})\n`
           : '';
         process.stdout.write(`${title}\n${model}${formatTable(results)}\n${opts.plot ? `plot: ${opts.plot}\n` : ''}`);
       }

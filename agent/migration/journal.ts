@@ -21,8 +21,10 @@ export interface JournalEntry {
   upperDir?: string;
   /** Where the checkpoint's images are (on the image tmpfs on the fast path); the checkpoint tar goes beside it. */
   checkpointDir?: string;
-  /** The dump sent the pages to the target's page server and left the processes stopped: a rollback thaws them. */
+  /** The dump sent the pages to the target's page server (then a local dump of the stopped processes ended the task). */
   leftStopped?: boolean;
+  /** page-server: the first dump's images (pages on the target already), what is packed for the target. */
+  sentDir?: string;
 }
 
 /** Where a migration's outgoing files live under the agent's data dir. */

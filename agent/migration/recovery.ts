@@ -77,10 +77,12 @@ export interface SourceDeps {
  */
 export async function restoreSource(d: SourceDeps, entry: JournalEntry, outDir: string): Promise<string> {
   const { c, note } = await afterLeftoverDump(d, entry);
-  if (c.state === 'running') {
-    // A page-server dump left it stopped (also after a crash before that was journaled): it goes on where it was.
+  // (paused: frozen between the two dumps of a page-server checkpoint)
+  if (c.state === 'running' || c.state === 'paused') {
+    // A page-server dump left it stopped and its second dump never ended the task (it failed, or
+    // this agent restarted meanwhile, also before that was journaled): it goes on where it was.
     if (entry.leftStopped && d.faults?.failSourceRestore) throw new Error('thaw failed (fault injected: migration.fail_source_restore)');
-    if ((await d.runtime.thaw(entry.sourceDockerId)) > 0) entry.record.downtime_ms = Date.now() - (entry.freezeMs ?? Date.now());
+    if ((await d.runtime.thaw(entry.sourceDockerId, entry.checkpointDir ?? (await checkpointDirs(d.runtime, outDir))[0])) > 0) entry.record.downtime_ms = Date.now() - (entry.freezeMs ?? Date.now());
   } else {
     if (d.faults?.failSourceRestore) throw new Error('restore failed (fault injected: migration.fail_source_restore)');
     await d.runtime.restoreFromDir(entry.sourceDockerId, await foundCheckpoint(d.runtime, entry, outDir), CHECKPOINT_NAME, { keepSource: true, tcpEstablished: entry.cmd.tcp_established });

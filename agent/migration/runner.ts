@@ -17,7 +17,7 @@ import type { Database } from 'lmdb';
 import type { Env } from '../../common/db';
 import { logger } from '../../common/log';
 import { checkId } from '../../common/validate';
-import { IMAGE_ARTIFACT, imageArtifact, splitCheckpoint } from '../runtime/fast-checkpoint';
+import { checkpointFiles, IMAGE_ARTIFACT, imageArtifact, splitCheckpoint } from '../runtime/fast-checkpoint';
 import { nodeTlsFiles, type PageServerTls } from '../runtime/page-server';
 import { isIP } from 'node:net';
 import type { ContainerRuntime } from '../runtime/runtime';
@@ -27,7 +27,7 @@ import { CHECKPOINT_NAME, checkpointDirOf, outDirOf, type JournalEntry } from '.
 import { start, step, stepOf, type Action, type Event, type MigrationState, type Step } from './machine';
 import { PeerClients } from './peer';
 import { checkpointDirs, interrupted, neverStarted, restartSource, restoreSource, type SourceDeps } from './recovery';
-import { errorText } from './target';
+import { errorText } from './errors';
 import { newMigrationRecord, type MigrationRecord } from '../../common/migration-record';
 
 const log = logger('migration');
@@ -37,7 +37,7 @@ const run = promisify(execFile);
 type Record_ = MigrationRecord;
 
 export interface RunnerDeps {
-  /** Send memory pages to the target's CRIU page server while dumping (experimental, opt-in). */
+  /** Send memory pages to the target's CRIU page server while dumping (default on; settings.pageServer). */
   pageServer?: boolean;
   nodeId: string;
   address: () => string;
@@ -122,8 +122,6 @@ export class MigrationRunner {
     this.active.set(id, entry);
     // (not with tcp-established: a source left stopped keeps its sockets, and removing it could reset
     // the peer's connection that the target now holds; that dump ends the source as before)
-    // Opt-in (HERD_PAGE_SERVER=1) until the nemesis passes with it: merged with the exactly-once
-    // work, the source's stopped-not-exited container was seen listed beside the target's.
     if (this.deps.pageServer && this.deps.transport?.secure && nodeTlsFiles(this.deps.dataDir) && !record.tcp_established) this.pageServers.set(id, deferred());
     log.info('migration starting', { migration: id, herd_id: record.herd_id, to: record.target_node_id, fs_mode: record.fs_mode });
     await this.apply(entry, start());
@@ -220,6 +218,7 @@ export class MigrationRunner {
           entry.freezeMs = Date.now();
           const cp = await this.deps.runtime.checkpoint(entry.sourceDockerId, outDir, CHECKPOINT_NAME, { tcpEstablished: entry.cmd.tcp_established, pageServer: pages.to });
           entry.checkpointDir = cp.dir;
+          entry.sentDir = cp.sentDir;
           entry.leftStopped = cp.method === 'page-server';
           entry.record.checkpoint_method = cp.method;
           entry.record.checkpoint_fallback_reason = cp.fallbackReason || pages.refusal;
@@ -229,7 +228,8 @@ export class MigrationRunner {
         case 'package': {
           // The checkpoint tar and the filesystem artifact are made side by side.
           const files = ['checkpoint.tar'];
-          const cpDir = checkpointDirOf(entry, outDir);
+          // (page-server: the first dump's images, whose pages the target has; the second dump stays for a rollback)
+          const cpDir = entry.sentDir ?? checkpointDirOf(entry, outDir);
           // the memory images travel as they are (one artifact each), the small rest as a tar
           const parts = splitCheckpoint(cpDir);
           files.push(...parts.big.map(imageArtifact));
@@ -345,7 +345,7 @@ export class MigrationRunner {
     // a fast-path checkpoint lives on the image tmpfs: memory, until removed (also one whose
     // dump finished after a restart of this agent, so it was never journaled)
     const dirs = entry.checkpointDir ? [entry.checkpointDir] : await checkpointDirs(this.deps.runtime, outDirOf(this.deps.dataDir, id)).catch(() => []);
-    await Promise.all(dirs.flatMap((d) => [d, `${d}.tar`, `${d}.work`]).map((p) => rm(p, { recursive: true, force: true })));
+    await Promise.all(dirs.flatMap(checkpointFiles).map((p) => rm(p, { recursive: true, force: true })));
     // The final record first, the journal's end after: a restart between the two finds the
     // end unjournaled (record RUNNING) and finishes again. The other order lost the final
     // record for good when the agent died between them (the nemesis bench, seed 31337, round 108).

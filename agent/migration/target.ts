@@ -24,19 +24,17 @@ import { extractCheckpoint } from '../runtime/checkpoint-files';
 import { fullDisk } from '../runtime/disk-space';
 import { IMAGE_ARTIFACT } from '../runtime/fast-checkpoint';
 import type { ContainerRuntime, CreateSpec } from '../runtime/runtime';
-import { SHA256_HEX } from '../transfer/artifacts';
 import { FETCH_WINDOW_BYTES, fetchArtifact, type FetchOptions, type TransferClient } from '../transfer/client';
 import { Insecure, type Transport } from '../../common/transport';
 import { loadProtos } from '../../common/proto';
 import type { MigrationFaults } from './faults';
-import { nodeTlsFiles, pageServerDone, pageServerPid, startPageServer, stopPageServer } from '../runtime/page-server';
+import { pageServerDone, pageServerPid, stopPageServer } from '../runtime/page-server';
+import { checkArtifacts, type ArtifactSpec } from './artifact-list';
+import { errorText, toStatus } from './errors';
+import { startTargetPageServer } from './target-pages';
 
 const log = logger('migration-target');
 
-/** The artifacts a target knows what to do with; a request naming any other is refused. */
-export const TARGET_ARTIFACTS = ['checkpoint.tar', 'fs.tar', 'log.json'] as const;
-/** Besides those, CRIU's big images, each as it is: `image.<file>` (IMAGE_ARTIFACT), at most this many. */
-export const MAX_IMAGE_ARTIFACTS = 1024;
 /** The label a target container carries with its migration's id (found by it if the record lacks the Docker id). */
 export const MIGRATION_LABEL = 'herd.migration';
 export const FS_MODES = ['FS_MODE_UNSPECIFIED', 'FS_MODE_DIFF', 'FS_MODE_FULL', 'FS_MODE_NONE'];
@@ -240,29 +238,11 @@ export class MigrationTarget {
       const upperDir = await this.deps.runtime.inspect(dockerId).then((c) => c.upperDir, (err) => log.debug('inspect after create failed', { reason: errorText(err) }));
       if (upperDir) await this.db.put(req.migration_id, { ...record, upperDir });
     }
-    const pages = req.page_server ? await this.startPageServer(req.migration_id) : undefined;
+    const pages = req.page_server ? await startTargetPageServer(this.deps, req.migration_id) : undefined;
     if (pages && 'pid' in pages) await this.db.put(req.migration_id, { ...(this.db.get(req.migration_id) ?? record), pageServerPid: pages.pid });
     log.info('prepared a migration target', { migration: req.migration_id, herd_id: req.herd_id, docker_id: dockerId.slice(0, 12), page_server: pages });
     this.sourceClient(req.source_node_id, req.source_address).getChannel().getConnectivityState(true); // connect now
     return { target_docker_id: dockerId, page_server_port: pages && 'port' in pages ? pages.port : 0, page_server_refusal: pages && 'refusal' in pages ? pages.refusal : '' };
-  }
-
-  /**
-   * A CRIU page server writing into this migration's staging dir on the image tmpfs, over mutual
-   * TLS with this node's certificate; or why not (the source then sends the pages as artifacts).
-   */
-  private async startPageServer(migrationId: string): Promise<{ pid: number; port: number } | { refusal: string }> {
-    const tls = this.deps.transport?.secure ? nodeTlsFiles(this.deps.dataDir) : undefined;
-    if (!tls) return { refusal: `${this.deps.nodeId} runs without TLS, and CRIU's page server verifies the pages only under TLS` };
-    const staging = await this.deps.runtime.stagingDir(migrationId).catch(() => undefined);
-    if (!staging) return { refusal: `${this.deps.nodeId} has no image tmpfs (it restores the old way)` };
-    try {
-      await rm(staging, { recursive: true, force: true });
-      return await startPageServer(staging, tls);
-    } catch (err) {
-      log.warn('could not start a page server; the pages come as artifacts', { migration: migrationId, reason: errorText(err) });
-      return { refusal: errorText(err) };
-    }
   }
 
   async complete(req: any, progress: (p: unknown) => void, caller?: PeerIdentity): Promise<void> {
@@ -463,45 +443,6 @@ export class MigrationTarget {
     log.info('aborted a migration target', { migration: id, reason });
     return { removed: true, running: false };
   }
-}
-
-interface ArtifactSpec { name: string; size: number; sha256: string }
-
-/** CompleteMigration's artifact list: known names, each once, checkpoint.tar among them, sizes and digests well formed. */
-function checkArtifacts(raw: unknown): ArtifactSpec[] {
-  if (!Array.isArray(raw) || raw.length === 0) throw invalid('artifacts is required: at least checkpoint.tar');
-  const most = TARGET_ARTIFACTS.length + MAX_IMAGE_ARTIFACTS;
-  if (raw.length > most) throw invalid(`artifacts lists ${raw.length} artifacts; at most ${most} (${TARGET_ARTIFACTS.join(', ')} and ${MAX_IMAGE_ARTIFACTS} image.<file>)`);
-  const seen = new Set<string>();
-  const out: ArtifactSpec[] = [];
-  for (const a of raw as Array<{ name?: unknown; size?: unknown; sha256?: unknown }>) {
-    const name = a?.name;
-    const image = typeof name === 'string' && IMAGE_ARTIFACT.test(name) && !name.includes('..');
-    if (typeof name !== 'string' || (!(TARGET_ARTIFACTS as readonly string[]).includes(name) && !image)) {
-      throw invalid(`artifact ${JSON.stringify(truncate(String(name)))} is not one this node can apply: expected ${TARGET_ARTIFACTS.join(', ')} or image.<CRIU image file>`);
-    }
-    if (seen.has(name)) throw invalid(`artifact ${name} is listed twice`);
-    seen.add(name);
-    const size = Number(a.size);
-    if (!Number.isSafeInteger(size) || size < 0) throw invalid(`artifact ${name}: size ${JSON.stringify(truncate(String(a.size)))} is not a byte count`);
-    if (typeof a.sha256 !== 'string' || !SHA256_HEX.test(a.sha256)) throw invalid(`artifact ${name}: sha256 must be 64 lowercase hex digits`);
-    out.push({ name, size, sha256: a.sha256 });
-  }
-  if (!seen.has('checkpoint.tar')) throw invalid('artifacts must include checkpoint.tar');
-  return out;
-}
-
-export function errorText(err: unknown): string {
-  const e = err as { message?: string; criuLog?: string[] };
-  const criu = Array.isArray(e?.criuLog) && e.criuLog.length ? ` (CRIU: ${e.criuLog.slice(0, 6).join(' | ')})` : '';
-  return `${e?.message ?? String(err)}${criu}`;
-}
-
-function toStatus(err: unknown): { code: grpc.status; details: string } {
-  if (err instanceof RpcError) return { code: err.code, details: err.message };
-  const code = (err as { code?: string }).code;
-  const map: Record<string, grpc.status> = { INVALID_ARGUMENT: 3, NOT_FOUND: 5, ALREADY_EXISTS: 6, PERMISSION_DENIED: 7, FAILED_PRECONDITION: 9, UNAVAILABLE: 14 };
-  return { code: (code && map[code]) || grpc.status.INTERNAL, details: errorText(err) };
 }
 
 /** Like Promise.all, but waits for every promise to settle before rejecting with the first failure. */

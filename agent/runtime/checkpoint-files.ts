@@ -19,6 +19,12 @@ export interface CheckpointMeta {
   at?: string;
 }
 
+/** Writes META into dir (created): what a restore (or a thaw) of this container must put back. */
+export function writeMeta(dir: string, meta: CheckpointMeta): void {
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(path.join(dir, META), JSON.stringify({ ...meta, at: new Date().toISOString() }) + '\n');
+}
+
 function cpA(src: string, dest: string): Promise<void> {
   return new Promise((resolve, reject) => execFile('cp', ['-a', src, dest], (err, _o, stderr) =>
     err ? reject(new RuntimeError(`cannot copy ${src} to ${dest}: ${stderr.trim() || err.message}`, 'INTERNAL')) : resolve()));

@@ -83,6 +83,16 @@ export class ContainerdClient {
     await this.call('Checkpoint', { container_id: dockerId, options: checkpointOptionsAny(o) }, timeoutMs);
   }
 
+  /** Freezes the task's cgroup (runc pause); dockerd sees it paused. */
+  async pause(dockerId: string, timeoutMs = 10_000): Promise<void> {
+    await this.call('Pause', { container_id: dockerId }, timeoutMs);
+  }
+
+  /** Thaws the task's cgroup (runc resume). */
+  async resume(dockerId: string, timeoutMs = 10_000): Promise<void> {
+    await this.call('Resume', { container_id: dockerId }, timeoutMs);
+  }
+
   close(): void {
     this.client.close();
   }

@@ -7,7 +7,8 @@ import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { CriuCapability } from './runtime';
+import { dockerMessage, toRuntimeError } from './engine';
+import { CriuError, type CriuCapability, type RuntimeError } from './runtime';
 
 // ------------------------------------------------------------------ capability
 
@@ -251,4 +252,27 @@ export class LogCatcher {
     if (this.fd !== undefined) fs.closeSync(this.fd);
     this.fd = undefined;
   }
+}
+
+/** Where a failed operation's whole CRIU log is kept (undefined: not kept). */
+export function keptLogPath(keepLogsDir: string | undefined, id: string, op: string): string | undefined {
+  if (!keepLogsDir) return undefined;
+  return path.join(keepLogsDir, `${id.slice(0, 12)}-${op}-${new Date().toISOString().replace(/[:.]/g, '-')}.log`);
+}
+
+/** A CriuError with CRIU's own error lines when its log can be read, else a RuntimeError. */
+export function criuFailure(op: 'checkpoint' | 'restore', id: string, err: unknown, ms: number, keepLogsDir?: string, caught?: { lines: string[]; kept?: string }): RuntimeError {
+  const msg = dockerMessage(err);
+  if (!caught && op === 'checkpoint') {
+    const file = criuLogPathFromMessage(msg);
+    caught = file ? readCriuLog(file, keptLogPath(keepLogsDir, id, op)) : undefined;
+  }
+  if (!caught?.lines.length) {
+    const conf = runcConfLogFile(); // a node that redirected CRIU's logs (docs/runtime.md)
+    if (conf) caught = readCriuLog(conf, keptLogPath(keepLogsDir, id, op)) ?? caught;
+  }
+  const what = `${op} of ${id.slice(0, 12)} failed after ${ms} ms`;
+  if (!caught || caught.lines.length === 0) return toRuntimeError(err, what, { 500: 'FAILED_PRECONDITION' });
+  const reasons = criuReasons(caught.lines);
+  return new CriuError(`${what}: CRIU: ${reasons.join('; ') || caught.lines[caught.lines.length - 1]}`, op, caught.lines, caught.kept, msg);
 }

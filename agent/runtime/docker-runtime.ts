@@ -13,14 +13,15 @@ import { pipeline } from 'node:stream/promises';
 import Dockerode from 'dockerode';
 import { logger } from '../../common/log';
 import { fullDisk } from './disk-space';
-import { fastCheckpointDir, isInside, linkCheckpoint, probeFastPath, type FastPath } from './fast-checkpoint';
-import { continueStopped, dumpConfig, withCriuConfigLabel } from './page-server';
-import { LogCatcher, withRuncConfOption, criuCheck, criuLogPathFromMessage, criuReasons, readCriuLog, runcConfLogFile } from './criu';
-import { META, NONCE, cleanLeaks, ctrdLeaks, placeCheckpoint, readMeta } from './checkpoint-files';
+import { checkpointFiles, fastCheckpointDir, isInside, linkCheckpoint, probeFastPath, sentDirOf, type FastPath } from './fast-checkpoint';
+import { continueStopped, dropCriuConfigLabels } from './page-server';
+import { dumpThroughPageServer } from './page-server-dump';
+import { LogCatcher, withRuncConfOption, criuCheck, criuFailure, keptLogPath, readCriuLog } from './criu';
+import { META, NONCE, cleanLeaks, ctrdLeaks, placeCheckpoint, readMeta, writeMeta, type CheckpointMeta } from './checkpoint-files';
 import { checkName, dial, dockerMessage, serialized, toRuntimeError, type DialOptions, type DockerErr } from './engine';
 import { exportUpperDir, importUpperDir } from './fsdiff';
 import {
-  CriuError, RuntimeError, type CheckpointOptions, type CheckpointResult, type ContainerRuntime, type CreateSpec, type CriuCapability,
+  RuntimeError, type CheckpointOptions, type CheckpointResult, type ContainerRuntime, type CreateSpec, type CriuCapability,
   type InspectedContainer, type NetworkAttachment, type RestoreOptions, type RestoreResult, type TransferResult,
 } from './runtime';
 import { createSpecFromInspect, isUserDefinedNetwork, primaryNetwork, type InspectJson } from './spec';
@@ -28,7 +29,7 @@ import { createSpecFromInspect, isUserDefinedNetwork, primaryNetwork, type Inspe
 const log = logger('runtime');
 
 type RawInspect = InspectJson & {
-  State?: { Status?: string; Running?: boolean; Pid?: number };
+  State?: { Status?: string; Running?: boolean; Paused?: boolean; Pid?: number };
   HostConfig?: { AutoRemove?: boolean; RestartPolicy?: { Name?: string; MaximumRetryCount?: number } };
 };
 
@@ -51,8 +52,6 @@ export interface DockerRuntimeOptions {
 }
 
 const FAST_RETRY_MS = 30_000;
-/** runc's host-wide CRIU config file (its settings are kept in a page-server dump's own file). */
-const RUNC_CONF = '/etc/criu/runc.conf';
 
 export class DockerRuntime implements ContainerRuntime {
   readonly socketPath: string;
@@ -214,32 +213,28 @@ export class DockerRuntime implements ContainerRuntime {
       if (opts.tcpEstablished) throw new RuntimeError(`cannot checkpoint ${id.slice(0, 12)} with its TCP connections: Docker has no such option and the direct path is not available (${direct.reason})`, 'FAILED_PRECONDITION');
       log.info('checkpoint through Docker (the direct path is not available)', { id: id.slice(0, 12), reason: direct.reason });
     }
+    if (stateJson) dropCriuConfigLabels(stateJson); // left by an agent killed mid-dump: not for this dump
     const dir = 'f' in direct ? fastCheckpointDir(direct.f.imageRoot, checkpointDir, name) : path.join(checkpointDir, name);
     if (fs.existsSync(dir)) throw new RuntimeError(`checkpoint dir ${dir} already exists`, 'ALREADY_EXISTS');
     fs.mkdirSync(path.dirname(dir), { recursive: true });
     // The checkpoint stops the container; its restart policy would start it again from scratch
     // (a second copy of a container that is about to run on the target). Put back on failure,
-    // and by restoreFromDir on a rollback.
+    // and by restoreFromDir (or thaw) on a rollback: the policy is in META, written before the dump.
     const policy = c.HostConfig?.RestartPolicy ?? { Name: 'no' };
-    // (a page-server dump leaves the task stopped, not exited: no policy fires)
-    const restarts = !toPages && policy.Name !== '' && policy.Name !== 'no';
+    const restarts = policy.Name !== '' && policy.Name !== 'no';
     if (restarts) await this.setRestartPolicy(id, { Name: 'no', MaximumRetryCount: 0 });
     const t0 = Date.now();
     const work = `${dir}.work`;
+    const sent = toPages ? sentDirOf(dir) : undefined;
     try {
-      if (toPages && 'f' in direct) {
-        // the node's own runc.conf settings (log-file ...) go along: the label's file replaces it for this dump
-        const base = fs.existsSync(RUNC_CONF) ? fs.readFileSync(RUNC_CONF, 'utf8').split('\n') : [];
-        const conf = `${dir}.criu.conf`;
-        fs.writeFileSync(conf, dumpConfig(toPages.host, toPages.port, toPages.tls, base), { mode: 0o600 });
-        const undo = withCriuConfigLabel(stateJson, conf);
-        try {
-          await direct.f.ctrd.checkpoint(id, { imagePath: dir, workPath: work, openTcp: opts.tcpEstablished, exit: false }, this.longTimeoutMs);
-        } finally {
-          undo();
-          fs.rmSync(conf, { force: true });
-        }
+      if (toPages && sent && 'f' in direct) {
+        await dumpThroughPageServer(direct.f.ctrd, {
+          id, pid: c.State?.Pid ?? 0, stateJson, sent, dir, work, to: toPages, openTcp: Boolean(opts.tcpEstablished),
+          meta: { dockerId: id, restartPolicy: policy }, timeoutMs: this.longTimeoutMs,
+        });
+        await this.untilStopped(id);
       } else if ('f' in direct) {
+        writeMeta(dir, { dockerId: id, restartPolicy: policy });
         await direct.f.ctrd.checkpoint(id, { imagePath: dir, workPath: work, openTcp: opts.tcpEstablished }, this.longTimeoutMs);
         await this.untilStopped(id);
       } else {
@@ -250,10 +245,11 @@ export class DockerRuntime implements ContainerRuntime {
     } catch (err) {
       const ms = Date.now() - t0;
       if (restarts) await this.setRestartPolicy(id, policy).catch((e) => log.warn('cannot put the restart policy back', { id, reason: dockerMessage(e) }));
-      const dumpLog = 'f' in direct ? readCriuLog(path.join(work, 'dump.log'), this.keepPath(id, 'checkpoint')) : undefined;
+      const failedWork = sent && !fs.existsSync(path.join(sent, 'inventory.img')) ? `${sent}.work` : work;
+      const dumpLog = 'f' in direct ? readCriuLog(path.join(failedWork, 'dump.log'), this.keepPath(id, 'checkpoint')) : undefined;
       // looked at before the removal frees it: a dump into a full file system leaves a cut-off log
       const full = fullDisk(['f' in direct ? direct.f.imageRoot : path.dirname(dir)]);
-      if ('f' in direct) for (const d of [dir, work]) fs.rmSync(d, { recursive: true, force: true });
+      if ('f' in direct) for (const d of checkpointFiles(dir)) fs.rmSync(d, { recursive: true, force: true });
       const failure = this.criuFailure('checkpoint', id, err, ms, dumpLog);
       // said first: CRIU's last words before its log was cut off are not the reason
       if (full) failure.message = failure.message.includes(': CRIU: ') ? failure.message.replace(': CRIU: ', `: ${full}; CRIU: `) : `${failure.message}; ${full}`;
@@ -263,9 +259,9 @@ export class DockerRuntime implements ContainerRuntime {
       throw failure;
     }
     const ms = Date.now() - t0;
-    fs.rmSync(work, { recursive: true, force: true });
-    fs.writeFileSync(path.join(dir, META), JSON.stringify({ dockerId: id, restartPolicy: policy, at: new Date().toISOString() }) + '\n');
-    if (toPages) return { dir, ms, method: 'page-server', fallbackReason: '' };
+    for (const d of [work, `${sentDirOf(dir)}.work`]) fs.rmSync(d, { recursive: true, force: true });
+    if (!fs.existsSync(path.join(dir, META))) writeMeta(dir, { dockerId: id, restartPolicy: policy });
+    if (toPages) return { dir, sentDir: sent, ms, method: 'page-server', fallbackReason: '' };
     return { dir, ms, method: 'f' in direct ? 'containerd' : 'docker', fallbackReason: pagesRefusal || ('reason' in direct ? direct.reason : '') };
   }
 
@@ -292,26 +288,12 @@ export class DockerRuntime implements ContainerRuntime {
     }
   }
 
-  /** A CriuError with CRIU's own error lines when its log can be read, else a RuntimeError. */
   private criuFailure(op: 'checkpoint' | 'restore', id: string, err: unknown, ms: number, caught?: { lines: string[]; kept?: string }): RuntimeError {
-    const msg = dockerMessage(err);
-    if (!caught && op === 'checkpoint') {
-      const file = criuLogPathFromMessage(msg);
-      caught = file ? readCriuLog(file, this.keepPath(id, op)) : undefined;
-    }
-    if (!caught?.lines.length) {
-      const conf = runcConfLogFile(); // a node that redirected CRIU's logs (docs/runtime.md)
-      if (conf) caught = readCriuLog(conf, this.keepPath(id, op)) ?? caught;
-    }
-    const what = `${op} of ${id.slice(0, 12)} failed after ${ms} ms`;
-    if (!caught || caught.lines.length === 0) return toRuntimeError(err, what, { 500: 'FAILED_PRECONDITION' });
-    const reasons = criuReasons(caught.lines);
-    return new CriuError(`${what}: CRIU: ${reasons.join('; ') || caught.lines[caught.lines.length - 1]}`, op, caught.lines, caught.kept, msg);
+    return criuFailure(op, id, err, ms, this.opts.keepLogsDir, caught);
   }
 
   private keepPath(id: string, op: string): string | undefined {
-    if (!this.opts.keepLogsDir) return undefined;
-    return path.join(this.opts.keepLogsDir, `${id.slice(0, 12)}-${op}-${new Date().toISOString().replace(/[:.]/g, '-')}.log`);
+    return keptLogPath(this.opts.keepLogsDir, id, op);
   }
 
   restoreFromDir(dockerId: string, checkpointSrcDir: string, name: string, opts: RestoreOptions = {}): Promise<RestoreResult> {
@@ -371,11 +353,7 @@ export class DockerRuntime implements ContainerRuntime {
     if ((placed === 'copied' || placed === 'linked') && !keep) fs.rmSync(src, { recursive: true, force: true });
     const after = await this.raw(id);
     // A rollback: checkpoint() switched this very container's restart policy off; switch it back.
-    const want = meta?.dockerId === id ? meta.restartPolicy : undefined;
-    const have = after.HostConfig?.RestartPolicy;
-    if (want?.Name && (want.Name !== have?.Name || (want.MaximumRetryCount ?? 0) !== (have?.MaximumRetryCount ?? 0))) {
-      await this.setRestartPolicy(id, want);
-    }
+    await this.putPolicyBack(after, meta);
     return { ms, pid: after.State?.Pid ?? 0, leaksRemoved, method: placed === 'linked' ? 'linked' : 'placed' };
   }
 
@@ -387,9 +365,26 @@ export class DockerRuntime implements ContainerRuntime {
     }
   }
 
-  async thaw(dockerId: string): Promise<number> {
+  async thaw(dockerId: string, checkpointDir?: string): Promise<number> {
     const c = await this.raw(dockerId);
-    return c.State?.Running ? continueStopped(c.State.Pid ?? 0) : 0;
+    if (!c.State?.Running) return 0;
+    const f = await this.fastPath();
+    if (f.ok) dropCriuConfigLabels(path.join(f.loc.runcRoot, c.Id, 'state.json')); // an agent killed mid-dump left it
+    // frozen between the two dumps of a page-server checkpoint (this agent restarted meanwhile)
+    if (c.State.Paused && f.ok) await f.ctrd.resume(c.Id);
+    const n = continueStopped(c.State.Pid ?? 0);
+    const meta = checkpointDir ? readMeta(checkpointDir) : undefined;
+    await this.putPolicyBack(c, meta);
+    return n;
+  }
+
+  /** The restart policy a checkpoint switched off (META), back on the same container. */
+  private async putPolicyBack(c: RawInspect, meta: CheckpointMeta | undefined): Promise<void> {
+    const want = meta?.dockerId === c.Id ? meta.restartPolicy : undefined;
+    const have = c.HostConfig?.RestartPolicy;
+    if (want?.Name && (want.Name !== have?.Name || (want.MaximumRetryCount ?? 0) !== (have?.MaximumRetryCount ?? 0))) {
+      await this.setRestartPolicy(c.Id, want);
+    }
   }
 
   async stop(dockerId: string, opts: { timeoutS?: number } = {}): Promise<void> {

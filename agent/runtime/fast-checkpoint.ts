@@ -65,6 +65,25 @@ export function fastCheckpointDir(imageRoot: string, checkpointDir: string, name
   return path.join(imageRoot, `${path.basename(checkpointDir)}.${name}`);
 }
 
+/**
+ * Where a page-server checkpoint's first dump puts the images the target restores from (its
+ * pages went to the target); `dir` holds the second, local dump a rollback restores.
+ */
+export const sentDirOf = (dir: string): string => `${dir}.sent`;
+
+/** The CRIU config file of a page-server dump into imagesDir (beside it, on the image tmpfs). */
+export const criuConfFile = (imagesDir: string): string => `${imagesDir}.criu.conf`;
+
+/**
+ * Every path a checkpoint into dir may leave on the image tmpfs: the images, the tar of the
+ * small ones, CRIU's work dir, and on the page-server path the first dump's images, tar, work
+ * dir and CRIU config (a crash of the agent mid-dump leaves any of them).
+ */
+export function checkpointFiles(dir: string): string[] {
+  const sent = sentDirOf(dir);
+  return [dir, `${dir}.tar`, `${dir}.work`, sent, `${sent}.tar`, `${sent}.work`, criuConfFile(sent)];
+}
+
 /** Whether a path lies inside root (both resolved; root itself does not count). */
 export function isInside(root: string, p: string): boolean {
   const rel = path.relative(path.resolve(root), path.resolve(p));

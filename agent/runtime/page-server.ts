@@ -79,6 +79,29 @@ export function withCriuConfigLabel(stateJson: string, configFile: string): () =
   };
 }
 
+/**
+ * Takes away any `org.criu.config` label from runc's state: one left by an agent killed while
+ * its page-server dump ran would point every later dump of the container at a removed file
+ * (runc then passes CRIU no config: the node's runc.conf would be ignored). Returns whether
+ * there was one. A missing state file (the container is not running) has none.
+ */
+export function dropCriuConfigLabels(stateJson: string): boolean {
+  let state: { config?: { labels?: string[] } };
+  try {
+    state = JSON.parse(fs.readFileSync(stateJson, 'utf8'));
+  } catch {
+    return false;
+  }
+  const labels = state.config?.labels ?? [];
+  const kept = labels.filter((l) => !l.startsWith(`${CRIU_CONFIG_LABEL}=`));
+  if (kept.length === labels.length || !state.config) return false;
+  state.config.labels = kept;
+  const tmp = `${stateJson}.herd`;
+  fs.writeFileSync(tmp, JSON.stringify(state));
+  fs.renameSync(tmp, stateJson);
+  return true;
+}
+
 /** A free TCP port on this node (the kernel's pick; the page server binds it right after). */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -175,8 +198,9 @@ export function pageServerPid(imagesDir: string): number | undefined {
 /**
  * SIGCONT to every stopped process of a container (the init pid and its descendants): what a
  * dump with leave-stopped left. Returns how many were stopped. Harmless on running ones.
+ * `all`: to every process of it, whatever /proc says (a frozen one shows D, not T).
  */
-export function continueStopped(initPid: number, procDir = '/proc'): number {
+export function continueStopped(initPid: number, procDir = '/proc', all = false): number {
   if (!initPid) return 0;
   const parent = new Map<number, number>();
   const state = new Map<number, string>();
@@ -195,7 +219,7 @@ export function continueStopped(initPid: number, procDir = '/proc'): number {
   };
   let n = 0;
   for (const [pid, s] of state) {
-    if (s !== 'T' || !inside(pid)) continue;
+    if ((s !== 'T' && !all) || !inside(pid)) continue;
     try {
       process.kill(pid, 'SIGCONT');
       n++;

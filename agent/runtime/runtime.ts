@@ -86,13 +86,19 @@ export interface CheckpointOptions {
  * How a checkpoint was taken: 'containerd' = Tasks.Checkpoint straight into the image tmpfs
  * (docs/runtime.md#fast-path), 'docker' = `docker checkpoint create` (containerd's content store),
  * 'page-server' = Tasks.Checkpoint with the pages sent to the target's page server and the
- * processes left stopped: they are on the target only, so a rollback is thaw(), not a restore.
+ * processes left stopped, then a local dump of them that ends the task (CheckpointResult.sentDir).
  */
 export type CheckpointMethod = 'containerd' | 'docker' | 'page-server';
 
 export interface CheckpointResult {
   /** the directory holding CRIU's images: <checkpointDir>/<name>, or a dir on the image tmpfs */
   dir: string;
+  /**
+   * page-server only: the first dump's images, whose pages are on the target already: what the
+   * target restores from. `dir` then holds a second, local dump of the stopped processes, taken
+   * so that the source's task ends (Docker no longer lists it) and a rollback can restore it.
+   */
+  sentDir?: string;
   ms: number;
   method: CheckpointMethod;
   /** why the direct path (or the page server asked for) was not used ('' when it was) */
@@ -155,10 +161,12 @@ export interface ContainerRuntime {
   restoreFromDir(dockerId: string, checkpointSrcDir: string, name: string, opts?: RestoreOptions): Promise<RestoreResult>;
   start(dockerId: string): Promise<void>;
   /**
-   * SIGCONT to the processes a page-server checkpoint left stopped: the container goes on where
-   * it was (the rollback of that path). Returns how many were stopped; 0 for a container that runs.
+   * Resumes what a page-server checkpoint left stopped or frozen (its agent restarted between
+   * the two dumps): SIGCONT, the cgroup thawed; the container goes on where it was. The restart
+   * policy the checkpoint switched off is put back from checkpointDir's META when given.
+   * Returns how many were stopped; 0 for a container that runs.
    */
-  thaw(dockerId: string): Promise<number>;
+  thaw(dockerId: string, checkpointDir?: string): Promise<number>;
   stop(dockerId: string, opts?: { timeoutS?: number }): Promise<void>;
   remove(dockerId: string, opts?: { force?: boolean }): Promise<void>;
   /** The overlay upper dir (the diff layer) to a tar file, keeping whiteouts, xattrs and owners. */

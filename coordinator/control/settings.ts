@@ -121,8 +121,8 @@ export const LowNodeUtilizationSchema = obj({
 
 /**
  * Forecast (the thesis's machine learning, issue 15): the model in force predicts each
- * container's ops/s on every node; a container moves where the prediction beats its
- * measured ops by the reward threshold, and the ops gained over the next evaluation period
+ * container's ops/s on every node; a container moves where the predicted net gain (over its
+ * own node's prediction, neighbours counted) clears the reward threshold, and the ops gained over the next evaluation period
  * outweigh the ops lost while it is frozen (cost.ts's expected downtime). Values ours.
  */
 export const ForecastSchema = obj({

@@ -107,4 +107,9 @@ export interface ForecastView {
   modelVersion: string;
   /** herdId -> node id -> predicted ops/s; a missing pair means "no forecast": never a move. */
   opsByNode: Readonly<Record<string, Readonly<Record<string, number>>>>;
+  /**
+   * The model's error on later rows it did not learn from (validation RMSE, ops/s); absent or
+   * NaN when unknown (a loaded model). A predicted gain under it cannot be told from that error.
+   */
+  errorOps?: number;
 }

@@ -74,6 +74,7 @@ function blockRows(src: DatasetSources, grid: DatasetGrid, ids: Map<string, stri
       id: n.node_id,
       cores: slice ?? n.cores,
       memBytes: n.memory_bytes,
+      ...(iops ? { diskIops: iops } : {}),
       cpu: slice ? undefined : win(n.node_id, 'host.cpu.total', 1 / 100),
       diskOps: iops ? undefined : addWindows(win(n.node_id, 'host.disk.read_ops'), win(n.node_id, 'host.disk.write_ops')),
     };

@@ -9,7 +9,7 @@
  * snapshot builder's `resample` and hands them here with each container's node visits.
  */
 import type { NodeVisit } from '../../common/migration-record';
-import { featureVector, FEATURES, type HostFigures } from './features';
+import { featureVector, FEATURES, type HostFigures, type OwnHost } from './features';
 
 /** Columns before the features: the step's start (ms since the epoch), the container, the node it ran on. */
 export const ID_COLUMNS = ['time_ms', 'herd_id', 'node_id'] as const;
@@ -19,7 +19,9 @@ export const TARGET = 'ops';
 export const AFTER_MIGRATION = 'after_migration';
 /** Cores the container got (container.cpu.usage): an outcome of its host, kept for study but not a feature. */
 export const MEASURED_CPU = 'ctr_cpu';
-export const DATASET_COLUMNS = [...ID_COLUMNS, ...FEATURES, MEASURED_CPU, TARGET, AFTER_MIGRATION] as const;
+/** Disk ops/s the container did (container.blkio): an outcome of its host's disk, kept for study but not a feature. */
+export const MEASURED_DISK = 'ctr_disk_ops';
+export const DATASET_COLUMNS = [...ID_COLUMNS, ...FEATURES, MEASURED_CPU, MEASURED_DISK, TARGET, AFTER_MIGRATION] as const;
 
 /** How long after a migration a container's samples are marked. */
 export const SETTLE_MS = 30_000;
@@ -53,6 +55,8 @@ export interface NodeSeries {
   cpu?: readonly number[];
   /** Host disk ops/s; absent for a node labelled herd.disk_iops. */
   diskOps?: readonly number[];
+  /** Disk ops/s it serves (its herd.disk_iops label); absent when not declared. */
+  diskIops?: number;
 }
 
 export type DatasetRow = (string | number)[];
@@ -94,18 +98,21 @@ export function datasetRows(grid: DatasetGrid, nodes: readonly NodeSeries[], con
       if (list) list.push(c);
       else onNode.set(n, [c]);
     }
-    const hosts = new Map<string, HostFigures & { level: number }>();
+    const hosts = new Map<string, HostFigures & OwnHost>();
     for (const [id, mine] of onNode) {
       const n = byId.get(id);
       if (!n) continue;
       const sum = (pick: (c: ContainerSeries) => readonly number[]) => mine.reduce((s, c) => s + (Number.isNaN(at(pick(c), i)) ? 0 : at(pick(c), i)), 0);
+      const top = (pick: (c: ContainerSeries) => readonly number[]) => Math.max(0, ...mine.map((c) => at(pick(c), i)).filter((v) => !Number.isNaN(v)));
+      const diskOps = n.diskOps ? at(n.diskOps, i) : sum((c) => c.diskOps);
       hosts.set(id, {
         cores: n.cores,
         memBytes: n.memBytes,
         cpu: n.cpu ? at(n.cpu, i) : n.cores > 0 ? sum((c) => c.cpu) / n.cores : NaN,
-        diskOps: n.diskOps ? at(n.diskOps, i) : sum((c) => c.diskOps),
+        diskOps,
         containers: mine.length,
-        level: Math.max(0, ...mine.map((c) => at(c.cpu, i)).filter((v) => !Number.isNaN(v))),
+        level: top((c) => c.cpu),
+        ...(n.diskIops ? { diskIops: n.diskIops, disk: diskOps / n.diskIops, diskLevel: top((c) => c.diskOps) } : {}),
       });
     }
     for (const c of sorted) {
@@ -114,7 +121,7 @@ export function datasetRows(grid: DatasetGrid, nodes: readonly NodeSeries[], con
       const host = node === undefined ? undefined : hosts.get(node);
       if (Number.isNaN(ops) || !host || node === undefined) continue;
       const figures = { cpu: at(c.cpu, i), threads: at(c.threads, i), memBytes: at(c.memBytes, i), diskOps: at(c.diskOps, i), cpuLimit: c.cpuLimit };
-      rows.push([start, c.herdId, node, ...featureVector(figures, host, host, true), figures.cpu, ops, afterMigration(c.visits, start, start + grid.stepMs) ? 1 : 0]);
+      rows.push([start, c.herdId, node, ...featureVector(figures, host, host, true), figures.cpu, figures.diskOps, ops, afterMigration(c.visits, start, start + grid.stepMs) ? 1 : 0]);
     }
   }
   return rows;

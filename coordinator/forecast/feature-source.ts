@@ -9,7 +9,7 @@
 import type { Snapshot, Window } from '../control/snapshot';
 import { datasetBlocks, type DatasetSources } from './dataset-export';
 import { AFTER_MIGRATION, DATASET_COLUMNS, TARGET, type DatasetGrid } from './dataset-rows';
-import { FEATURES, forecastRows } from './features';
+import { FEATURES, forecastMatrix, forecastRows } from './features';
 import type { Table } from './table';
 
 export interface FeatureSource {
@@ -23,6 +23,12 @@ export interface FeatureSource {
    * `herdId` of the snapshot were it running there. null when the snapshot lacks it.
    */
   rows(s: Snapshot, herdId: string, nodeIds: readonly string[]): Float32Array | null;
+  /**
+   * The rows of many containers at once, columns `names` (a model's inputs): for each of
+   * `herdIds` the snapshot holds (`herdIds` of the answer, in order), one row per node of
+   * `nodeIds`; `into` is reused when big enough (one buffer for every batch of a round).
+   */
+  matrix(s: Snapshot, herdIds: readonly string[], nodeIds: readonly string[], names: readonly string[], into?: Float32Array): { x: Float32Array; herdIds: string[] };
   /**
    * The coordinator's samples over a grid as a table of numbers: the features, target and
    * time columns. Built a block of steps at a time, yielding between blocks, so the
@@ -49,6 +55,7 @@ export const datasetFeatures: FeatureSource = {
   target: TARGET,
   time: TIME,
   rows: (s, herdId, nodeIds) => forecastRows(s, herdId, nodeIds),
+  matrix: (s, herdIds, nodeIds, names, into) => forecastMatrix(s, herdIds, nodeIds, names, into),
   /** The export's rows but those just after a migration (its ops read low while it warms up: `settling` counts them). */
   async table(src, grid) {
     const names = [...FEATURES, TARGET, TIME];

@@ -14,7 +14,11 @@
  * their own: on a bigger host it may get more), but only for the containers at the host's
  * water level: CFS shares a saturated host max-min fairly, so a container that gets less
  * than the busiest one there (under HELD_BACK of it) is not held back, it wants what it
- * gets (an idle container on a busy host is idle, not short of a core per thread). Pure: numbers in, numbers out.
+ * gets (an idle container on a busy host is idle, not short of a core per thread). The disk
+ * alike: the disk ops/s a container did are an outcome of its host's disk (on a saturated one,
+ * its share: fed to a model they gave today's ops on every node), so what it would get on a
+ * host (ctr_expected_disk_ops) is the feature, its own disk ops/s a column kept for study.
+ * Pure: numbers in, numbers out.
  */
 import { loadsOf, threadDemand, type ContainerLoad, type NodeLoad } from '../control/load';
 import type { ContainerView, Snapshot } from '../control/snapshot';
@@ -26,8 +30,6 @@ export const FEATURES = [
   'ctr_threads',
   /** Its memory in use, bytes. */
   'ctr_mem_bytes',
-  /** Its disk operations per second (read + write). */
-  'ctr_disk_ops',
   /** Its CPU limit in cores; 0 = none. */
   'ctr_cpu_limit',
   /** The host's cores (a capped node: its quota). */
@@ -46,6 +48,14 @@ export const FEATURES = [
    * ratio of columns, and without it a model has only the hosts and neighbours it has seen.
    */
   'ctr_expected_cpu',
+  /** The host's disk operations per second (its `herd.disk_iops` label); missing when not declared. */
+  'host_disk_iops',
+  /**
+   * Disk ops/s it would get there, ctr_expected_cpu's disk counterpart: what it does, or, held
+   * back on a saturated disk (at the disk's water level), whatever the host's disk gives it;
+   * up to what the others leave free or an equal share. Missing when the host's disk is not declared.
+   */
+  'ctr_expected_disk_ops',
 ] as const;
 
 export type FeatureName = (typeof FEATURES)[number];
@@ -72,6 +82,10 @@ export interface OwnHost {
   cpu: number;
   /** Cores used by its busiest container (NaN: unknown, every container counts as held back). */
   level: number;
+  /** Disk busy, fraction of its declared disk ops/s (NaN or absent: not declared, never saturated). */
+  disk?: number;
+  /** Disk ops/s of its busiest container on disk (the disk's water level). */
+  diskLevel?: number;
 }
 
 /** A host's figures at one grid step (or a window's means), everything on it counted. NaN = not measured. */
@@ -83,6 +97,8 @@ export interface HostFigures {
   diskOps: number;
   /** Containers running on it. */
   containers: number;
+  /** Disk operations per second it serves (declared); 0, NaN or absent: unknown. */
+  diskIops?: number;
 }
 
 const nonNegative = (x: number) => (Number.isNaN(x) ? NaN : Math.max(0, x));
@@ -101,11 +117,16 @@ export function featureVector(c: ContainerFigures, own: OwnHost, host: HostFigur
   const otherCpu = nonNegative(host.cpu * host.cores - share(c.cpu));
   const others = nonNegative(host.containers - mine);
   const expected = Math.min(demand, Math.max(host.cores - otherCpu, host.cores / (others + 1)));
+  const iops = host.diskIops !== undefined && host.diskIops > 0 ? host.diskIops : NaN;
+  const otherDisk = nonNegative(host.diskOps - share(c.diskOps));
+  // held back on its own saturated disk: nothing bounds what it would do on another but that disk
+  const diskHeld = (own.disk ?? NaN) >= SATURATION && c.diskOps > 0 && !(c.diskOps < HELD_BACK * (own.diskLevel ?? NaN));
+  const diskDemand = diskHeld ? Infinity : c.diskOps;
+  const expectedDisk = Math.min(diskDemand, Math.max(iops - (Number.isNaN(otherDisk) ? 0 : otherDisk), iops / (others + 1)));
   return [
     demand,
     c.threads,
     c.memBytes,
-    c.diskOps,
     c.cpuLimit,
     host.cores,
     host.memBytes,
@@ -113,6 +134,8 @@ export function featureVector(c: ContainerFigures, own: OwnHost, host: HostFigur
     nonNegative(host.diskOps - share(c.diskOps)),
     others,
     nonNegative(expected),
+    iops,
+    nonNegative(expectedDisk),
   ];
 }
 
@@ -128,7 +151,18 @@ function loadsOnce(snapshot: Snapshot): Map<string, NodeLoad> {
   return loads;
 }
 
-const hostOf = (n: NodeLoad): HostFigures => ({ cores: n.view.cores, memBytes: n.view.memoryBytes, cpu: n.cpu, diskOps: n.diskOps, containers: n.containers.length });
+/** A host as its own containers see it: how busy, and its water levels of CPU and disk. */
+export function ownHostOf(n: NodeLoad): OwnHost {
+  let level = 0;
+  let diskLevel = 0;
+  for (const x of n.containers) {
+    if (x.cpu > level) level = x.cpu;
+    if (x.diskOps > diskLevel) diskLevel = x.diskOps;
+  }
+  return { cpu: n.cpu, level, disk: n.view.diskIops > 0 ? n.diskOps / n.view.diskIops : NaN, diskLevel };
+}
+
+const hostOf = (n: NodeLoad): HostFigures => ({ cores: n.view.cores, memBytes: n.view.memoryBytes, cpu: n.cpu, diskOps: n.diskOps, containers: n.containers.length, diskIops: n.view.diskIops });
 
 /**
  * What the forecast driver feeds a model: one row per node of `nodeIds` (row-major float32)
@@ -137,22 +171,71 @@ const hostOf = (n: NodeLoad): HostFigures => ({ cores: n.view.cores, memBytes: n
  * container: null. An unknown node gets a row of NaN (a caller should not ask).
  */
 export function forecastRows(snapshot: Snapshot, herdId: string, nodeIds: readonly string[], names: readonly string[] = FEATURES): Float32Array | null {
+  const m = forecastMatrix(snapshot, [herdId], nodeIds, names);
+  return m.herdIds.length ? m.x : null;
+}
+
+/** Rows per batch when a whole snapshot is forecast (a few MB of float32, one buffer reused): the driver's onnxruntime calls, the simulator's predict. */
+export const FORECAST_BATCH_ROWS = 1 << 16;
+
+/** Per snapshot: each container's view, its host's load and its own load, and each node's figures, computed once. */
+interface Prepared {
+  byId: Map<string, { view: ContainerView; own: NodeLoad; load: ContainerLoad; ownHost: OwnHost }>;
+  hosts: Map<string, HostFigures>;
+}
+const preparedCache = new WeakMap<Snapshot, Prepared>();
+function prepared(snapshot: Snapshot): Prepared {
+  let p = preparedCache.get(snapshot);
+  if (p) return p;
   const loads = loadsOnce(snapshot);
-  const view = snapshot.containers.find((c) => c.herdId === herdId);
-  const own = view && loads.get(view.node);
-  const c = own?.containers.find((x) => x.view.herdId === herdId);
-  if (!view || !own || !c) return null;
+  const ownHosts = new Map<string, OwnHost>();
+  const hosts = new Map<string, HostFigures>();
+  const byId: Prepared['byId'] = new Map();
+  for (const [id, n] of loads) {
+    ownHosts.set(id, ownHostOf(n));
+    hosts.set(id, hostOf(n));
+    for (const load of n.containers) byId.set(load.view.herdId, { view: load.view, own: n, load, ownHost: ownHosts.get(id)! });
+  }
+  preparedCache.set(snapshot, (p = { byId, hosts }));
+  return p;
+}
+
+/** Column indices of `names` in FEATURES; an unknown name is an error naming it. */
+function columnsOf(names: readonly string[]): Int32Array {
   const pick = names.map((n) => (FEATURES as readonly string[]).indexOf(n));
   const unknown = names.filter((_, i) => pick[i] < 0);
   if (unknown.length) throw new Error(`no such feature: ${unknown.join(', ')} (the features are ${FEATURES.join(', ')})`);
-  const figures: ContainerFigures = { cpu: c.cpu, threads: c.threads, memBytes: view.memoryBytes, diskOps: c.diskOps, cpuLimit: view.limits.cpus };
+  return Int32Array.from(pick);
+}
+
+/**
+ * forecastRows for many containers at once, into one row-major matrix (`into` reused when big
+ * enough): for each container of `herdIds` found in the snapshot (`herdIds` of the answer, in
+ * order), one row per node of `nodeIds`. The snapshot's loads, each host's figures and each
+ * container's own host are computed once, not once per row: the driver asks for every
+ * container of a 500-node cluster on every node each round.
+ */
+export function forecastMatrix(snapshot: Snapshot, herdIds: readonly string[], nodeIds: readonly string[], names: readonly string[] = FEATURES, into?: Float32Array): { x: Float32Array; herdIds: string[] } {
+  const { byId, hosts } = prepared(snapshot);
+  const pick = columnsOf(names);
   const F = names.length;
-  const out = new Float32Array(nodeIds.length * F).fill(NaN);
-  nodeIds.forEach((id, r) => {
-    const n = loads.get(id);
-    if (!n) return;
-    const v = featureVector(figures, { cpu: own.cpu, level: Math.max(0, ...own.containers.map((x) => x.cpu)) }, hostOf(n), id === view.node);
-    for (let j = 0; j < F; j++) out[r * F + j] = v[pick[j]];
-  });
-  return out;
+  const found = herdIds.filter((id) => byId.has(id));
+  const size = found.length * nodeIds.length * F;
+  const x = into && into.length >= size ? into.subarray(0, size) : new Float32Array(size);
+  const nodeHosts = nodeIds.map((id) => hosts.get(id));
+  let o = 0;
+  for (const herdId of found) {
+    const { view, own, load, ownHost } = byId.get(herdId)!;
+    const figures: ContainerFigures = { cpu: load.cpu, threads: load.threads, memBytes: view.memoryBytes, diskOps: load.diskOps, cpuLimit: view.limits.cpus };
+    for (let r = 0; r < nodeIds.length; r++, o += F) {
+      const host = nodeHosts[r];
+      if (!host) {
+        x.fill(NaN, o, o + F);
+        continue;
+      }
+      const v = featureVector(figures, ownHost, host, nodeIds[r] === own.view.id);
+      for (let j = 0; j < F; j++) x[o + j] = v[pick[j]];
+    }
+  }
+  return { x, herdIds: found };
 }

@@ -15,7 +15,7 @@ export interface Series {
   interpolate: 'linear' | 'step';
 }
 
-/** Value of a series at t (ms): past the end, the last value (or 0 with `zeroAfterEnd`, CloudSim's way). */
+/** Value of a series at t (ms): past the end, the last value (CloudSim's PlanetLab model too: its 289th slot repeats the 288th), or 0 with `zeroAfterEnd`. */
 export function seriesAt(s: Series, tMs: number, zeroAfterEnd = false): number {
   const n = s.values.length;
   if (n === 0) return 0;
@@ -67,6 +67,12 @@ export interface SimContainer {
   labels: Record<string, string>;
   /** Node it starts on ('' = the placement rule chooses). */
   node: string;
+  /**
+   * When it runs from, ms (absent: from the start, observed from the first sample). Before it,
+   * it does not exist: it asks nothing and the monitor has no sample of it; its first sample
+   * comes a sample period after it (a rate needs two readings of its cgroup counters).
+   */
+  startMs?: number;
 }
 
 export interface HerdMigrationModel {

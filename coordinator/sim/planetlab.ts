@@ -6,7 +6,8 @@
  *   Helper.createVmList: type = i / ceil(n / 4)): 2500 MIPS / 870 MB, 2000 / 1740,
  *   1000 / 1740, 500 / 613, one core each;
  * - demand = value / 100 x the type's MIPS (1000 MIPS = one reference core), linear between
- *   samples, zero after the last (CloudSim's loader leaves its 289th slot at 0);
+ *   samples, the last held after it (CloudSim's UtilizationModelPlanetLabInMemory repeats the
+ *   288th value in its 289th slot);
  * - hosts alternate HP ProLiant ML110 G4 (2 x 1860 MIPS) and G5 (2 x 2660 MIPS), 4 GB,
  *   with their SPECpower models.
  * Parsing is pure (text in); cli/ reads the files.
@@ -98,7 +99,7 @@ export function cloudSimSetup(rows: readonly TraceRow[], opts: { hosts?: number;
     observe: 'demand',
     overThreshold: 0.9,
     pingPongMs: 3_600_000,
-    zeroAfterEnd: true,
+    zeroAfterEnd: false,
     cloudSimClock: true,
     seed: opts.seed ?? 1,
   };

@@ -38,7 +38,7 @@ export function makeController(name: string, settings: Record<string, unknown> =
   const patch = { ...settings, policies: name.split('+') as PolicyName[] };
   if (!usesForecast(name)) return herdController(name, patch, seed);
   if (!forecast) throw new Error(`${name} needs a forecast model: train one on the scenario first (trainOnScenario)`);
-  return forecastController(name, patch, forecast.model, seed);
+  return forecastController(name, patch, forecast.model, seed, 'sim-1', forecast.validRmse);
 }
 
 /** Runs each controller on the spec; a forecast model is trained once first if one of them needs it (or given). */

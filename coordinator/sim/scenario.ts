@@ -52,6 +52,7 @@ const ContainerSchema = z
     opsPerCore: pos('operations per second per core').optional(),
     opsCurve: z.array(z.tuple([nonneg('cores'), nonneg('ops per second')])).min(1).optional(),
     labels: z.record(z.string(), z.string()).default({}),
+    startS: nonneg('s: when the container is started').optional(),
   })
   .strict();
 
@@ -81,6 +82,8 @@ export const ScenarioSchema = z
     observe: z.enum(['usage', 'demand']).default('usage'),
     overThreshold: z.number().min(0).max(1).default(0.9),
     pingPongS: nonneg('seconds').default(1800),
+    /** How long starting a container takes (docker run) before it runs: added to each container's startS. */
+    startLatencyS: nonneg('seconds').default(0),
     seed: z.number().int().default(1),
     policies: z.array(z.string()).min(1).default(['none']),
     /** Herd's controller settings over its defaults (coordinator/control/settings.ts). */
@@ -181,6 +184,7 @@ export function scenarioSpec(s: Scenario): SimSpec {
       return {
         id, name: id, memoryBytes: c.memoryMb * MB, upperDirBytes: c.upperDirMb * MB, threads: c.threads, limitUnits: c.cpus * CORE,
         cpu: toSeries(c.cpu, CORE, rnd, durationMs), iops: c.iops ? toSeries(c.iops, 1, rnd, durationMs) : undefined, ops, labels: c.labels, node: c.node,
+        ...(c.startS !== undefined ? { startMs: (c.startS + s.startLatencyS) * 1000 } : {}),
       };
     }),
   );

@@ -159,9 +159,6 @@ describe('checkpoint straight through containerd, restore through links (bed fc)
   });
 });
 
-// the page server is opt-in (agent/migration/runner.ts): these agents turn it on
-const PAGES = { HERD_PAGE_SERVER: '1' };
-
 describe('migrations through herd agents (bed fc)', () => {
   const nodes = new Map<string, HerdNode>();
   let coordinator = '';
@@ -169,7 +166,7 @@ describe('migrations through herd agents (bed fc)', () => {
 
   async function restartWith(id: string, extra: string[]): Promise<void> {
     await nodes.get(id)?.proc.stop();
-    nodes.set(id, startHerdOn(bed, id, extra, PAGES));
+    nodes.set(id, startHerdOn(bed, id, extra));
     coordinator = (await agreedLeader([...nodes.values()].map((n) => n.address), 20_000)).address;
     await waitFor(`${id} with criu`, async () => {
       coordinator = (await agreedLeader([...nodes.values()].map((n) => n.address), 20_000)).address;
@@ -205,7 +202,7 @@ describe('migrations through herd agents (bed fc)', () => {
 
   beforeAll(async () => {
     if (startError) return;
-    for (const n of bed.nodes) nodes.set(n.id, startHerdOn(bed, n.id, [], PAGES));
+    for (const n of bed.nodes) nodes.set(n.id, startHerdOn(bed, n.id));
     coordinator = (await agreedLeader([...nodes.values()].map((n) => n.address), 20_000)).address;
     await waitFor('both agents with criu', async () => {
       coordinator = (await agreedLeader([...nodes.values()].map((n) => n.address), 20_000)).address; // it may change on a loaded machine

@@ -2,15 +2,17 @@ import { describe, expect, it } from 'vitest';
 import { decide, initialState, seededRandom, thresholdsOf } from '../../coordinator/control/decide';
 import { makeFilters } from '../../coordinator/control/filters';
 import { forecast } from '../../coordinator/control/forecast';
+import { neighboursLoss, sourceGain } from '../../coordinator/control/forecast-neighbours';
+import { loadsOf } from '../../coordinator/control/load';
 import { validateSettings } from '../../coordinator/control/settings';
 import type { ForecastView, Snapshot } from '../../coordinator/control/snapshot';
 import { container, GiB, migration, node, snap, syntheticSnapshot } from '../fixtures/control-snapshot';
 
 /** The forecast policy on a snapshot with these predictions, through the real filters. */
-function propose(s: Snapshot, opsByNode: ForecastView['opsByNode'] | undefined, patch: unknown = {}) {
+function propose(s: Snapshot, opsByNode: ForecastView['opsByNode'] | undefined, patch: unknown = {}, errorOps?: number) {
   const v = validateSettings(patch);
   if (!v.ok) throw new Error(v.error);
-  const snapshot: Snapshot = opsByNode ? { ...s, forecast: { modelVersion: 'v7', opsByNode } } : s;
+  const snapshot: Snapshot = opsByNode ? { ...s, forecast: { modelVersion: 'v7', opsByNode, errorOps } } : s;
   const filters = makeFilters(snapshot, v.settings);
   const notes: string[] = [];
   const settings = thresholdsOf(v.settings, 'forecast') as typeof forecast.defaults;
@@ -26,13 +28,16 @@ const predictions = { x: { a: 95, b: 150, c: 120 }, y: { a: 50, b: 52, c: 51 } }
 describe('forecast policy', () => {
   it('moves a container where the model predicts more ops than it does, naming the prediction, its ops and the model version', () => {
     const { moves } = propose(three(), predictions);
-    expect(moves).toHaveLength(1); // y's best gain (4%) is under the 10% reward threshold
+    expect(moves).toHaveLength(1); // y's best gain (4%, and x's ops lost to it on a) is under the 10% reward threshold
     const m = moves[0];
     expect(m).toMatchObject({ herdId: 'x', from: 'a', to: 'b', policy: 'forecast' });
-    expect(m.score).toBeCloseTo(0.5, 9);
-    expect(m.reason).toMatch(/^model v7 predicts 150 ops\/s for x on b against its measured 100 ops\/s on a \(predicted 95 on a\): 50% more >= reward threshold 10%; /);
-    expect(m.reason).toMatch(/7500 ops gained over the 150 s period outweigh 81.2 ops lost while frozen: expected downtime 812 ms/);
-    expect(m.figures).toMatchObject({ predictedOps: 150, measuredOps: 100, predictedOwnOps: 95, gainOps: 7500 });
+    // against its own prediction (95), plus what y gains on a: y is held back there (a at 90%),
+    // wants 1 core (its thread) and gets 0.8, so it takes 0.2 of the core x frees: 0.2 / 0.8 x 50 ops
+    expect(m.score).toBeCloseTo((150 - 95 + 12.5) / 95, 9);
+    expect(m.reason).toMatch(/^model v7 predicts 150 ops\/s for x on b against its measured 100 ops\/s on a \(predicted 95 on a\), its neighbours on a gaining 12.5 and on b losing 0 ops\/s: 71.1% more >= reward threshold 10%; /);
+    expect(m.reason).toMatch(/10125 ops gained over the 150 s period outweigh 81.2 ops lost while frozen: expected downtime 812 ms/);
+    expect(m.figures).toMatchObject({ predictedOps: 150, measuredOps: 100, predictedOwnOps: 95, gainOps: 10125, neighboursLoss: 0 });
+    expect(m.figures.sourceGain).toBeCloseTo(12.5, 9);
   });
 
   it('moves nothing without a model in force, and says so', () => {
@@ -80,13 +85,52 @@ describe('forecast policy', () => {
   });
 
   it('holds a gain under the reward threshold or the minimum ops gain, with the best near miss in the note', () => {
-    const r = propose(three(), { x: { b: 109 } });
+    const alone = snap([node('a', { cpu: 0.5 }), node('b', { cpu: 0.1 })], [container('x', 'a', { cpu: 1, ops: 100 })]);
+    const r = propose(alone, { x: { b: 109 } });
     expect(r.moves).toEqual([]);
     expect(r.notes).toMatch(/forecast: the best prediction, model v7 predicts 109 ops\/s for x on b against its measured 100 ops\/s on a, is 9% more, under the reward threshold 10%/);
-    expect(propose(three(), { x: { b: 109 } }, { thresholds: { forecast: { rewardThreshold: 0.05 } } }).moves).toHaveLength(1);
+    expect(propose(alone, { x: { b: 109 } }, { thresholds: { forecast: { rewardThreshold: 0.05 } } }).moves).toHaveLength(1);
     const small = snap([node('a'), node('b')], [container('x', 'a', { ops: 1 })]);
     expect(propose(small, { x: { b: 1.5 } }).moves).toEqual([]); // +50% but half an op
     expect(propose(small, { x: { b: 1.5 } }, { thresholds: { forecast: { minOpsGain: 0.1 } } }).moves).toHaveLength(1);
+  });
+
+  it('weighs prediction against prediction, and what the move costs the neighbours it joins', () => {
+    // b (1 core) is filled by k; x alone on a (quarter core). The model rightly predicts x gets
+    // half of b, 500 against 250 on a, but k would lose half of its 1000 ops: no move.
+    const full = snap([node('a', { cpu: 1, cores: 0.25 }), node('b', { cpu: 1, cores: 1 }), node('c', { cpu: 0, cores: 0.5 })], [container('x', 'a', { cpu: 0.25, ops: 250 }), container('k', 'b', { cpu: 1, ops: 1000 })]);
+    const r = propose(full, { x: { a: 250, b: 500 } });
+    expect(r.moves).toEqual([]);
+    expect(r.notes).toMatch(/model v7 predicts 500 ops\/s for x on b against its measured 250 ops\/s on a \(predicted 250 on a\), its neighbours on a gaining 0 and on b losing 500 ops\/s, is -100% more/);
+    // an empty c with a smaller prediction wins: nobody there loses
+    const [m] = propose(full, { x: { a: 250, b: 500, c: 450 } }).moves;
+    expect(m).toMatchObject({ to: 'c', figures: expect.objectContaining({ neighboursLoss: 0, predictedOps: 450 }) });
+    // the model's error on x, the same everywhere (it predicts 400 on a where x does 250), cancels:
+    // 420 on c is 5% over its own prediction, not 68% over what x does
+    expect(propose(full, { x: { a: 400, c: 420 } }).moves).toEqual([]);
+  });
+
+  it('counts as gaining on the source only the containers held back there, on the resource that holds them', () => {
+    // a (1 core) saturated by x and y (held back, one thread each, 0.5 core each); z idle there
+    const s = snap([node('a', { cpu: 1, cores: 1 }), node('b', { cpu: 0, cores: 1 })], [container('x', 'a', { cpu: 0.5, ops: 500 }), container('y', 'a', { cpu: 0.5, ops: 500 }), container('z', 'a', { cpu: 0, ops: 0 })]);
+    const loads = loadsOf(s);
+    const [x] = loads.get('a')!.containers;
+    expect(sourceGain(x, loads.get('a')!)).toBeCloseTo(500, 9); // y takes x's half core: +100% of its 500 ops; z nothing
+    expect(neighboursLoss(x, loads.get('a')!, loads.get('b')!)).toBe(0); // b is empty
+    // the same on a declared disk: a disk-bound neighbour grows with the disk ops freed, not with CPU
+    const d = snap([node('a', { cpu: 0.1, cores: 4, diskIops: 100, diskOps: 100 }), node('b', { cores: 4, diskIops: 100 })], [container('x', 'a', { cpu: 0.1, diskOps: 50, ops: 50 }), container('y', 'a', { cpu: 0.1, diskOps: 50, ops: 50 })]);
+    const dl = loadsOf(d);
+    expect(sourceGain(dl.get('a')!.containers[0], dl.get('a')!)).toBeCloseTo(50, 9);
+  });
+
+  it('holds a gain within the model\'s own error (its validation RMSE)', () => {
+    const alone = snap([node('a', { cpu: 0.5 }), node('b', { cpu: 0.1 })], [container('x', 'a', { cpu: 1, ops: 100 })]);
+    const run = (errorOps: number) => propose(alone, { x: { a: 100, b: 130 } }, {}, errorOps);
+    const held = run(40);
+    expect(held.moves).toEqual([]);
+    expect(held.notes).toMatch(/is 30 ops\/s more, within the model's error \(validation RMSE 40 ops\/s\)/);
+    expect(run(20).moves).toHaveLength(1);
+    expect(run(NaN).moves).toHaveLength(1); // unknown (a loaded model): no floor
   });
 
   it('holds a move whose gain over the period does not pay for the ops lost while frozen', () => {

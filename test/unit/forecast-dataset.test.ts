@@ -25,18 +25,19 @@ describe('features', () => {
   const host = { cores: 4, memBytes: 1000, cpu: 0.5, diskOps: 30, containers: 3, level: 1 };
 
   it('counts the host without the container: its own host has its share taken out, a candidate not', () => {
-    expect(FEATURES).toHaveLength(11);
+    expect(FEATURES).toHaveLength(12);
     const own = featureVector(c, host, host, true);
     expect(Object.fromEntries(FEATURES.map((f, i) => [f, own[i]]))).toEqual({
-      ctr_cpu_demand: 1, ctr_threads: 4, ctr_mem_bytes: 100, ctr_disk_ops: 10, ctr_cpu_limit: 0,
+      ctr_cpu_demand: 1, ctr_threads: 4, ctr_mem_bytes: 100, ctr_cpu_limit: 0,
       host_cores: 4, host_mem_bytes: 1000, host_other_cpu: 1, host_other_disk_ops: 20, host_other_containers: 2,
       ctr_expected_cpu: 1, // wants 1, 3 cores free
+      host_disk_iops: NaN, ctr_expected_disk_ops: NaN, // its disk not declared
     });
     const other = featureVector(c, host, host, false);
-    expect(other.slice(7)).toEqual([2, 30, 3, 1]);
+    expect(other.slice(6)).toEqual([2, 30, 3, 1, NaN, NaN]);
     // a busy host: 3.8 of 4 cores taken by 3 others, an equal share is 1 core
-    expect(featureVector({ ...c, cpu: 2 }, { cpu: 0.5, level: 2 }, { ...host, cpu: 0.95 }, false)[10]).toBe(1);
-    expect(featureVector({ ...c, cpu: 2 }, { cpu: 0.5, level: 2 }, { ...host, cpu: 0.25, containers: 1 }, false)[10]).toBe(2);
+    expect(featureVector({ ...c, cpu: 2 }, { cpu: 0.5, level: 2 }, { ...host, cpu: 0.95 }, false)[9]).toBe(1);
+    expect(featureVector({ ...c, cpu: 2 }, { cpu: 0.5, level: 2 }, { ...host, cpu: 0.25, containers: 1 }, false)[9]).toBe(2);
   });
 
   it('reads demand as the load model does: held back on a saturated host, up to its threads and its limit, not its host cores', () => {
@@ -51,20 +52,37 @@ describe('features', () => {
     expect(featureVector({ ...c, cpu: 0.1 }, { cpu: 1, level: NaN }, host, true)[0]).toBe(4); // level unknown: held back
   });
 
+  it('gives the disk what it gives the CPU: a declared disk, and what the container would get of it there', () => {
+    const f = (v: number[], name: string) => v[FEATURES.indexOf(name as (typeof FEATURES)[number])];
+    const d = { ...c, diskOps: 150 };
+    // alone on a saturated 150-op disk: held back, so on a 300-op disk it would get all 300
+    const sat = { cpu: 0.2, level: 1, disk: 1, diskLevel: 150 };
+    expect(f(featureVector(d, sat, { ...host, diskOps: 150, containers: 1, diskIops: 150 }, true), 'ctr_expected_disk_ops')).toBe(150);
+    expect(f(featureVector(d, sat, { ...host, diskOps: 0, containers: 0, diskIops: 300 }, false), 'ctr_expected_disk_ops')).toBe(300);
+    expect(f(featureVector(d, sat, { ...host, diskOps: 0, containers: 0, diskIops: 300 }, false), 'host_disk_iops')).toBe(300);
+    // the other 300-op disk busy with one container: an equal share, 150
+    expect(f(featureVector(d, sat, { ...host, diskOps: 300, containers: 1, diskIops: 300 }, false), 'ctr_expected_disk_ops')).toBe(150);
+    // not held back (its disk not saturated): it wants what it does
+    expect(f(featureVector(d, { ...sat, disk: 0.5 }, { ...host, diskOps: 0, containers: 0, diskIops: 300 }, false), 'ctr_expected_disk_ops')).toBe(150);
+    // a disk not declared: unknown, not zero
+    expect(f(featureVector(d, sat, host, false), 'ctr_expected_disk_ops')).toBeNaN();
+    expect(FEATURES).not.toContain('ctr_disk_ops'); // what it did is an outcome of its disk: a column, not a feature
+  });
+
   it('keeps a missing figure missing (NaN: the trees route it), never below zero', () => {
     const v = featureVector({ ...c, cpu: NaN, threads: NaN }, host, { ...host, cpu: NaN }, true);
     expect(v[0]).toBeNaN();
     expect(v[1]).toBeNaN();
-    expect(v[7]).toBeNaN();
-    expect(featureVector({ ...c, cpu: 9 }, host, host, true)[7]).toBe(0);
+    expect(v[6]).toBeNaN();
+    expect(featureVector({ ...c, cpu: 9 }, host, host, true)[6]).toBe(0);
   });
 
   it('gives the forecast driver one row per node, from the snapshot, its own node counted without it', () => {
     const s = snap([node('a', { cpu: 0.75, cores: 4 }), node('b', { cpu: 0.25, cores: 8 })], [container('x', 'a', { cpu: 1, threads: 2, diskOps: 5 }), container('y', 'a', { cpu: 2 })]);
     const m = forecastRows(s, 'x', ['a', 'b', 'ghost'])!;
     const F = FEATURES.length;
-    expect(Array.from(m.subarray(0, F))).toEqual([1, 2, 64 * 1024 * 1024, 5, 0, 4, 8 * 1024 ** 3, 2, 0, 1, 1]);
-    expect(Array.from(m.subarray(F, 2 * F))).toEqual([1, 2, 64 * 1024 * 1024, 5, 0, 8, 8 * 1024 ** 3, 2, 0, 0, 1]);
+    expect(Array.from(m.subarray(0, F))).toEqual([1, 2, 64 * 1024 * 1024, 0, 4, 8 * 1024 ** 3, 2, 0, 1, 1, NaN, NaN]);
+    expect(Array.from(m.subarray(F, 2 * F))).toEqual([1, 2, 64 * 1024 * 1024, 0, 8, 8 * 1024 ** 3, 2, 0, 0, 1, NaN, NaN]);
     expect(Array.from(m.subarray(2 * F)).every(Number.isNaN)).toBe(true);
     expect(forecastRows(s, 'nope', ['a'])).toBeNull();
     expect(Array.from(forecastRows(s, 'x', ['a', 'b'], ['host_cores', 'ctr_threads'])!)).toEqual([4, 2, 8, 2]);

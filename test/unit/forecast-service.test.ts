@@ -200,8 +200,8 @@ describe('model service', () => {
     expect(m.importance.find((i) => i.feature === 'ctr_cpu_demand')!.gain).toBeGreaterThan(0);
     expect(models.inForce()!.info).toEqual(m);
     expect(persisted).toHaveLength(1); // one piece: the model is small
-    expect(m.features).not.toContain('ctr_disk_ops'); // no blkio samples: left out, and said
-    expect(m.note).toMatch(/left out as empty or constant: .*ctr_disk_ops.*host_mem_bytes/);
+    expect(m.features).not.toContain('host_disk_iops'); // no disk declared: left out, and said
+    expect(m.note).toMatch(/left out as empty or constant: .*host_mem_bytes.*host_disk_iops/);
     const view = (await s.view(snapshotOf(src)))!;
     expect(view.modelVersion).toBe('1');
     expect(Object.keys(view.opsByNode).sort()).toEqual(['a', 'b']);

@@ -5,7 +5,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { continueStopped, CRIU_CONFIG_LABEL, dumpConfig, nodeTlsFiles, withCriuConfigLabel } from '../../agent/runtime/page-server';
+import { continueStopped, CRIU_CONFIG_LABEL, dropCriuConfigLabels, dumpConfig, nodeTlsFiles, withCriuConfigLabel } from '../../agent/runtime/page-server';
+import { checkpointFiles } from '../../agent/runtime/fast-checkpoint';
 import { tempDir } from '../helpers/tmp';
 
 const TLS = { ca: '/d/tls/ca.crt', cert: '/d/tls/node.crt', key: '/d/tls/node.key' };
@@ -62,6 +63,21 @@ describe("runc's state label", () => {
     expect(fs.existsSync(file)).toBe(false);
   });
 
+  it('a label left by an agent killed mid-dump is taken away before the next dump (nothing else changes)', () => {
+    t = tempDir('herd-ps-');
+    const file = path.join(t.dir, 'state.json');
+    fs.writeFileSync(file, state(['bundle=/b', `${CRIU_CONFIG_LABEL}=/img/m.cp.sent.criu.conf`]));
+    expect(dropCriuConfigLabels(file)).toBe(true);
+    const after = JSON.parse(fs.readFileSync(file, 'utf8'));
+    expect(after.config.labels).toEqual(['bundle=/b']);
+    expect(after.init_process_pid).toBe(7);
+    const text = fs.readFileSync(file, 'utf8');
+    expect(dropCriuConfigLabels(file)).toBe(false); // none: the file is not rewritten
+    expect(fs.readFileSync(file, 'utf8')).toBe(text);
+    expect(dropCriuConfigLabels(path.join(t.dir, 'gone.json'))).toBe(false); // the container is not running
+    expect(fs.readdirSync(t.dir)).toEqual(['state.json']);
+  });
+
   it('says which file it cannot use', () => {
     t = tempDir('herd-ps-');
     expect(() => withCriuConfigLabel(path.join(t!.dir, 'none.json'), '/c.conf')).toThrow(/runc's state of the container cannot be read/);
@@ -95,6 +111,29 @@ describe('the processes a leave-stopped dump left', () => {
       (process as { kill: unknown }).kill = kill;
     }
     expect(signalled.sort()).toEqual([100, 101, 103]);
+  });
+
+  it('with all, continues every process of the container: frozen ones show D, not T', () => {
+    const dir = fakeProc([[1, 0, 'S'], [100, 50, 'D'], [101, 100, 'D'], [200, 1, 'D'], [50, 1, 'S']]);
+    const signalled: number[] = [];
+    const kill = process.kill;
+    (process as { kill: unknown }).kill = (pid: number) => { signalled.push(pid); return true; };
+    try {
+      expect(continueStopped(100, dir)).toBe(0);
+      expect(continueStopped(100, dir, true)).toBe(2);
+    } finally {
+      (process as { kill: unknown }).kill = kill;
+    }
+    expect(signalled.sort()).toEqual([100, 101]);
+  });
+});
+
+describe('what a checkpoint may leave on the image tmpfs', () => {
+  it('names both dumps of the page-server path, their tars, work dirs and the CRIU config', () => {
+    expect(checkpointFiles('/img/m1.cp')).toEqual([
+      '/img/m1.cp', '/img/m1.cp.tar', '/img/m1.cp.work',
+      '/img/m1.cp.sent', '/img/m1.cp.sent.tar', '/img/m1.cp.sent.work', '/img/m1.cp.sent.criu.conf',
+    ]);
   });
 });
 

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { ContainerView, NodeView, Snapshot } from '../../coordinator/control/snapshot';
+import { availableMips, buildHosts } from '../../coordinator/sim/baselines/consolidation';
 import { lrMmt, linearFit } from '../../coordinator/sim/baselines/lr-mmt';
 import { mad, madMmt, median } from '../../coordinator/sim/baselines/mad-mmt';
 
@@ -44,6 +45,14 @@ describe('CloudSim consolidation on the Policy interface', () => {
     const s = snap([host('h0', 2660, 0.8), host('h1', 2660, 0.1)], [vm('a', 'h0', 613, [2.2]), vm('b', 'h0', 1740, [2.1]), vm('c', 'h1', 870, [0.5])]);
     const moves = madMmt.propose({ ...input(s), settings: madMmt.defaults });
     expect(moves[0]).toMatchObject({ herdId: 'a', from: 'h0', to: 'h1' });
+  });
+  it("an over-subscribed host has no MIPS left for a VM (the scheduler's, not the floored shares' leftover)", () => {
+    // h0: three VMs asking 2000 MIPS of 5320, scaled by 5320/6000 and floored to 1773 each (1 MIPS unallocated); h1: 1000 asked.
+    const s = snap([host('h0', 2660, 1), host('h1', 2660, 0.19)], [vm('a', 'h0', 613, [2]), vm('b', 'h0', 613, [2]), vm('c', 'h0', 613, [2]), vm('d', 'h1', 613, [1])]);
+    const { hosts } = buildHosts(s);
+    expect(hosts[0].allocated).toBe(3 * 1773);
+    expect(availableMips(hosts[0])).toBe(0);
+    expect(availableMips(hosts[1])).toBeCloseTo(4320, 9);
   });
   it('validates its settings with a sentence naming the field', () => {
     expect(lrMmt.validate({ ...lrMmt.defaults, safety: -1 })).toMatch(/lr-mmt\.safety must be a number in \(0, 10\]/);

@@ -46,6 +46,18 @@ describe("CloudSim's clock (cloudSimClock)", () => {
     expect(r.metrics.meanActiveHosts).toBeCloseTo(1, 9);
   });
 
+  it('counts a migration started at the last update to its end, which updates every host before the limit', () => {
+    // Limit 1200 s: updates at 300.1, 600.1, 900.1 s; a move at 900.1 s of an 870 MB VM ends at
+    // 913.92 s (RAM / 62.5 MB/s), CloudSim's last update: its 10% loss is PDM, its target in violation.
+    const c = scripted([[], [], [mv('a', 'host-1', 'host-3')]]);
+    const r = simulate(world({ nodes: cloudSimHosts(4), containers: [vmOf('a', 'host-1', 1000, 870, [0.5, 0.5, 0.5, 0.5, 0.5])] }), c);
+    const end = 900.1 + 870 / 62.5;
+    expect(r.migrations[0].endMs / 1000).toBeCloseTo(end, 9);
+    expect(r.metrics.hours * 3600).toBeCloseTo(end - 300.1, 6);
+    expect(r.metrics.pdmPct).toBeCloseTo((100 * 0.1 * 500 * (end - 900.1)) / (500 * (end - 300.1)), 6);
+    expect(r.metrics.slatahPct).toBeGreaterThanOrEqual((100 * (end - 900.1)) / (end - 300.1 + end - 900.1) - 1e-9);
+  });
+
   it('removes for good a VM that asks 0 MIPS at an update (getCompletedVms), not one that is only passing through 0', () => {
     // 'gone' has two zero samples in a row from sample 1: at 300.1 s it asks 0 and is removed;
     // 'dip' touches 0 at sample 1 only, so at 300.1 s it asks a little and stays.

@@ -28,6 +28,23 @@ const scripted = (moves: Move[][]): Controller & { seen: Snapshot[] } => {
 };
 const mv = (herdId: string, from: string, to: string): Move => ({ herdId, from, to, score: 1, policy: 'test', reason: '', figures: {} });
 
+describe('a container started late (startMs)', () => {
+  it('asks nothing before it runs, and has no sample until a sample period after (a rate needs two readings)', () => {
+    const late = { ...box('y', 'a', 1), startMs: 25_000 };
+    const c = scripted([]);
+    const r = simulate(spec({ containers: [box('x', 'a', 0.5), late] }), c);
+    const y = c.seen[0].containers.find((v) => v.herdId === 'y')!;
+    // Window of 3 at 60 s: samples at 40, 50, 60 s, all after 25 + 10 s.
+    expect(y.cpu).toEqual([0.5, 0.5, 0.5]);
+    // Node a: x alone (0.5 of 1 core) until 25 s, then both share the core.
+    expect(r.series.nodeUtil.slice(0, 4).map((u) => u[0])).toEqual([0.5, 0.5, 0.5, 1]);
+    const early = scripted([]);
+    simulate(spec({ containers: [box('x', 'a', 0.5), late], firstEvalMs: 30_000, periodMs: 30_000 }), early);
+    // At 30 s: samples at 10 and 20 s none (not started), 30 s none (its first rate comes at 35 s, on the 40 s tick).
+    expect(early.seen[0].containers.find((v) => v.herdId === 'y')!.cpu.every(Number.isNaN)).toBe(true);
+  });
+});
+
 describe('event queue', () => {
   it('pops in time order, ties in insertion order', () => {
     const q = new EventQueue<string>();

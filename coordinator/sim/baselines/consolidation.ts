@@ -45,6 +45,8 @@ export interface Host {
   measured: number;
   vms: Vm[];
   allocated: number;
+  /** Sum of the VMs' requests capped at a PE: CloudSim's scheduler has cap - this left, or none once it is over-subscribed. */
+  capped: number;
   /** Sum of the VMs' histories (MIPS, newest first) and how many VMs are non-zero at each age. */
   hist: Float64Array;
   nonZero: Int32Array;
@@ -73,9 +75,15 @@ export function requestedOf(h: Host): number {
   return s;
 }
 
+/** MIPS the host's scheduler still has (VmSchedulerTimeSharedOverSubscription: none once the capped requests exceed the host). */
+export function availableMips(h: Host): number {
+  return h.capped > h.cap ? 0 : h.cap - h.capped;
+}
+
 function add(h: Host, v: Vm): void {
   h.vms.push(v);
   h.allocated += v.alloc;
+  h.capped += Math.min(v.req, h.pe);
   for (let j = 0; j < HISTORY; j++) {
     const x = v.hist[j];
     if (Number.isNaN(x)) break;
@@ -88,13 +96,14 @@ function add(h: Host, v: Vm): void {
 function remove(h: Host, v: Vm): void {
   h.vms.splice(h.vms.indexOf(v), 1);
   h.allocated -= v.alloc;
+  h.capped -= Math.min(v.req, h.pe);
   for (let j = 0; j < HISTORY; j++) {
     const x = v.hist[j];
     if (Number.isNaN(x)) break;
     h.hist[j] -= x;
     if (x !== 0) h.nonZero[j]--;
   }
-  if (h.vms.length === 0) (h.length = 0), h.hist.fill(0);
+  if (h.vms.length === 0) (h.length = 0), (h.capped = 0), h.hist.fill(0);
 }
 
 export function buildHosts(s: Snapshot): { hosts: Host[]; ids: string[] } {
@@ -103,7 +112,7 @@ export function buildHosts(s: Snapshot): { hosts: Host[]; ids: string[] } {
     const cap = Math.round(n.cores * 1e6) / 1000;
     return {
       cap, pe: Number(n.labels['sim.pe-mips'] ?? cap), power: POWER_MODELS[n.labels['sim.power'] ?? 'generic'] ?? POWER_MODELS.generic,
-      measured: n.cpu.length ? n.cpu[n.cpu.length - 1] || 0 : 0, vms: [], allocated: 0,
+      measured: n.cpu.length ? n.cpu[n.cpu.length - 1] || 0 : 0, vms: [], allocated: 0, capped: 0,
       hist: new Float64Array(HISTORY), nonZero: new Int32Array(HISTORY), length: 0,
     };
   });
@@ -144,7 +153,8 @@ export function consolidate(input: PolicyInput<unknown>, policy: string, overloa
     for (let i = 0; i < hosts.length; i++) {
       if (excluded.has(i)) continue;
       const h = hosts[i];
-      if (h.pe < vm.req || h.cap - h.allocated < vm.req) continue;
+      // isSuitableForVm: the request fits a PE and what the scheduler has left (0 on an over-subscribed host, whose floored shares leave a few MIPS unallocated).
+      if (h.pe < vm.req || availableMips(h) < vm.req) continue;
       // The MIPS allocated on the host now, this round's placements included; zero for an empty host.
       const allocated = h.vms.length && Math.abs(h.allocated) > 1e-9 ? h.allocated : 0;
       if (allocated !== 0) {
