@@ -127,9 +127,10 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
   // once, at start: a Pi's kernel ships with the memory controller off (docs/raspberry-pi.md)
   const memoryOff = memoryOffWarning(controllerReport(settings.cgroupRoot, readSystemFile));
   if (memoryOff) log.warn(memoryOff);
+  const cgroups = new CgroupCollector({ root: settings.cgroupRoot, containers: () => runningContainers(tracker), enableBlkioAccounting: settings.blkioAccounting });
   const collectors: Array<[Collector, number]> = [
     [new HostCollector({ nodeId: settings.nodeId, countContainers: () => tracker.containers().length }), settings.intervals.hostMs],
-    [new CgroupCollector({ root: settings.cgroupRoot, containers: () => runningContainers(tracker), enableBlkioAccounting: settings.blkioAccounting }), settings.intervals.containerMs],
+    [cgroups, settings.intervals.containerMs],
     [new AppOpsCollector({ tracker }), settings.intervals.trackMs],
   ];
   if (settings.pmproxyUrl && settings.pcpMetrics.length > 0) {
@@ -304,6 +305,7 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
     nodeId: settings.nodeId,
     // HERD_PAGE_SERVER=0: off whatever the settings say (benches compare both paths)
     pageServer: settings.pageServer && process.env.HERD_PAGE_SERVER !== '0',
+    pageServerMinBytes: settings.pageServerMinBytes,
     address: () => address,
     env,
     runtime,
@@ -313,7 +315,7 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
     transport,
     findContainer: (herdId) => {
       const c = tracker.containers().find((x) => x.herdId === herdId && x.state === 'running');
-      return c && { dockerId: c.dockerId, name: c.name };
+      return c && { dockerId: c.dockerId, name: c.name, memoryInUse: cgroups.memoryInUse(herdId) };
     },
     publish: (record) => {
       metrics.observeMigration(record);

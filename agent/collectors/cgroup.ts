@@ -150,6 +150,17 @@ export class CgroupCollector implements Collector {
   }
 
   /**
+   * The container's memory in use read now (bytes, as the memUsage metric counts it), for a
+   * decision that cannot wait for the next round (a migration's page path); undefined
+   * until the container's cgroup was located or when it cannot be read.
+   */
+  memoryInUse(herdId: string): number | undefined {
+    const f = this.entries.get(herdId)?.files;
+    const mem = f ? memoryOf(f) : NaN;
+    return mem === mem ? mem : undefined;
+  }
+
+  /**
    * Yields to the event loop every YIELD_EVERY containers: 3600 containers take ~150 ms
    * here (more on a Pi), which must not stall the agent's gRPC traffic in one piece.
    */
@@ -267,17 +278,8 @@ export class CgroupCollector implements Collector {
       } else ok = false;
     }
 
-    let mem = NaN;
-    if (f.mem) {
-      mem = readUint(f.mem);
-      if (mem !== mem) ok = false;
-      else if (f.memStat) {
-        // Like docker stats: inactive page cache can be reclaimed at once, so it is not
-        // counted as used (v1 total_inactive_file includes sub-cgroups; v2 is hierarchical).
-        const inactive = readInto(f.memStat) >= 0 ? keyValue(f.memV2 ? K_INACTIVE_FILE : K_TOTAL_INACTIVE_FILE) : NaN;
-        if (inactive < mem) mem -= inactive;
-      }
-    }
+    const mem = memoryOf(f);
+    if (f.mem && mem !== mem) ok = false;
 
     if (f.blkOps) {
       if (!sumBlkioRw(f.blkOps, cur, RIOS, WIOS) || !sumBlkioRw(f.blkBytes!, cur, RBYTES, WBYTES)) ok = false;
@@ -310,4 +312,17 @@ export class CgroupCollector implements Collector {
     prev.set(cur);
     e.prevTs = now;
   }
+}
+
+/** Memory in use (NaN: no memory file or unreadable). */
+function memoryOf(f: CgroupFiles): number {
+  if (!f.mem) return NaN;
+  let mem = readUint(f.mem);
+  if (mem === mem && f.memStat) {
+    // Like docker stats: inactive page cache can be reclaimed at once, so it is not
+    // counted as used (v1 total_inactive_file includes sub-cgroups; v2 is hierarchical).
+    const inactive = readInto(f.memStat) >= 0 ? keyValue(f.memV2 ? K_INACTIVE_FILE : K_TOTAL_INACTIVE_FILE) : NaN;
+    if (inactive < mem) mem -= inactive;
+  }
+  return mem;
 }
