@@ -155,8 +155,16 @@ export class CgroupCollector implements Collector {
    * until the container's cgroup was located or when it cannot be read.
    */
   memoryInUse(herdId: string): number | undefined {
-    const f = this.entries.get(herdId)?.files;
-    const mem = f ? memoryOf(f) : NaN;
+    let e = this.entries.get(herdId);
+    if (!e?.files) {
+      // not measured yet (started since the last round): locate it now, as the next round would
+      const c = this.containers().find((x) => x.herdId === herdId);
+      if (!c) return undefined;
+      if (!this.hierarchies) this.init();
+      e = this.entryOf(c);
+      if (e.stale) this.locate(this.hierarchies!, e);
+    }
+    const mem = e.files ? memoryOf(e.files) : NaN;
     return mem === mem ? mem : undefined;
   }
 
@@ -187,6 +195,13 @@ export class CgroupCollector implements Collector {
   }
 
   private one(c: CgroupContainerRef, now: number, out: Sample[]): void {
+    const e = this.entryOf(c);
+    e.round = this.round;
+    if (e.stale && !this.locate(this.hierarchies!, e)) return;
+    this.read(c.herdId, e, now, out);
+  }
+
+  private entryOf(c: CgroupContainerRef): Entry {
     let e = this.entries.get(c.herdId);
     if (!e || e.dockerId !== c.dockerId || e.pid !== c.pid) {
       // New container, or a restart (new pid, counters start over): first sighting again.
@@ -203,9 +218,7 @@ export class CgroupCollector implements Collector {
       };
       this.entries.set(c.herdId, e);
     }
-    e.round = this.round;
-    if (e.stale && !this.locate(this.hierarchies!, e)) return;
-    this.read(c.herdId, e, now, out);
+    return e;
   }
 
   /** Containers that left the list: drop their paths and counters. */
