@@ -57,11 +57,13 @@ function dockerApi(sock: string, method: string, path: string, body?: unknown): 
  * Docker's own floor for any migration built on its checkpoint and restore: the same
  * container checkpointed and restored in place on one node through the API, nothing moved.
  */
-async function dockerFloor(bed: Bed, image: string, name: string, cmd: string, extra: string[]): Promise<{ checkpoint: number; restore: number }> {
+async function dockerFloor(bed: Bed, image: string, name: string, cmd: string, extra: string[], readyLine?: string): Promise<{ checkpoint: number; restore: number }> {
   const n = bed.nodes[0];
   const id = await must(bed.docker(n.id, 'run', '-d', '--name', name, ...extra, image, 'sh', '-c', cmd));
   const root = await must(bed.docker(n.id, 'info', '-f', '{{.DockerRootDir}}'));
   await new Promise((r) => setTimeout(r, 1500));
+  // the same container as the move's: its memory filled
+  for (let i = 0; readyLine && i < 600 && !(await must(bed.docker(n.id, 'logs', name))).includes(readyLine); i++) await new Promise((r) => setTimeout(r, 100));
   const t0 = performance.now();
   await dockerApi(n.dockerSock, 'POST', `/containers/${name}/checkpoints`, { CheckpointID: 'floor', Exit: true });
   const t1 = performance.now();
@@ -89,21 +91,24 @@ async function main() {
   for (let i = 0; i < 200 && (await connectedNodes(coordinator)).length < 2; i++) await new Promise((r) => setTimeout(r, 100));
   await new Promise((r) => setTimeout(r, 2000)); // criu check, inventories
   let seq = 0;
-  const herdMove = async (image: string, cmd: string, mode: string, extra: string[] = []): Promise<Move> => {
+  const herdMove = async (image: string, cmd: string, mode: string, extra: string[] = [], readyLine?: string): Promise<Move> => {
     const name = `b${++seq}`;
     const id = (await must(bed.docker('n1', 'run', '-d', '--name', name, ...extra, image, 'sh', '-c', cmd))).slice(0, 12);
     await new Promise((r) => setTimeout(r, 1500)); // listed by the coordinator, warmed up
+    // (its memory filled: the source chooses the page path from the memory in use)
+    for (let i = 0; readyLine && i < 600 && !(await must(bed.docker('n1', 'logs', name))).includes(readyLine); i++) await new Promise((r) => setTimeout(r, 100));
     coordinator = (await agreedLeader(addrs())).address;
     const t0 = performance.now();
     const r = await migrate(coordinator, id, 'n2', mode, 600_000);
     const total = performance.now() - t0;
     if (r.last?.state !== 'SUCCEEDED') throw new Error(`${name} (${mode}): ${r.last?.state} ${r.last?.reason ?? JSON.stringify(r.error)}`);
     await must(bed.docker('n2', 'rm', '-f', name));
+    process.stderr.write(`${name} (${mode}): checkpoint ${r.last.checkpoint_method}, pages ${r.last.page_path || '-'}\n`);
     return { total, downtime: Number(r.last.downtime_ms), timings: r.last.timings as Array<{ step: string; ms: number }>, bytes: Number(r.last.bytes_total) };
   };
   /** Docker's floor for the same container: checkpoint + start from it, in place on n1. */
-  const floor = async (image: string, cmd: string, extra: string[] = []) => {
-    const f = await dockerFloor(bed, image, `floor${++seq}`, cmd, extra);
+  const floor = async (image: string, cmd: string, extra: string[] = [], readyLine?: string) => {
+    const f = await dockerFloor(bed, image, `floor${++seq}`, cmd, extra, readyLine);
     return f.checkpoint + f.restore;
   };
   try {
@@ -138,7 +143,7 @@ async function main() {
 
   /** 200 MB of anonymous memory in the container; the agents' RSS is sampled during the moves. */
   async function memory() {
-    const cmd = 'x=$(head -c 209715200 /dev/zero | tr "\\0" a); while true; do sleep 1; done';
+    const cmd = 'x=$(head -c 209715200 /dev/zero | tr "\\0" a); echo filled; while true; do sleep 1; done';
     const extra = ['--memory', '1g'];
     const pids = [...nodes.values()].map((n) => n.proc.pid);
     const idle = pids.map(rssMb);
@@ -148,9 +153,9 @@ async function main() {
     const n = Math.max(1, Math.min(rounds, 3));
     for (let i = 0; i < n; i++) {
       const sampler = setInterval(() => (peak = peak.map((p, j) => Math.max(p, rssMb(pids[j])))), 50);
-      moves.push(await herdMove(BUSYBOX_IMAGE, cmd, 'FS_MODE_DIFF', extra));
+      moves.push(await herdMove(BUSYBOX_IMAGE, cmd, 'FS_MODE_DIFF', extra, 'filled'));
       clearInterval(sampler);
-      floors.push(await floor(BUSYBOX_IMAGE, cmd, extra));
+      floors.push(await floor(BUSYBOX_IMAGE, cmd, extra, 'filled'));
     }
     console.log(`200 MB-memory container, ${n} rounds; step medians: ${stepMedians(moves)}; ${(median(moves.map((m) => m.bytes)) / 1048576).toFixed(0)} MB moved`);
     console.log(`  agents' RSS growth during the moves: ${peak.map((p, i) => `${[...nodes.keys()][i]} +${(p - idle[i]).toFixed(0)} MB`).join(', ')} (target < 100 MB)`);
