@@ -10,7 +10,11 @@
  *    is (veth, several GB/s) and shaped to 1 Gbit/s (tc tbf on each node's eth0), the link
  *    between the thesis's Raspberry Pis.
  *
- *   npx vite-node bench/migration.ts [rounds=10] [small|memory|image]   (root; bed "bn", subnet 91, or HERD_BENCH_BED=name/subnet;
+ *  - crossover: a container of HERD_BENCH_MEM_MB (default 64) MB, moved n1 -> n2 through the page
+ *    server (n1: --page-server-min-bytes 0) and n2 -> n1 with the direct dump (n2's threshold
+ *    above any container) in turn, next to Docker's floor: where the page server starts to pay.
+ *
+ *   npx vite-node bench/migration.ts [rounds=10] [small|memory|image|crossover]   (root; bed "bn", subnet 91, or HERD_BENCH_BED=name/subnet;
  *   no second argument: all three)
  */
 import { randomUUID } from 'node:crypto';
@@ -85,24 +89,26 @@ async function main() {
   const [bedName, bedSubnet] = (process.env.HERD_BENCH_BED ?? 'bn/91').split('/');
   const bed = await startBed({ nodes: 2, docker: true, name: bedName, subnet: Number(bedSubnet) });
   const nodes = new Map<string, HerdNode>();
-  for (const n of bed.nodes) nodes.set(n.id, startHerdOn(bed, n.id, ['--log-level', 'warn']));
+  // crossover: n1 always sends the pages to a page server, n2 never
+  const pathArgs = (id: string) => (only !== 'crossover' ? [] : ['--page-server-min-bytes', id === 'n1' ? '0' : String(2 ** 50)]);
+  for (const n of bed.nodes) nodes.set(n.id, startHerdOn(bed, n.id, ['--log-level', 'warn', ...pathArgs(n.id)]));
   const addrs = () => [...nodes.values()].map((n) => n.address);
   let coordinator = (await agreedLeader(addrs(), 20_000)).address;
   for (let i = 0; i < 200 && (await connectedNodes(coordinator)).length < 2; i++) await new Promise((r) => setTimeout(r, 100));
   await new Promise((r) => setTimeout(r, 2000)); // criu check, inventories
   let seq = 0;
-  const herdMove = async (image: string, cmd: string, mode: string, extra: string[] = [], readyLine?: string): Promise<Move> => {
+  const herdMove = async (image: string, cmd: string, mode: string, extra: string[] = [], readyLine?: string, from = 'n1', to = 'n2'): Promise<Move> => {
     const name = `b${++seq}`;
-    const id = (await must(bed.docker('n1', 'run', '-d', '--name', name, ...extra, image, 'sh', '-c', cmd))).slice(0, 12);
+    const id = (await must(bed.docker(from, 'run', '-d', '--name', name, ...extra, image, 'sh', '-c', cmd))).slice(0, 12);
     await new Promise((r) => setTimeout(r, 1500)); // listed by the coordinator, warmed up
     // (its memory filled: the source chooses the page path from the memory in use)
-    for (let i = 0; readyLine && i < 600 && !(await must(bed.docker('n1', 'logs', name))).includes(readyLine); i++) await new Promise((r) => setTimeout(r, 100));
+    for (let i = 0; readyLine && i < 600 && !(await must(bed.docker(from, 'logs', name))).includes(readyLine); i++) await new Promise((r) => setTimeout(r, 100));
     coordinator = (await agreedLeader(addrs())).address;
     const t0 = performance.now();
-    const r = await migrate(coordinator, id, 'n2', mode, 600_000);
+    const r = await migrate(coordinator, id, to, mode, 600_000);
     const total = performance.now() - t0;
     if (r.last?.state !== 'SUCCEEDED') throw new Error(`${name} (${mode}): ${r.last?.state} ${r.last?.reason ?? JSON.stringify(r.error)}`);
-    await must(bed.docker('n2', 'rm', '-f', name));
+    await must(bed.docker(to, 'rm', '-f', name));
     process.stderr.write(`${name} (${mode}): checkpoint ${r.last.checkpoint_method}, pages ${r.last.page_path || '-'}\n`);
     return { total, downtime: Number(r.last.downtime_ms), timings: r.last.timings as Array<{ step: string; ms: number }>, bytes: Number(r.last.bytes_total) };
   };
@@ -115,6 +121,7 @@ async function main() {
     if (!only || only === 'small') await small();
     if (!only || only === 'memory') await memory();
     if (!only || only === 'image') await bigImage();
+    if (only === 'crossover') await crossover();
   } finally {
     for (const n of nodes.values()) await n.proc.stop().catch(() => {});
     await bed.stop();
@@ -160,6 +167,26 @@ async function main() {
     console.log(`200 MB-memory container, ${n} rounds; step medians: ${stepMedians(moves)}; ${(median(moves.map((m) => m.bytes)) / 1048576).toFixed(0)} MB moved`);
     console.log(`  agents' RSS growth during the moves: ${peak.map((p, i) => `${[...nodes.keys()][i]} +${(p - idle[i]).toFixed(0)} MB`).join(', ')} (target < 100 MB)`);
     report({ name: 'migration downtime, 200 MB-memory container, diff layer', unit: 'ms', herd: moves.map((m) => m.downtime), baselineName: "Docker's checkpoint + start --checkpoint in place", baseline: floors });
+  }
+
+  /** Page server and direct dump in turn for one memory size, each next to Docker's floor. */
+  async function crossover() {
+    const mb = Number(process.env.HERD_BENCH_MEM_MB ?? 64);
+    const cmd = `x=$(head -c ${mb * 1048576} /dev/zero | tr "\\0" a); echo filled; while true; do sleep 1; done`;
+    const extra = ['--memory', '1g'];
+    const viaServer: Move[] = [];
+    const direct: Move[] = [];
+    const floors: number[] = [];
+    for (let i = 0; i < rounds; i++) {
+      viaServer.push(await herdMove(BUSYBOX_IMAGE, cmd, 'FS_MODE_DIFF', extra, 'filled', 'n1', 'n2'));
+      direct.push(await herdMove(BUSYBOX_IMAGE, cmd, 'FS_MODE_DIFF', extra, 'filled', 'n2', 'n1'));
+      floors.push(await floor(BUSYBOX_IMAGE, cmd, extra, 'filled'));
+    }
+    console.log(`${mb} MB-memory container, ${rounds} rounds; page server: ${stepMedians(viaServer)}; direct: ${stepMedians(direct)}`);
+    const base = "Docker's checkpoint + start --checkpoint in place";
+    report({ name: `migration downtime, ${mb} MB-memory container, page server`, unit: 'ms', herd: viaServer.map((m) => m.downtime), baselineName: base, baseline: floors });
+    report({ name: `migration downtime, ${mb} MB-memory container, direct dump`, unit: 'ms', herd: direct.map((m) => m.downtime), baselineName: base, baseline: floors });
+    report({ name: `migration downtime, ${mb} MB-memory container: page server over direct dump`, unit: 'ms', herd: viaServer.map((m) => m.downtime), baselineName: 'the direct dump', baseline: direct.map((m) => m.downtime) });
   }
 
   /** A 200 MB image: diff layer vs whole filesystem, on the bed's link and on a 1 Gbit/s one. */
