@@ -54,6 +54,12 @@ export const SettingsSchema = z
     peers: z.array(peer).default([]),
     /** Docker engine socket. */
     dockerSocket: z.string().min(1).default('/var/run/docker.sock'),
+    /**
+     * How long the agent first waits for one Docker list/inspect call. After a call times out the
+     * wait doubles (up to 8x), back to this once Docker answers quickly again. Raise it for an
+     * engine known to be slow (an emulated machine).
+     */
+    dockerTimeoutMs: ms(100, 10_000),
     /** pmproxy base URL; "" turns the PCP collector off. */
     pmproxyUrl: z.union([z.literal(''), z.string().url()]).default('http://127.0.0.1:44322'),
     /** PCP metric names to fetch through pmproxy. */
@@ -85,6 +91,12 @@ export const SettingsSchema = z
       })
       .strict()
       .default({ maxAgeHours: 24 * 7, maxBytes: 2 * 1024 ** 3, minFreeBytes: 64 * 1024 ** 2 }),
+    /**
+     * No message from the coordinator for this long (also while dialling it and waiting for its
+     * welcome): the agent drops the stream and dials again. Raise it for a machine too slow to
+     * set up a TLS stream within it (an emulated one).
+     */
+    meshDeadAfterMs: ms(1000, 6000),
     /** Most unacknowledged batches in flight to the coordinator. */
     maxInFlight: z.number().int().min(1).max(10_000).default(64),
     /** Labels describing this node. */

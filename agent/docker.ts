@@ -6,6 +6,7 @@
 import Dockerode from 'dockerode';
 import { logger } from '../common/log';
 import type { Container } from '../common/types';
+import { AdaptiveTimeout, type TimeoutChange } from './docker-timeout';
 
 const log = logger('docker');
 
@@ -14,8 +15,13 @@ export interface DockerTrackerOptions {
   nodeId: string;
   /** a Dockerode (or a test double of listContainers/getContainer) instead of one on socketPath */
   docker?: Dockerode;
-  /** per list/inspect call; a hung dockerd must not hang the agent (default 10 s) */
+  /**
+   * per list/inspect call at first (settings.dockerTimeoutMs, default 10 s): a hung dockerd must
+   * not hang the agent; after a timeout the wait backs off (agent/docker-timeout.ts)
+   */
   timeoutMs?: number;
+  /** the longest the backoff waits (default 8 x timeoutMs) */
+  maxTimeoutMs?: number;
 }
 
 export type ChangeListener = (containers: Container[]) => void;
@@ -40,7 +46,7 @@ export class DockerTracker {
   readonly nodeId: string;
   readonly socketPath: string;
   private readonly client: Dockerode;
-  private readonly timeoutMs: number;
+  private readonly wait: AdaptiveTimeout;
   private list: Container[] = [];
   private signature = '';
   private ok = true;
@@ -52,7 +58,7 @@ export class DockerTracker {
   constructor(opts: DockerTrackerOptions) {
     this.nodeId = opts.nodeId;
     this.socketPath = opts.socketPath;
-    this.timeoutMs = opts.timeoutMs ?? 10_000;
+    this.wait = new AdaptiveTimeout({ baseMs: opts.timeoutMs ?? 10_000, maxMs: opts.maxTimeoutMs });
     // No client-wide timeout on the Dockerode instance: others use it for long-lived
     // streams (logs follow), which a socket timeout would cut. Calls here pass abortSignal.
     this.client = opts.docker ?? new Dockerode({ socketPath: opts.socketPath });
@@ -65,6 +71,11 @@ export class DockerTracker {
   /** False after a refresh that could not reach Docker. */
   get reachable(): boolean {
     return this.ok;
+  }
+
+  /** How long the next list/inspect call may take (the configured wait, or more after timeouts). */
+  get timeoutMs(): number {
+    return this.wait.ms;
   }
 
   /** The list of the last refresh() ([] while Docker is unreachable). */
@@ -92,7 +103,7 @@ export class DockerTracker {
   private async doRefresh(): Promise<Container[]> {
     let next: Container[];
     try {
-      const infos = await this.client.listContainers({ all: true, abortSignal: AbortSignal.timeout(this.timeoutMs) });
+      const infos = await this.timed(() => this.client.listContainers({ all: true, abortSignal: AbortSignal.timeout(this.wait.ms) }));
       next = [];
       for (const info of infos) {
         const c = await this.toContainer(info);
@@ -107,6 +118,7 @@ export class DockerTracker {
       this.ok = true;
       this.warned = false;
     } catch (err) {
+      const change = isTimeout(err) ? this.wait.timedOut() : undefined;
       if (!this.warned) {
         log.warn('Docker is unreachable; no containers are tracked until it answers (retrying every refresh)', {
           socket: this.socketPath,
@@ -116,6 +128,7 @@ export class DockerTracker {
       } else {
         log.debug('Docker still unreachable', { reason: reasonOf(err) });
       }
+      this.backOff(change);
       this.ok = false;
       next = [];
     }
@@ -128,7 +141,7 @@ export class DockerTracker {
     // The pid changes on every start, so a state change means a new inspect, too.
     if (!ins || ins.state !== info.State) {
       try {
-        const d = await this.client.getContainer(info.Id).inspect({ abortSignal: AbortSignal.timeout(this.timeoutMs) });
+        const d = await this.timed(() => this.client.getContainer(info.Id).inspect({ abortSignal: AbortSignal.timeout(this.wait.ms) }));
         ins = {
           state: info.State,
           pid: d.State?.Pid ?? 0,
@@ -161,6 +174,21 @@ export class DockerTracker {
     };
   }
 
+  /** A Docker call, its duration counted towards relaxing a backed-off wait. */
+  private async timed<T>(callDocker: () => Promise<T>): Promise<T> {
+    const t0 = Date.now();
+    const r = await callDocker();
+    const relaxed = this.wait.answered(Date.now() - t0);
+    if (relaxed) log.info(`Docker answers quickly again: each call may take up to ${relaxed.toMs} ms from now on`, { socket: this.socketPath });
+    return r;
+  }
+
+  private backOff(change: TimeoutChange | undefined): void {
+    if (!change) return;
+    log.warn(`Docker did not answer within ${change.fromMs} ms: each call may take up to ${change.toMs} ms from now on ` +
+      `(a slow engine, e.g. an emulated or loaded machine; --docker-timeout sets the first wait)`, { socket: this.socketPath });
+  }
+
   private publish(next: Container[]): void {
     this.list = next;
     const sig = next
@@ -183,9 +211,13 @@ function statusOf(err: unknown): number | undefined {
   return (err as { statusCode?: number })?.statusCode;
 }
 
+function isTimeout(err: unknown): boolean {
+  return (err as Error)?.name === 'AbortError' || (err as Error)?.name === 'TimeoutError';
+}
+
 function isUnreachable(err: unknown): boolean {
   const code = (err as { code?: string })?.code;
-  return statusOf(err) === undefined && (code !== undefined || (err as Error)?.name === 'AbortError' || (err as Error)?.name === 'TimeoutError');
+  return statusOf(err) === undefined && (code !== undefined || isTimeout(err));
 }
 
 function reasonOf(err: unknown): string {

@@ -11,7 +11,6 @@ import { leaveStoresToExit, openEnv, type Env } from '../common/db';
 import { logger } from '../common/log';
 import { loadProtos } from '../common/proto';
 import { addReflection, DescriptorIndex } from '../common/reflection';
-import type { Collector } from '../common/types';
 import { VERSION } from '../common/version';
 import { enlargeServerWindow, enlargeSessionWindows } from '../common/window';
 import { adminHandlers } from '../coordinator/admin';
@@ -20,11 +19,6 @@ import { ElectionDriver } from '../coordinator/election/driver';
 import { TermFence } from '../common/fencing';
 import { Registry } from '../coordinator/registry';
 import { SampleStore } from '../coordinator/samplestore';
-import { AppOpsCollector } from './collectors/appops';
-import { CgroupCollector } from './collectors/cgroup';
-import { controllerReport, memoryOffWarning, readSystemFile } from './collectors/cgroup-controllers';
-import { HostCollector } from './collectors/host';
-import { PcpCollector } from './collectors/pcp';
 import { webListen, type Settings } from './config';
 import { startWeb } from './metrics/http';
 import { NodeMetrics } from './metrics/node-metrics';
@@ -32,15 +26,13 @@ import { registerNodeGauges } from './metrics/node-gauges';
 import { coordinatorWeb } from '../coordinator/web/serve';
 import { leaderOnly } from '../coordinator/leader-only';
 import { watchLmdbWriteFailures } from './storage-watch';
-import { DockerTracker } from './docker';
-import { inventoryOf, runningContainers } from './inventory';
+import { inventoryOf } from './inventory';
+import { containerCollection, engineRuntime } from './local-engine';
 import { advertiseFrom } from './advertise';
 import { DrainState } from './drain';
 import { migrationFaultsFromEnv } from './migration/faults';
 import { MigrationRunner } from './migration/runner';
 import { MigrationTarget } from './migration/target';
-import { criuKdatCacheable } from './runtime/criu';
-import { DockerRuntime } from './runtime/docker-runtime';
 import { ArtifactRegistry } from './transfer/artifacts';
 import { faultsFromEnv } from './transfer/faults';
 import { transferService } from './transfer/server';
@@ -49,7 +41,6 @@ import { migrateHandlers, MigrateStreams, settleUnfinished } from '../coordinato
 import { drainHandlers } from '../coordinator/drain';
 import { datasetHandlers } from '../coordinator/forecast/dataset-export';
 import { SampleLog } from './samplelog';
-import { Scheduler } from './scheduler';
 import { DEFAULT_UPLINK, Uplink } from './uplink';
 import { authorizer } from './security/authorize';
 import { boundedStatus } from './security/bounded-status';
@@ -83,6 +74,8 @@ export interface RunningNode {
   webPort: number;
   plainMetricsPort: number;
   stop(): Promise<void>;
+  /** What stop() is waiting for now: named in the log when a stop takes too long. */
+  stopStep(): string;
 }
 
 export async function startNode(settings: Settings): Promise<RunningNode> {
@@ -101,19 +94,8 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
   const migrations = new Migrations(env);
   const control = controlRecords(env);
   const models = modelStore(env);
-  const runtime = new DockerRuntime({ socketPath: settings.dockerSocket });
+  const { runtime, capabilities, criuChecked } = engineRuntime(settings);
   const faults = migrationFaultsFromEnv(process.env.HERD_FAULTS);
-  const capabilities = new Set<string>();
-  // criu check takes a moment: it runs while the server starts, and the hello waits for it.
-  const criuChecked = runtime.criuCheck().then(
-    (c) => {
-      if (c.ok) {
-        capabilities.add('criu');
-        if (!criuKdatCacheable()) log.info('/run is not a tmpfs, so CRIU probes the kernel again at every checkpoint and restore (15-20 ms of downtime each; herd doctor says how to fix it)');
-      } else log.warn('CRIU is not usable here: this node cannot migrate containers (herd doctor says more)', { reason: c.message });
-    },
-    (err) => log.warn('CRIU check failed: this node cannot migrate containers', { error: err }),
-  );
   let selfAddress = advertise; // with the real port once the server is bound
   let fatal = (err: unknown): void => {
     throw err;
@@ -123,29 +105,17 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
   const fence = new TermFence({ highest: leadership.current().term });
 
   // --- agent modules
-  const tracker = new DockerTracker({ socketPath: settings.dockerSocket, nodeId: settings.nodeId });
-  // once, at start: a Pi's kernel ships with the memory controller off (docs/raspberry-pi.md)
-  const memoryOff = memoryOffWarning(controllerReport(settings.cgroupRoot, readSystemFile));
-  if (memoryOff) log.warn(memoryOff);
-  const cgroups = new CgroupCollector({ root: settings.cgroupRoot, containers: () => runningContainers(tracker), enableBlkioAccounting: settings.blkioAccounting });
-  const collectors: Array<[Collector, number]> = [
-    [new HostCollector({ nodeId: settings.nodeId, countContainers: () => tracker.containers().length }), settings.intervals.hostMs],
-    [cgroups, settings.intervals.containerMs],
-    [new AppOpsCollector({ tracker }), settings.intervals.trackMs],
-  ];
-  if (settings.pmproxyUrl && settings.pcpMetrics.length > 0) {
-    const pcp = new PcpCollector({ nodeId: settings.nodeId, url: settings.pmproxyUrl, metrics: settings.pcpMetrics, pollIntervalMs: settings.intervals.pcpMs });
-    collectors.push([pcp, settings.intervals.pcpMs]);
-  }
+  const collection = containerCollection(settings, sampleLog);
+  const tracker = collection.tracker;
   const metrics = new NodeMetrics({ nodeId: settings.nodeId, containers: () => tracker.containers().map((c) => ({ herdId: c.herdId, name: c.name })) });
   sampleLog.onAppend((samples) => metrics.observeSamples(samples));
-  const scheduler = new Scheduler(sampleLog);
   const drain = new DrainState(env, settings.labels);
 
   const uplink = new Uplink({
     ...DEFAULT_UPLINK,
     fence,
     maxInFlight: settings.maxInFlight,
+    deadAfterMs: settings.meshDeadAfterMs,
     log: sampleLog,
     transport,
     target: () => leadership.current().leaderAddress,
@@ -315,7 +285,7 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
     transport,
     findContainer: (herdId) => {
       const c = tracker.containers().find((x) => x.herdId === herdId && x.state === 'running');
-      return c && { dockerId: c.dockerId, name: c.name, memoryInUse: cgroups.memoryInUse(herdId) };
+      return c && { dockerId: c.dockerId, name: c.name, memoryInUse: collection.cgroups.memoryInUse(herdId) };
     },
     publish: (record) => {
       metrics.observeMigration(record);
@@ -339,9 +309,7 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
     }
   });
 
-  await tracker.refresh();
-  const trackTimer = setInterval(() => void tracker.refresh(), settings.intervals.trackMs);
-  for (const [c, period] of collectors) scheduler.every(c, period);
+  await collection.start();
   leadership.start();
   controller.start();
   await criuChecked;
@@ -386,6 +354,8 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
   });
 
   let stopping: Promise<void> | undefined;
+  let stopStep = 'not stopping';
+  const step = <T>(name: string, f: () => T): T => { stopStep = name; return f(); };
   const running: RunningNode = {
     settings,
     address,
@@ -402,20 +372,19 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
       (stopping ??= (async () => {
         // A coordinator that stops on purpose hands its role over first: the others then
         // need a vote round, not an election timeout (docs/election.md).
-        await leadership.handOver();
-        clearInterval(trackTimer);
+        await step('handing the coordinator role over', () => leadership.handOver());
         clearInterval(pruneTimer);
         controller.stop();
-        await modelService.service.close();
+        await step('closing the model service', () => modelService.service.close());
         uplink.stop();
         renewer?.stop();
         runner.stop();
         target.close();
         leadership.stop();
-        await scheduler.stop(collectors.map(([c]) => c));
-        await web.close();
+        await step('stopping the collectors', () => collection.stop());
+        await step('closing the web server', () => web.close());
         ingest.closeAll('the coordinator is shutting down');
-        await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+        await step('waiting for open gRPC calls to end', () => new Promise<void>((resolve) => server.tryShutdown(() => resolve())));
         server.forceShutdown();
         // After a failed commit lmdb-js's close aborts the process (heap corruption); every
         // commit is durable without it, so the store is left to the exit.
@@ -423,9 +392,11 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
           // lmdb-js would close it at exit all the same (its 'exit' listener): that goes too
           leaveStoresToExit();
           log.warn('not closing the store after a failed write; it is consistent as committed');
-        } else await env.close();
+        } else await step('closing the store', () => env.close());
+        stopStep = 'stopped';
         log.info('herd node stopped', { node: settings.nodeId });
       })()),
+    stopStep: () => stopStep,
   };
   fatal = (err) => {
     log.error('fatal: stopping the node', { error: err });

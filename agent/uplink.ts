@@ -240,6 +240,10 @@ export class Uplink {
     const now = Date.now();
     if (now - this.lastHeard > this.opts.deadAfterMs) {
       this.onClose(this.call, `no message from the coordinator for ${now - this.lastHeard} ms`);
+      // A silent stream may sit on a connection that will never work (seen: a TLS handshake
+      // stalled for minutes on an emulated node): the next attempt dials a new one.
+      this.client?.close();
+      this.client = undefined;
       return;
     }
     if (this.welcomed && now - this.lastWrite >= this.opts.keepaliveMs) this.write({ keepalive: { sent_ms: now } });

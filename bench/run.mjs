@@ -13,7 +13,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 
 const root = new URL('..', import.meta.url).pathname;
-const ON_BED = new Set(['migration', 'failover']);
+const ON_BED = new Set(['migration', 'failover', 'vm']);
 
 /** The quick figures: fewer rounds than the benches' defaults, same paths and baselines. */
 const QUICK = [

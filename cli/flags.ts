@@ -16,6 +16,7 @@ export function mergeFlags(file: Record<string, any>, o: Record<string, any>): R
   set('advertise', o.advertise);
   set('peers', o.peer);
   set('dockerSocket', o.dockerSocket);
+  set('dockerTimeoutMs', o.dockerTimeout);
   set('pmproxyUrl', o.pmproxyUrl);
   set('pcpMetrics', o.pcpMetric);
   set('cgroupRoot', o.cgroupRoot);
@@ -24,6 +25,7 @@ export function mergeFlags(file: Record<string, any>, o: Record<string, any>): R
   if (o.pageServer === false) s.pageServer = false;
   set('pageServerMinBytes', o.pageServerMinBytes);
   set('maxInFlight', o.maxInFlight);
+  set('meshDeadAfterMs', o.meshDeadAfter);
   if (o.webListen !== undefined || o.metricsPlain !== undefined) {
     const web = { ...(file.web ?? {}) };
     if (o.webListen !== undefined) web.listen = o.webListen;

@@ -38,6 +38,7 @@ program
   .option('--advertise <host:port>', 'address other nodes reach this one at (default: the listen address, 0.0.0.0 replaced by the first IPv4 address)')
   .option('--peer <id=host:port>', 'another member of the cluster; repeat for each (none: a one-node cluster)', collect)
   .option('--docker-socket <path>', 'Docker engine socket (default: /var/run/docker.sock)')
+  .option('--docker-timeout <ms>', 'first wait for one Docker list/inspect call; doubles (up to 8x) after a timeout (default: 10000)', num)
   .option('--pmproxy-url <url>', 'Performance Co-Pilot pmproxy URL, "" to turn PCP off (default: http://127.0.0.1:44322)')
   .option('--pcp-metric <name>', 'PCP metric to collect; repeat for each (default: kernel.all.load, disk.all.total, network.interface.total.bytes)', collect)
   .option('--cgroup-root <dir>', 'cgroupfs mount point (default: /sys/fs/cgroup)')
@@ -52,6 +53,7 @@ program
   .option('--retention-bytes <n>', 'cap on the local sample log size, bytes (default: 2 GiB)', num)
   .option('--min-free-bytes <n>', 'stop storing samples below this much free space on the data dir\'s file system (default: 64 MiB)', num)
   .option('--max-in-flight <n>', 'most unacknowledged batches in flight to the coordinator (default: 64)', num)
+  .option('--mesh-dead-after <ms>', 'no message from the coordinator for this long (dialling included): drop the stream and dial again (default: 6000)', num)
   .option('--label <key=value>', 'a label of this node; repeat for each', collect)
   .option('--tls-san <name>', TLS_SAN_HELP, collect)
   .option('--web-listen <host:port>', 'HTTPS (mutual TLS) address for /metrics; "" turns it off (default: the --listen address with the next port, 7401)')
@@ -78,7 +80,10 @@ program
       if (stopping) return;
       stopping = signal;
       log.info('stopping', { signal });
-      const force = setTimeout(() => process.exit(1), 10_000);
+      const force = setTimeout(() => {
+        log.error('the node did not stop within 10 s; exiting now', { waiting_for: node?.stopStep() ?? 'the node to finish starting' });
+        process.exit(1);
+      }, 10_000);
       force.unref();
       if (node) void node.stop().then(() => process.exit(0));
     };

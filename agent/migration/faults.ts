@@ -6,6 +6,8 @@
  *   HERD_FAULTS=migration.pause_before_complete_ms=3000   the source waits before the transfer
  *   HERD_FAULTS=migration.pause_after_restore_ms=3000     the target waits between its restore and
  *                                                          recording and answering it (a window to kill it in)
+ *   HERD_FAULTS=migration.orphan_dump_wait_ms=0   how long a rollback waits for a checkpoint left running by
+ *                                                  a restart of the agent before killing it (default 60000)
  * Off unless set. An unknown migration.* key is an error, so a typo cannot hide a fault.
  */
 export interface MigrationFaults {
@@ -13,6 +15,7 @@ export interface MigrationFaults {
   failSourceRestore?: boolean;
   pauseBeforeCompleteMs?: number;
   pauseAfterRestoreMs?: number;
+  orphanDumpWaitMs?: number;
 }
 
 export function migrationFaultsFromEnv(spec: string | undefined): MigrationFaults {
@@ -33,8 +36,11 @@ export function migrationFaultsFromEnv(spec: string | undefined): MigrationFault
       case 'pause_after_restore_ms':
         f.pauseAfterRestoreMs = milliseconds(name, value);
         break;
+      case 'orphan_dump_wait_ms':
+        f.orphanDumpWaitMs = milliseconds(name, value);
+        break;
       default:
-        throw new Error(`HERD_FAULTS: unknown fault "${name}" (known: migration.fail_restore, migration.fail_source_restore, migration.pause_before_complete_ms, migration.pause_after_restore_ms)`);
+        throw new Error(`HERD_FAULTS: unknown fault "${name}" (known: migration.fail_restore, migration.fail_source_restore, migration.pause_before_complete_ms, migration.pause_after_restore_ms, migration.orphan_dump_wait_ms)`);
     }
   }
   return f;

@@ -76,7 +76,8 @@ export type Event =
   | { type: 'target-runs' }
   /** No answer (dropped, unreachable, still restoring): ask again. */
   | { type: 'target-abort-failed'; reason: string }
-  | { type: 'source-restored' }
+  /** `note`: what the record should say about how (a checkpoint left running by a restart, ...). */
+  | { type: 'source-restored'; note?: string }
   | { type: 'source-restore-failed'; reason: string }
   | { type: 'source-restarted' }
   | { type: 'source-restart-failed'; reason: string }
@@ -227,7 +228,10 @@ export function step(s: MigrationState, e: Event): Transition {
       if (e.type === 'target-abort-failed' || e.type === 'target-runs') return askAgain(next, e.type === 'target-runs' ? 'the target says it runs a container it was never told to restore' : e.reason);
       return ignore(s);
     case 'restoring-source':
-      if (e.type === 'source-restored') return advanceUndo({ ...next, sourceFrozen: false });
+      if (e.type === 'source-restored') {
+        if (e.note) next.reasons.push(e.note);
+        return advanceUndo({ ...next, sourceFrozen: false });
+      }
       if (e.type === 'source-restore-failed') {
         next.reasons.push(`restoring the source from its own checkpoint failed: ${e.reason}`);
         next.phase = 'restarting-source';

@@ -8,16 +8,14 @@
  * reason and the log say so meanwhile) until it answers.
  */
 import * as grpc from '@grpc/grpc-js';
-import { Insecure, type Transport } from '../../common/transport';
+import type { Transport } from '../../common/transport';
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { copyFile, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Database } from 'lmdb';
 import type { Env } from '../../common/db';
 import { logger } from '../../common/log';
-import { loadProtos } from '../../common/proto';
 import { checkId } from '../../common/validate';
 import { checkpointFiles, IMAGE_ARTIFACT, imageArtifact, splitCheckpoint } from '../runtime/fast-checkpoint';
 import { nodeTlsFiles, type PageServerTls } from '../runtime/page-server';
@@ -25,34 +23,19 @@ import { isIP } from 'node:net';
 import type { ContainerRuntime } from '../runtime/runtime';
 import type { ArtifactRegistry } from '../transfer/artifacts';
 import type { MigrationFaults } from './faults';
+import { CHECKPOINT_NAME, checkpointDirOf, outDirOf, type JournalEntry } from './journal';
 import { start, step, stepOf, type Action, type Event, type MigrationState, type Step } from './machine';
+import { PeerClients } from './peer';
+import { checkpointDirs, interrupted, neverStarted, restartSource, restoreSource, type SourceDeps } from './recovery';
 import { errorText } from './errors';
 import { choosePagePath } from './page-path';
 import { newMigrationRecord, type MigrationRecord } from '../../common/migration-record';
 
 const log = logger('migration');
 const run = promisify(execFile);
-const CHECKPOINT_NAME = 'cp';
 
 /** The record as it travels (herd.v1.Migration). */
 type Record_ = MigrationRecord;
-
-interface JournalEntry {
-  cmd: { migration_id: string; herd_id: string; target_node_id: string; target_address: string; fs_mode: string; term: number; tcp_established?: boolean };
-  sourceDockerId: string;
-  state: MigrationState;
-  record: Record_;
-  artifacts: Array<{ name: string; size: number; sha256: string }>;
-  freezeMs?: number;
-  /** The source container's overlay upper dir, from the inspect at prepare. */
-  upperDir?: string;
-  /** Where the checkpoint's images are (on the image tmpfs on the fast path); the checkpoint tar goes beside it. */
-  checkpointDir?: string;
-  /** The dump sent the pages to the target's page server (then a local dump of the stopped processes ended the task). */
-  leftStopped?: boolean;
-  /** page-server: the first dump's images (pages on the target already), what is packed for the target. */
-  sentDir?: string;
-}
 
 export interface RunnerDeps {
   /** Send memory pages to the target's CRIU page server while dumping (default on; settings.pageServer). */
@@ -72,14 +55,14 @@ export interface RunnerDeps {
   faults?: MigrationFaults;
   /** How to dial the target (default plain text); it must present the target node's certificate. */
   transport?: Transport;
+  /** Test seams for finding a checkpoint left running by a restart (recovery.ts). */
+  orphan?: SourceDeps['orphan'];
 }
-
-const INSECURE = new Insecure();
 
 export class MigrationRunner {
   private readonly journal: Database<JournalEntry, string>;
   private readonly active = new Map<string, JournalEntry>();
-  private readonly peers = new Map<string, any>();
+  private readonly peers = new PeerClients(() => this.deps.transport);
   /** The target's page server for a migration being prepared (in memory: after a crash the migration is undone anyway). */
   private readonly pageServers = new Map<string, Deferred<{ port: number; refusal: string }>>();
   private stopped = false;
@@ -94,21 +77,20 @@ export class MigrationRunner {
    * fences in one step (a separate question could be overtaken by a restore landing).
    */
   async recover(): Promise<void> {
-    for (const { value } of this.journal.getRange()) {
-      if (value.state.phase === 'done') {
-        // Crashed between journaling the end and finishing it (clean-up, final record).
-        if (value.record.state === 'RUNNING') void this.finish(value, value.state.outcome!, value.state.reasons.join('; '));
-        continue;
-      }
-      log.warn('resuming a migration interrupted by a restart of this agent', { migration: value.cmd.migration_id, phase: value.state.phase });
-      this.active.set(value.cmd.migration_id, value);
-      void this.apply(value, step(value.state, { type: 'recover' }));
+    const { resume, unfinished } = interrupted(this.journal);
+    // (a failure here, e.g. a full disk under the store, is logged; the next restart tries again)
+    const failed = (e: JournalEntry) => (err: unknown) => log.error('resuming a migration failed', { migration: e.cmd.migration_id, error: errorText(err) });
+    for (const e of unfinished) void this.finish(e, e.state.outcome!, e.state.reasons.join('; ')).catch(failed(e));
+    for (const e of resume) {
+      log.warn('resuming a migration interrupted by a restart of this agent', { migration: e.cmd.migration_id, phase: e.state.phase });
+      this.active.set(e.cmd.migration_id, e);
+      void this.apply(e, step(e.state, { type: 'recover' })).catch(failed(e));
     }
   }
 
   stop(): void {
     this.stopped = true;
-    for (const c of this.peers.values()) c.close();
+    this.peers.close();
   }
 
   /** A MigrateCommand from the coordinator (already fenced by term). */
@@ -168,27 +150,8 @@ export class MigrationRunner {
       if (!this.active.has(id)) await this.journal.put(id, { ...known, record: { ...known.record, version: known.record.version + 1 } });
       return this.publish(known);
     }
-    const reason = `never started: the command did not reach ${this.deps.nodeId} before the coordinator that sent it stepped down or died (asked in term ${term}); the container stayed where it was`;
-    const record = newMigrationRecord({
-      migration_id: id,
-      herd_id: String(q.herd_id),
-      source_node_id: this.deps.nodeId,
-      target_node_id: String(q.target_node_id),
-      fs_mode: 'FS_MODE_DIFF',
-      step: 'ROLLBACK',
-      state: 'ROLLED_BACK',
-      term,
-      version: 1,
-    });
-    record.reason = reason;
-    record.ended_ms = Date.now();
-    const entry: JournalEntry = {
-      cmd: { migration_id: id, herd_id: record.herd_id, target_node_id: record.target_node_id, target_address: '', fs_mode: record.fs_mode, term },
-      sourceDockerId: '',
-      state: { phase: 'done', outcome: 'ROLLED_BACK', reasons: [reason], sourceFrozen: false, pendingUndo: [] },
-      record,
-      artifacts: [],
-    };
+    const entry = neverStarted({ migration_id: id, herd_id: String(q.herd_id), target_node_id: String(q.target_node_id) }, this.deps.nodeId, term);
+    const record = entry.record;
     log.warn('a new coordinator asked about a migration this node never received: recorded as never started', { migration: id, herd_id: record.herd_id, term });
     await Promise.all([this.journal.put(id, entry), this.deps.publish({ ...record })]);
   }
@@ -226,14 +189,14 @@ export class MigrationRunner {
     if (this.stopped) return;
     const id = entry.cmd.migration_id;
     const t0 = performance.now();
-    const outDir = join(this.deps.dataDir, 'migrations', 'out', id);
+    const outDir = outDirOf(this.deps.dataDir, id);
     try {
       switch (a.type) {
         case 'prepare-target': {
           const pages = this.pageServers.get(id);
           try {
             const c = await this.deps.runtime.inspect(entry.sourceDockerId);
-            const r = await this.peer(entry).call('PrepareMigration', {
+            const r = await this.peers.for(entry).call('PrepareMigration', {
               migration_id: id,
               herd_id: entry.cmd.herd_id,
               source_node_id: this.deps.nodeId,
@@ -303,7 +266,7 @@ export class MigrationRunner {
         }
         case 'complete': {
           if (this.deps.faults?.pauseBeforeCompleteMs) await new Promise((r) => setTimeout(r, this.deps.faults!.pauseBeforeCompleteMs));
-          const last = await this.peer(entry).stream('CompleteMigration', { migration_id: id, artifacts: entry.artifacts, checkpoint_name: CHECKPOINT_NAME, tcp_established: entry.cmd.tcp_established ?? false, pages_on_target: Boolean(entry.leftStopped) }, (p: any) => {
+          const last = await this.peers.for(entry).stream('CompleteMigration', { migration_id: id, artifacts: entry.artifacts, checkpoint_name: CHECKPOINT_NAME, tcp_established: entry.cmd.tcp_established ?? false, pages_on_target: Boolean(entry.leftStopped) }, (p: any) => {
             entry.record.bytes_done = Number(p.bytes_done);
             entry.record.step = p.step;
             void this.publish(entry, true);
@@ -324,33 +287,17 @@ export class MigrationRunner {
         }
         case 'abort-target': {
           // The question and the fence in one: a container that runs there is kept and said so.
-          const r = await this.peer(entry).call('AbortMigration', { migration_id: id, reason: entry.state.reasons.join('; '), keep_running: true });
+          const r = await this.peers.for(entry).call('AbortMigration', { migration_id: id, reason: entry.state.reasons.join('; '), keep_running: true });
           return this.feed(entry, { type: r.running ? 'target-runs' : 'target-aborted' });
         }
         case 'restore-source': {
-          const c = await this.deps.runtime.inspect(entry.sourceDockerId);
-          // (paused: frozen between the two dumps of a page-server checkpoint)
-          if (c.state === 'running' || c.state === 'paused') {
-            // A page-server dump left it stopped and its second dump never ended the task (it failed, or
-            // this agent restarted meanwhile, also before that was journaled): it goes on where it was.
-            if (entry.leftStopped && this.deps.faults?.failSourceRestore) throw new Error('thaw failed (fault injected: migration.fail_source_restore)');
-            if ((await this.deps.runtime.thaw(entry.sourceDockerId, entry.checkpointDir ?? (await this.checkpointDirs(outDir))[0])) > 0) entry.record.downtime_ms = Date.now() - (entry.freezeMs ?? Date.now());
-          } else {
-            if (this.deps.faults?.failSourceRestore) throw new Error('restore failed (fault injected: migration.fail_source_restore)');
-            await this.deps.runtime.restoreFromDir(entry.sourceDockerId, await this.foundCheckpoint(entry, outDir), CHECKPOINT_NAME, { keepSource: true, tcpEstablished: entry.cmd.tcp_established });
-            entry.record.downtime_ms = Date.now() - (entry.freezeMs ?? Date.now());
-          }
+          const note = await restoreSource(this.deps, entry, outDir);
           this.timed(entry, 'ROLLBACK', performance.now() - t0);
-          return this.feed(entry, { type: 'source-restored' });
+          return this.feed(entry, { type: 'source-restored', note });
         }
-        case 'restart-source': {
-          const c = await this.deps.runtime.inspect(entry.sourceDockerId);
-          // stopped by a page-server dump and not thawed: restarted from scratch like any other
-          if (c.state === 'running' && entry.leftStopped) await this.deps.runtime.stop(entry.sourceDockerId, { timeoutS: 0 });
-          if (c.state !== 'running' || entry.leftStopped) await this.deps.runtime.start(entry.sourceDockerId);
-          entry.record.downtime_ms = Date.now() - (entry.freezeMs ?? Date.now());
+        case 'restart-source':
+          await restartSource(this.deps, entry);
           return this.feed(entry, { type: 'source-restarted' });
-        }
         case 'finish':
           return this.finish(entry, a.outcome, a.reason);
       }
@@ -401,13 +348,16 @@ export class MigrationRunner {
     entry.record.ended_ms = Date.now();
     this.pageServers.delete(id);
     this.deps.artifacts.remove(id);
-    await rm(join(this.deps.dataDir, 'migrations', 'out', id), { recursive: true, force: true });
+    await rm(outDirOf(this.deps.dataDir, id), { recursive: true, force: true });
     // a fast-path checkpoint lives on the image tmpfs: memory, until removed (also one whose
     // dump finished after a restart of this agent, so it was never journaled)
-    const dirs = entry.checkpointDir ? [entry.checkpointDir] : await this.checkpointDirs(join(this.deps.dataDir, 'migrations', 'out', id)).catch(() => []);
+    const dirs = entry.checkpointDir ? [entry.checkpointDir] : await checkpointDirs(this.deps.runtime, outDirOf(this.deps.dataDir, id)).catch(() => []);
     await Promise.all(dirs.flatMap(checkpointFiles).map((p) => rm(p, { recursive: true, force: true })));
-    await this.journal.put(id, entry);
+    // The final record first, the journal's end after: a restart between the two finds the
+    // end unjournaled (record RUNNING) and finishes again. The other order lost the final
+    // record for good when the agent died between them (the nemesis bench, seed 31337, round 108).
     await this.publish(entry);
+    await this.journal.put(id, entry);
     this.active.delete(id);
     log.info('migration finished', { migration: id, herd_id: entry.cmd.herd_id, outcome, reason: reason || '-', downtime_ms: entry.record.downtime_ms, timings: entry.record.timings });
   }
@@ -421,52 +371,6 @@ export class MigrationRunner {
     entry.record.version++;
     await this.deps.publish({ ...entry.record, timings: [...entry.record.timings] });
   }
-
-  private checkpointDirs(outDir: string): Promise<string[]> {
-    return this.deps.runtime.checkpointDirs?.(outDir, CHECKPOINT_NAME) ?? Promise.resolve([join(outDir, CHECKPOINT_NAME)]);
-  }
-
-  /**
-   * The checkpoint to roll back to. Journaled once the dump returned; a restart of this agent
-   * while it ran loses that answer, but the dump may have finished (and stopped the container)
-   * all the same: then it is where the runtime puts one, looked for by its inventory.
-   */
-  private async foundCheckpoint(entry: JournalEntry, outDir: string): Promise<string> {
-    if (entry.checkpointDir) return entry.checkpointDir;
-    const dirs = await this.checkpointDirs(outDir);
-    return dirs.find((d) => existsSync(join(d, 'inventory.img'))) ?? checkpointDirOf(entry, outDir);
-  }
-
-  private peer(entry: JournalEntry): { call: (m: string, req: unknown) => Promise<any>; stream: (m: string, req: unknown, on: (p: any) => void) => Promise<any> } {
-    const transport = this.deps.transport ?? INSECURE;
-    const key = `${entry.cmd.target_node_id}@${entry.cmd.target_address}#${transport.generation}`;
-    let client = this.peers.get(key);
-    if (!client) {
-      const { herd } = loadProtos();
-      client = new herd.Peer(entry.cmd.target_address, transport.credentials(entry.cmd.target_node_id), { ...transport.channelOptions, 'grpc.max_reconnect_backoff_ms': 1000 });
-      this.peers.set(key, client);
-    }
-    return {
-      call: (m, req) => new Promise((res, rej) => client[m](req, { deadline: Date.now() + 60_000 }, (e: grpc.ServiceError | null, r: any) => (e ? rej(Object.assign(new Error(`${entry.cmd.target_node_id}: ${e.details || e.message}`), { code: e.code })) : res(r)))),
-      stream: (m, req, on) =>
-        new Promise((res, rej) => {
-          let last: any;
-          const s = client[m](req, { deadline: Date.now() + 30 * 60_000 });
-          s.on('data', (p: any) => {
-            last = p;
-            on(p);
-            if (p?.done) res(p); // the result: acted on now, not when the target's cleanup ends the call
-          });
-          s.on('error', (e: grpc.ServiceError) => rej(new Error(`${entry.cmd.target_node_id}: ${e.details || e.message}`)));
-          s.on('status', (st: grpc.StatusObject) => (st.code === grpc.status.OK ? res(last) : rej(new Error(`${entry.cmd.target_node_id}: ${st.details}`))));
-        }),
-    };
-  }
-}
-
-/** The checkpoint's images: where the runtime put them (journaled), else the old place under the data dir. */
-function checkpointDirOf(entry: JournalEntry, outDir: string): string {
-  return entry.checkpointDir ?? join(outDir, CHECKPOINT_NAME);
 }
 
 interface Deferred<T> { promise: Promise<T>; resolve: (v: T) => void; reject: (e: unknown) => void }

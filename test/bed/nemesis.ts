@@ -268,7 +268,11 @@ export class Nemesis {
         // knows it after 30 s, and the source never started it (checked below: it runs where it was).
         if ((!m || m.state === 'PENDING') && Date.now() - asked > 30_000) return { state: 'LOST', reason: `the command went down with its coordinator (${first.error?.details ?? ''})` };
         return final(m) ? m : undefined;
-      }, 120_000);
+      }, 120_000).catch((err: Error) => {
+        // an invariant broken, not the end of the run: counted, and the run goes on
+        this.violations.push(`${name}: migration ${id} never ended (${err.message})`);
+        return { state: 'STUCK', reason: err.message };
+      });
     }
     this.watched.delete(name);
     const outcome: string = last.state;

@@ -6,7 +6,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BUSYBOX_IMAGE, run, spawnIn, type Bed, type BedNode, type BedProcess, type ExecResult } from './bed';
+import { BUSYBOX_IMAGE, type Bed, type BedNode, type BedProcess, type ExecResult } from './bed';
+import { run, spawnIn } from './procs';
 
 export type VmArch = 'arm64' | 'amd64';
 

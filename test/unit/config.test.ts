@@ -11,6 +11,10 @@ describe('settings', () => {
     expect(s.listen).toBe('0.0.0.0:7400');
     expect(s.intervals).toEqual({ hostMs: 5000, containerMs: 5000, trackMs: 2000, pcpMs: 5000 });
     expect(s.peers).toEqual([]);
+    expect(s.dockerTimeoutMs).toBe(10_000);
+    expect(s.meshDeadAfterMs).toBe(6000);
+    expect(parseSettings(mergeFlags({}, { meshDeadAfter: 30_000 })).meshDeadAfterMs).toBe(30_000);
+    expect(parseSettings(mergeFlags({ dockerTimeoutMs: 20_000 }, { dockerTimeout: 60_000 })).dockerTimeoutMs).toBe(60_000);
     expect(s.nodeId).toMatch(/^[A-Za-z0-9]/);
   });
 

@@ -219,6 +219,13 @@ describe('DockerTracker on a real socket path', () => {
       expect(Date.now() - t0).toBeLessThan(2000);
       expect(tracker.reachable).toBe(false);
       expect(logs.filter((l) => l.includes('WARN'))[0]).toContain('timed out');
+      // the wait backed off, saying so once per change; the next refresh waits twice as long
+      expect(tracker.timeoutMs).toBe(400);
+      expect(logs.filter((l) => l.includes('each call may take up to 400 ms from now on'))).toHaveLength(1);
+      const t1 = Date.now();
+      await tracker.refresh();
+      expect(Date.now() - t1).toBeGreaterThanOrEqual(390);
+      expect(tracker.timeoutMs).toBe(800);
     } finally {
       server.closeAllConnections();
       await new Promise<void>((r) => server.close(() => r()));

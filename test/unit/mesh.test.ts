@@ -1,4 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
+import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { openEnv } from '../../common/db';
 import { loadProtos } from '../../common/proto';
@@ -173,6 +174,22 @@ describe('mesh: fencing by election term', () => {
     });
     expect(err.code).toBe(grpc.status.FAILED_PRECONDITION);
     expect(err.details).toMatch(/at term 5 but node n2 has seen term 9: a newer coordinator exists/);
+  });
+});
+
+describe('mesh: a silent coordinator connection', () => {
+  it('is dropped after deadAfterMs: the agent dials a new connection, not the same stuck one', async () => {
+    // accepts TCP and never answers a byte (as a TLS handshake stalled half-way)
+    const sockets: net.Socket[] = [];
+    const server = net.createServer((s) => { sockets.push(s); s.on('error', () => {}); });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    cleanups.push(() => new Promise<void>((r) => { for (const s of sockets) s.destroy(); server.close(() => r()); }));
+    const port = (server.address() as net.AddressInfo).port;
+    const a = agent('n1', () => `127.0.0.1:${port}`);
+    a.uplink.start();
+    // deadAfterMs is 2000: within 6 s at least two fresh connections after the first
+    await waitFor('a third connection', () => sockets.length >= 3, 8000);
+    expect(a.uplink.connected()).toBe(false);
   });
 });
 

@@ -31,6 +31,12 @@ describe('migration state machine: every path', () => {
     expect(r.actions).toEqual(['prepare-target', 'checkpoint', 'restore-source', 'finish:ROLLED_BACK']);
   });
 
+  it('a restart during the dump: the source restored after the leftover dump, and the record says so', () => {
+    const r = run([{ type: 'recover' }, { type: 'source-restored', note: 'a checkpoint left running by the restart of this agent ended 812 ms later; the container was then stopped' }, { type: 'target-aborted' }]);
+    expect(r.actions).toEqual(['prepare-target', 'checkpoint', 'restore-source', 'abort-target', 'finish:ROLLED_BACK']);
+    expect(r.state.reasons).toEqual(['the source agent restarted during the migration', 'a checkpoint left running by the restart of this agent ended 812 ms later; the container was then stopped']);
+  });
+
   it('both halves fail -> nothing to undo', () => {
     const r = run([{ type: 'prepare-failed', reason: 'a', refused: true }, { type: 'checkpoint-failed', reason: 'b' }]);
     expect(r.actions).toEqual(['prepare-target', 'checkpoint', 'finish:ROLLED_BACK']);
