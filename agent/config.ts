@@ -112,6 +112,12 @@ export const SettingsSchema = z
      * verified artifacts after the dump. Needs TLS and the image tmpfs on both nodes.
      */
     pageServer: z.boolean().default(true),
+    /**
+     * The page server only for a container with at least this much memory in use (its cgroup,
+     * like docker stats); below it the one direct dump is shorter (docs/migration.md#which-path).
+     * 0: the page server for every container.
+     */
+    pageServerMinBytes: z.number().int().min(0).max(2 ** 50).default(64 * 1024 * 1024),
     /** Certificates (docs/security.md). */
     tls: z
       .object({

@@ -40,6 +40,8 @@ export function engineRuntime(settings: Settings): { runtime: DockerRuntime; cap
 
 export interface ContainerCollection {
   tracker: DockerTracker;
+  /** the container collector: a migration asks it how much memory a container uses now */
+  cgroups: CgroupCollector;
   /** first refresh of the tracker, then every period: tracking and every collector */
   start(): Promise<void>;
   stop(): Promise<void>;
@@ -51,9 +53,10 @@ export function containerCollection(settings: Settings, sampleLog: SampleLog): C
   // once, at start: a Pi's kernel ships with the memory controller off (docs/raspberry-pi.md)
   const memoryOff = memoryOffWarning(controllerReport(settings.cgroupRoot, readSystemFile));
   if (memoryOff) log.warn(memoryOff);
+  const cgroups = new CgroupCollector({ root: settings.cgroupRoot, containers: () => runningContainers(tracker), enableBlkioAccounting: settings.blkioAccounting });
   const collectors: Array<[Collector, number]> = [
     [new HostCollector({ nodeId: settings.nodeId, countContainers: () => tracker.containers().length }), settings.intervals.hostMs],
-    [new CgroupCollector({ root: settings.cgroupRoot, containers: () => runningContainers(tracker), enableBlkioAccounting: settings.blkioAccounting }), settings.intervals.containerMs],
+    [cgroups, settings.intervals.containerMs],
     [new AppOpsCollector({ tracker }), settings.intervals.trackMs],
   ];
   if (settings.pmproxyUrl && settings.pcpMetrics.length > 0) {
@@ -64,6 +67,7 @@ export function containerCollection(settings: Settings, sampleLog: SampleLog): C
   let trackTimer: NodeJS.Timeout | undefined;
   return {
     tracker,
+    cgroups,
     async start() {
       await tracker.refresh();
       trackTimer = setInterval(() => void tracker.refresh(), settings.intervals.trackMs);

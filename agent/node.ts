@@ -275,6 +275,7 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
     nodeId: settings.nodeId,
     // HERD_PAGE_SERVER=0: off whatever the settings say (benches compare both paths)
     pageServer: settings.pageServer && process.env.HERD_PAGE_SERVER !== '0',
+    pageServerMinBytes: settings.pageServerMinBytes,
     address: () => address,
     env,
     runtime,
@@ -284,7 +285,7 @@ export async function startNode(settings: Settings): Promise<RunningNode> {
     transport,
     findContainer: (herdId) => {
       const c = tracker.containers().find((x) => x.herdId === herdId && x.state === 'running');
-      return c && { dockerId: c.dockerId, name: c.name };
+      return c && { dockerId: c.dockerId, name: c.name, memoryInUse: collection.cgroups.memoryInUse(herdId) };
     },
     publish: (record) => {
       metrics.observeMigration(record);

@@ -10,7 +10,11 @@
  *    is (veth, several GB/s) and shaped to 1 Gbit/s (tc tbf on each node's eth0), the link
  *    between the thesis's Raspberry Pis.
  *
- *   npx vite-node bench/migration.ts [rounds=10] [small|memory|image]   (root; bed "bn", subnet 91, or HERD_BENCH_BED=name/subnet;
+ *  - crossover: a container of HERD_BENCH_MEM_MB (default 64) MB, moved n1 -> n2 through the page
+ *    server (n1: --page-server-min-bytes 0) and n2 -> n1 with the direct dump (n2's threshold
+ *    above any container) in turn, next to Docker's floor: where the page server starts to pay.
+ *
+ *   npx vite-node bench/migration.ts [rounds=10] [small|memory|image|crossover]   (root; bed "bn", subnet 91, or HERD_BENCH_BED=name/subnet;
  *   no second argument: all three)
  */
 import { randomUUID } from 'node:crypto';
@@ -57,11 +61,13 @@ function dockerApi(sock: string, method: string, path: string, body?: unknown): 
  * Docker's own floor for any migration built on its checkpoint and restore: the same
  * container checkpointed and restored in place on one node through the API, nothing moved.
  */
-async function dockerFloor(bed: Bed, image: string, name: string, cmd: string, extra: string[]): Promise<{ checkpoint: number; restore: number }> {
+async function dockerFloor(bed: Bed, image: string, name: string, cmd: string, extra: string[], readyLine?: string): Promise<{ checkpoint: number; restore: number }> {
   const n = bed.nodes[0];
   const id = await must(bed.docker(n.id, 'run', '-d', '--name', name, ...extra, image, 'sh', '-c', cmd));
   const root = await must(bed.docker(n.id, 'info', '-f', '{{.DockerRootDir}}'));
   await new Promise((r) => setTimeout(r, 1500));
+  // the same container as the move's: its memory filled
+  for (let i = 0; readyLine && i < 600 && !(await must(bed.docker(n.id, 'logs', name))).includes(readyLine); i++) await new Promise((r) => setTimeout(r, 100));
   const t0 = performance.now();
   await dockerApi(n.dockerSock, 'POST', `/containers/${name}/checkpoints`, { CheckpointID: 'floor', Exit: true });
   const t1 = performance.now();
@@ -83,33 +89,39 @@ async function main() {
   const [bedName, bedSubnet] = (process.env.HERD_BENCH_BED ?? 'bn/91').split('/');
   const bed = await startBed({ nodes: 2, docker: true, name: bedName, subnet: Number(bedSubnet) });
   const nodes = new Map<string, HerdNode>();
-  for (const n of bed.nodes) nodes.set(n.id, startHerdOn(bed, n.id, ['--log-level', 'warn']));
+  // crossover: n1 always sends the pages to a page server, n2 never
+  const pathArgs = (id: string) => (only !== 'crossover' ? [] : ['--page-server-min-bytes', id === 'n1' ? '0' : String(2 ** 50)]);
+  for (const n of bed.nodes) nodes.set(n.id, startHerdOn(bed, n.id, ['--log-level', 'warn', ...pathArgs(n.id)]));
   const addrs = () => [...nodes.values()].map((n) => n.address);
   let coordinator = (await agreedLeader(addrs(), 20_000)).address;
   for (let i = 0; i < 200 && (await connectedNodes(coordinator)).length < 2; i++) await new Promise((r) => setTimeout(r, 100));
   await new Promise((r) => setTimeout(r, 2000)); // criu check, inventories
   let seq = 0;
-  const herdMove = async (image: string, cmd: string, mode: string, extra: string[] = []): Promise<Move> => {
+  const herdMove = async (image: string, cmd: string, mode: string, extra: string[] = [], readyLine?: string, from = 'n1', to = 'n2'): Promise<Move> => {
     const name = `b${++seq}`;
-    const id = (await must(bed.docker('n1', 'run', '-d', '--name', name, ...extra, image, 'sh', '-c', cmd))).slice(0, 12);
+    const id = (await must(bed.docker(from, 'run', '-d', '--name', name, ...extra, image, 'sh', '-c', cmd))).slice(0, 12);
     await new Promise((r) => setTimeout(r, 1500)); // listed by the coordinator, warmed up
+    // (its memory filled: the source chooses the page path from the memory in use)
+    for (let i = 0; readyLine && i < 600 && !(await must(bed.docker(from, 'logs', name))).includes(readyLine); i++) await new Promise((r) => setTimeout(r, 100));
     coordinator = (await agreedLeader(addrs())).address;
     const t0 = performance.now();
-    const r = await migrate(coordinator, id, 'n2', mode, 600_000);
+    const r = await migrate(coordinator, id, to, mode, 600_000);
     const total = performance.now() - t0;
     if (r.last?.state !== 'SUCCEEDED') throw new Error(`${name} (${mode}): ${r.last?.state} ${r.last?.reason ?? JSON.stringify(r.error)}`);
-    await must(bed.docker('n2', 'rm', '-f', name));
+    await must(bed.docker(to, 'rm', '-f', name));
+    process.stderr.write(`${name} (${mode}): checkpoint ${r.last.checkpoint_method}, pages ${r.last.page_path || '-'}\n`);
     return { total, downtime: Number(r.last.downtime_ms), timings: r.last.timings as Array<{ step: string; ms: number }>, bytes: Number(r.last.bytes_total) };
   };
   /** Docker's floor for the same container: checkpoint + start from it, in place on n1. */
-  const floor = async (image: string, cmd: string, extra: string[] = []) => {
-    const f = await dockerFloor(bed, image, `floor${++seq}`, cmd, extra);
+  const floor = async (image: string, cmd: string, extra: string[] = [], readyLine?: string) => {
+    const f = await dockerFloor(bed, image, `floor${++seq}`, cmd, extra, readyLine);
     return f.checkpoint + f.restore;
   };
   try {
     if (!only || only === 'small') await small();
     if (!only || only === 'memory') await memory();
     if (!only || only === 'image') await bigImage();
+    if (only === 'crossover') await crossover();
   } finally {
     for (const n of nodes.values()) await n.proc.stop().catch(() => {});
     await bed.stop();
@@ -138,7 +150,7 @@ async function main() {
 
   /** 200 MB of anonymous memory in the container; the agents' RSS is sampled during the moves. */
   async function memory() {
-    const cmd = 'x=$(head -c 209715200 /dev/zero | tr "\\0" a); while true; do sleep 1; done';
+    const cmd = 'x=$(head -c 209715200 /dev/zero | tr "\\0" a); echo filled; while true; do sleep 1; done';
     const extra = ['--memory', '1g'];
     const pids = [...nodes.values()].map((n) => n.proc.pid);
     const idle = pids.map(rssMb);
@@ -148,13 +160,33 @@ async function main() {
     const n = Math.max(1, Math.min(rounds, 3));
     for (let i = 0; i < n; i++) {
       const sampler = setInterval(() => (peak = peak.map((p, j) => Math.max(p, rssMb(pids[j])))), 50);
-      moves.push(await herdMove(BUSYBOX_IMAGE, cmd, 'FS_MODE_DIFF', extra));
+      moves.push(await herdMove(BUSYBOX_IMAGE, cmd, 'FS_MODE_DIFF', extra, 'filled'));
       clearInterval(sampler);
-      floors.push(await floor(BUSYBOX_IMAGE, cmd, extra));
+      floors.push(await floor(BUSYBOX_IMAGE, cmd, extra, 'filled'));
     }
     console.log(`200 MB-memory container, ${n} rounds; step medians: ${stepMedians(moves)}; ${(median(moves.map((m) => m.bytes)) / 1048576).toFixed(0)} MB moved`);
     console.log(`  agents' RSS growth during the moves: ${peak.map((p, i) => `${[...nodes.keys()][i]} +${(p - idle[i]).toFixed(0)} MB`).join(', ')} (target < 100 MB)`);
     report({ name: 'migration downtime, 200 MB-memory container, diff layer', unit: 'ms', herd: moves.map((m) => m.downtime), baselineName: "Docker's checkpoint + start --checkpoint in place", baseline: floors });
+  }
+
+  /** Page server and direct dump in turn for one memory size, each next to Docker's floor. */
+  async function crossover() {
+    const mb = Number(process.env.HERD_BENCH_MEM_MB ?? 64);
+    const cmd = `x=$(head -c ${mb * 1048576} /dev/zero | tr "\\0" a); echo filled; while true; do sleep 1; done`;
+    const extra = ['--memory', '1g'];
+    const viaServer: Move[] = [];
+    const direct: Move[] = [];
+    const floors: number[] = [];
+    for (let i = 0; i < rounds; i++) {
+      viaServer.push(await herdMove(BUSYBOX_IMAGE, cmd, 'FS_MODE_DIFF', extra, 'filled', 'n1', 'n2'));
+      direct.push(await herdMove(BUSYBOX_IMAGE, cmd, 'FS_MODE_DIFF', extra, 'filled', 'n2', 'n1'));
+      floors.push(await floor(BUSYBOX_IMAGE, cmd, extra, 'filled'));
+    }
+    console.log(`${mb} MB-memory container, ${rounds} rounds; page server: ${stepMedians(viaServer)}; direct: ${stepMedians(direct)}`);
+    const base = "Docker's checkpoint + start --checkpoint in place";
+    report({ name: `migration downtime, ${mb} MB-memory container, page server`, unit: 'ms', herd: viaServer.map((m) => m.downtime), baselineName: base, baseline: floors });
+    report({ name: `migration downtime, ${mb} MB-memory container, direct dump`, unit: 'ms', herd: direct.map((m) => m.downtime), baselineName: base, baseline: floors });
+    report({ name: `migration downtime, ${mb} MB-memory container: page server over direct dump`, unit: 'ms', herd: viaServer.map((m) => m.downtime), baselineName: 'the direct dump', baseline: direct.map((m) => m.downtime) });
   }
 
   /** A 200 MB image: diff layer vs whole filesystem, on the bed's link and on a 1 Gbit/s one. */

@@ -23,6 +23,7 @@ export function mergeFlags(file: Record<string, any>, o: Record<string, any>): R
   if (o.blkioAccounting === false) s.blkioAccounting = false;
   if (o.insecure === true) s.insecure = true;
   if (o.pageServer === false) s.pageServer = false;
+  set('pageServerMinBytes', o.pageServerMinBytes);
   set('maxInFlight', o.maxInFlight);
   set('meshDeadAfterMs', o.meshDeadAfter);
   if (o.webListen !== undefined || o.metricsPlain !== undefined) {

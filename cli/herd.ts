@@ -43,6 +43,7 @@ program
   .option('--pcp-metric <name>', 'PCP metric to collect; repeat for each (default: kernel.all.load, disk.all.total, network.interface.total.bytes)', collect)
   .option('--cgroup-root <dir>', 'cgroupfs mount point (default: /sys/fs/cgroup)')
   .option('--no-page-server', 'migrations from this node send the memory pages after the dump as verified artifacts, not straight to a CRIU page server on the target while dumping')
+  .option('--page-server-min-bytes <n>', 'the page server only for containers with at least this much memory in use; 0: for all (default: 64 MiB)', num)
   .option('--no-blkio-accounting', 'do not add the no-limit blkio throttle rule that makes kernels >= 6.10 count per-container block I/O on cgroup v1')
   .option('--host-interval <ms>', 'host metrics sampling period (default: 5000)', num)
   .option('--container-interval <ms>', 'per-container cgroup metrics sampling period (default: 5000)', num)

@@ -35,6 +35,7 @@ export function formatSummary(m: any): string {
   const lines = [`migration ${m.migration_id}: ${m.state}${m.reason ? ` - ${m.reason}` : ''}`];
   lines.push(`  ${m.herd_id}: ${m.source_node_id} -> ${m.target_node_id}, ${String(m.fs_mode).replace('FS_MODE_', '').toLowerCase()} filesystem, ${mb(Number(m.bytes_total))} moved${m.tcp_established ? ', TCP connections kept' : ''}`);
   if (m.checkpoint_method) lines.push(`  checkpoint ${m.checkpoint_method === 'containerd' ? 'straight through containerd' : `through Docker${m.checkpoint_fallback_reason ? ` (${m.checkpoint_fallback_reason})` : ''}`}${m.restore_method ? `, restore ${m.restore_method}` : ''}`);
+  if (m.page_path) lines.push(`  pages: ${m.page_path}`);
   for (const t of m.timings ?? []) lines.push(`  ${String(t.step).padEnd(14)} ${String(t.ms).padStart(7)} ms`);
   const total = Number(m.ended_ms) && Number(m.started_ms) ? Number(m.ended_ms) - Number(m.started_ms) : 0;
   lines.push(`  ${'total'.padEnd(14)} ${String(total).padStart(7)} ms   (downtime ${m.downtime_ms} ms)`);

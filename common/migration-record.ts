@@ -28,13 +28,15 @@ export interface MigrationRecord {
   /** 'linked' or 'placed'; '' until the target restored */
   restore_method: string;
   tcp_established: boolean;
+  /** which way the pages went and why ("page server: 212 MB in use >= 64 MB"); '' when the page server is off */
+  page_path?: string;
 }
 
 /** A new record: the identifying fields given, every counter at zero. */
 export function newMigrationRecord(f: Pick<MigrationRecord, 'migration_id' | 'herd_id' | 'source_node_id' | 'target_node_id' | 'fs_mode' | 'step' | 'state' | 'term' | 'version'> & { tcp_established?: boolean }): MigrationRecord {
   return {
     bytes_done: 0, bytes_total: 0, timings: [], reason: '', started_ms: Date.now(), ended_ms: 0, downtime_ms: 0, target_docker_id: '',
-    checkpoint_method: '', checkpoint_fallback_reason: '', restore_method: '', tcp_established: false, ...f,
+    checkpoint_method: '', checkpoint_fallback_reason: '', restore_method: '', tcp_established: false, page_path: '', ...f,
   };
 }
 

@@ -150,6 +150,25 @@ export class CgroupCollector implements Collector {
   }
 
   /**
+   * The container's memory in use read now (bytes, as the memUsage metric counts it), for a
+   * decision that cannot wait for the next round (a migration's page path); undefined
+   * until the container's cgroup was located or when it cannot be read.
+   */
+  memoryInUse(herdId: string): number | undefined {
+    let e = this.entries.get(herdId);
+    if (!e?.files) {
+      // not measured yet (started since the last round): locate it now, as the next round would
+      const c = this.containers().find((x) => x.herdId === herdId);
+      if (!c) return undefined;
+      if (!this.hierarchies) this.init();
+      e = this.entryOf(c);
+      if (e.stale) this.locate(this.hierarchies!, e);
+    }
+    const mem = e.files ? memoryOf(e.files) : NaN;
+    return mem === mem ? mem : undefined;
+  }
+
+  /**
    * Yields to the event loop every YIELD_EVERY containers: 3600 containers take ~150 ms
    * here (more on a Pi), which must not stall the agent's gRPC traffic in one piece.
    */
@@ -176,6 +195,13 @@ export class CgroupCollector implements Collector {
   }
 
   private one(c: CgroupContainerRef, now: number, out: Sample[]): void {
+    const e = this.entryOf(c);
+    e.round = this.round;
+    if (e.stale && !this.locate(this.hierarchies!, e)) return;
+    this.read(c.herdId, e, now, out);
+  }
+
+  private entryOf(c: CgroupContainerRef): Entry {
     let e = this.entries.get(c.herdId);
     if (!e || e.dockerId !== c.dockerId || e.pid !== c.pid) {
       // New container, or a restart (new pid, counters start over): first sighting again.
@@ -192,9 +218,7 @@ export class CgroupCollector implements Collector {
       };
       this.entries.set(c.herdId, e);
     }
-    e.round = this.round;
-    if (e.stale && !this.locate(this.hierarchies!, e)) return;
-    this.read(c.herdId, e, now, out);
+    return e;
   }
 
   /** Containers that left the list: drop their paths and counters. */
@@ -267,17 +291,8 @@ export class CgroupCollector implements Collector {
       } else ok = false;
     }
 
-    let mem = NaN;
-    if (f.mem) {
-      mem = readUint(f.mem);
-      if (mem !== mem) ok = false;
-      else if (f.memStat) {
-        // Like docker stats: inactive page cache can be reclaimed at once, so it is not
-        // counted as used (v1 total_inactive_file includes sub-cgroups; v2 is hierarchical).
-        const inactive = readInto(f.memStat) >= 0 ? keyValue(f.memV2 ? K_INACTIVE_FILE : K_TOTAL_INACTIVE_FILE) : NaN;
-        if (inactive < mem) mem -= inactive;
-      }
-    }
+    const mem = memoryOf(f);
+    if (f.mem && mem !== mem) ok = false;
 
     if (f.blkOps) {
       if (!sumBlkioRw(f.blkOps, cur, RIOS, WIOS) || !sumBlkioRw(f.blkBytes!, cur, RBYTES, WBYTES)) ok = false;
@@ -310,4 +325,17 @@ export class CgroupCollector implements Collector {
     prev.set(cur);
     e.prevTs = now;
   }
+}
+
+/** Memory in use (NaN: no memory file or unreadable). */
+function memoryOf(f: CgroupFiles): number {
+  if (!f.mem) return NaN;
+  let mem = readUint(f.mem);
+  if (mem === mem && f.memStat) {
+    // Like docker stats: inactive page cache can be reclaimed at once, so it is not
+    // counted as used (v1 total_inactive_file includes sub-cgroups; v2 is hierarchical).
+    const inactive = readInto(f.memStat) >= 0 ? keyValue(f.memV2 ? K_INACTIVE_FILE : K_TOTAL_INACTIVE_FILE) : NaN;
+    if (inactive < mem) mem -= inactive;
+  }
+  return mem;
 }

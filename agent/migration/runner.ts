@@ -28,6 +28,7 @@ import { start, step, stepOf, type Action, type Event, type MigrationState, type
 import { PeerClients } from './peer';
 import { checkpointDirs, interrupted, neverStarted, restartSource, restoreSource, type SourceDeps } from './recovery';
 import { errorText } from './errors';
+import { choosePagePath } from './page-path';
 import { newMigrationRecord, type MigrationRecord } from '../../common/migration-record';
 
 const log = logger('migration');
@@ -39,6 +40,8 @@ type Record_ = MigrationRecord;
 export interface RunnerDeps {
   /** Send memory pages to the target's CRIU page server while dumping (default on; settings.pageServer). */
   pageServer?: boolean;
+  /** The page server only from this much memory in use on (settings.pageServerMinBytes; default 0: always). */
+  pageServerMinBytes?: number;
   nodeId: string;
   address: () => string;
   env: Env;
@@ -46,7 +49,7 @@ export interface RunnerDeps {
   artifacts: ArtifactRegistry;
   dataDir: string;
   /** Docker id of the container with this herd id on this node, if it runs here. */
-  findContainer: (herdId: string) => { dockerId: string; name: string } | undefined;
+  findContainer: (herdId: string) => { dockerId: string; name: string; memoryInUse?: number } | undefined;
   /** Puts the record in the sample log (durable, replayed to every coordinator). */
   publish: (record: Record_) => Promise<unknown>;
   faults?: MigrationFaults;
@@ -122,8 +125,12 @@ export class MigrationRunner {
     this.active.set(id, entry);
     // (not with tcp-established: a source left stopped keeps its sockets, and removing it could reset
     // the peer's connection that the target now holds; that dump ends the source as before)
-    if (this.deps.pageServer && this.deps.transport?.secure && nodeTlsFiles(this.deps.dataDir) && !record.tcp_established) this.pageServers.set(id, deferred());
-    log.info('migration starting', { migration: id, herd_id: record.herd_id, to: record.target_node_id, fs_mode: record.fs_mode });
+    if (this.deps.pageServer && this.deps.transport?.secure && nodeTlsFiles(this.deps.dataDir) && !record.tcp_established) {
+      const path = choosePagePath(c.memoryInUse, this.deps.pageServerMinBytes ?? 0);
+      record.page_path = path.reason;
+      if (path.pageServer) this.pageServers.set(id, deferred());
+    }
+    log.info('migration starting', { migration: id, herd_id: record.herd_id, to: record.target_node_id, fs_mode: record.fs_mode, page_path: record.page_path || undefined });
     await this.apply(entry, start());
   }
 

@@ -215,14 +215,15 @@ describe('migrations through herd agents (bed fc)', () => {
     proxy?.close();
   });
 
-  it('moves a container holding 64 MB of memory on the fast path: record says page-server + linked, no image left anywhere', async () => {
-    const herdId = await runOn('n1', 'mem', [], `x=$(head -c 64000000 /dev/zero | tr '\\0' a); ${COUNTER}`);
+  it('moves a container holding 100 MB of memory on the fast path: record says page-server (above the default 64 MB) + linked, no image left anywhere', async () => {
+    const herdId = await runOn('n1', 'mem', [], `x=$(head -c 100000000 /dev/zero | tr '\\0' a); ${COUNTER}`);
     await waitFor('memory filled', async () => (await last('n1', 'mem')) > 0, 60_000, 200);
     const before = await last('n1', 'mem');
     const m = await migrateTo(herdId, 'n2');
     expect(m.state, m.reason).toBe('SUCCEEDED');
     // a TLS cluster: the pages went to the target's page server as CRIU dumped them, not through Transfer
     expect(m).toMatchObject({ checkpoint_method: 'page-server', checkpoint_fallback_reason: '', restore_method: 'linked', tcp_established: false });
+    expect(m.page_path).toMatch(/^page server: \d+ MB in use >= 64 MB$/);
     expect(Number(m.bytes_total)).toBeLessThan(16e6);
     await sleep(400);
     expect(await last('n2', 'mem')).toBeGreaterThan(before);
@@ -231,6 +232,19 @@ describe('migrations through herd agents (bed fc)', () => {
     await waitFor('source copy removed', async () => (await bed.docker('n1', 'ps', '-aq', '--filter', 'name=^mem$')).stdout.trim() === '', 10_000, 100);
     await waitFor('image tmpfs empty on both nodes', async () => (await imageFiles('n1')).length === 0 && (await imageFiles('n2')).length === 0, 10_000, 100);
     expect(fs.readdirSync(path.join(nodes.get('n1')!.dataDir, 'migrations', 'out'))).toEqual([]);
+  }, 120_000);
+
+  it('moves a small container with the one direct dump (below the default 64 MB), and the record says why', async () => {
+    const herdId = await runOn('n1', 'small', []);
+    await sleep(300);
+    const before = await last('n1', 'small');
+    const m = await migrateTo(herdId, 'n2');
+    expect(m.state, m.reason).toBe('SUCCEEDED');
+    expect(m).toMatchObject({ checkpoint_method: 'containerd', checkpoint_fallback_reason: '', restore_method: 'linked' });
+    expect(m.page_path).toMatch(/^direct: \d+ MB in use < 64 MB$/);
+    await sleep(400);
+    expect(await last('n2', 'small')).toBeGreaterThan(before);
+    await dk('n2', 'rm', '-f', 'small');
   }, 120_000);
 
   it('keeps an established TCP connection across the move with tcp_established (CRIU tcp-established on dump and restore)', async () => {

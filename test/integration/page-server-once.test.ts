@@ -19,6 +19,8 @@ import { waitFor } from '../helpers/tmp';
 
 const COUNTER = 'i=0; while true; do i=$((i+1)); echo $i; sleep 0.1; done';
 const FINAL = ['SUCCEEDED', 'ROLLED_BACK', 'FAILED'];
+// its busybox counters use a few MB, below the default threshold: the page server for every container here
+const PAGE_SERVER_ALWAYS = ['--page-server-min-bytes', '0'];
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 let bed: Bed;
@@ -38,7 +40,7 @@ const leader = async () => (coordinator = (await agreedLeader([...nodes.values()
 async function restart(id: string, env: NodeJS.ProcessEnv = {}, hard = false): Promise<void> {
   const n = nodes.get(id)!;
   await (hard ? kill9(n) : n.proc.stop());
-  nodes.set(id, startHerdOn(bed, id, [], env));
+  nodes.set(id, startHerdOn(bed, id, PAGE_SERVER_ALWAYS, env));
   await waitFor(`${id} back with criu`, async () => {
     await leader();
     return (await call(adminClient(coordinator), 'ListNodes', {})).nodes.find((x: any) => x.node_id === id && x.capabilities.includes('criu') && x.connected);
@@ -75,7 +77,7 @@ async function nothingLeft(name: string, on: string): Promise<void> {
 beforeAll(async () => {
   try {
     bed = await startBed({ nodes: 2, docker: true, name: 'fm3', subnet: 203 });
-    for (const n of bed.nodes) nodes.set(n.id, startHerdOn(bed, n.id));
+    for (const n of bed.nodes) nodes.set(n.id, startHerdOn(bed, n.id, PAGE_SERVER_ALWAYS));
     await waitFor('both agents with criu', async () => {
       await leader();
       return (await call(adminClient(coordinator), 'ListNodes', {})).nodes.filter((n: any) => n.capabilities.includes('criu')).length === 2;
@@ -114,6 +116,7 @@ describe('pages straight to the target, the container once (bed fm3)', () => {
     await watching;
     expect(m.state, m.reason).toBe('SUCCEEDED');
     expect(m.checkpoint_method, m.checkpoint_fallback_reason).toBe('page-server');
+    expect(m.page_path).toBe('page server: pageServerMinBytes is 0');
     expect(both, 'listed on n1 and n2 at once').toEqual([]);
     expect(await listed('n1', 'once', true)).toBe(false);
     const before = await last('n2', 'once');

@@ -93,6 +93,16 @@ describe('checked-in v1 tree (hybrid, as on this machine)', () => {
     expect(of(s, 'c')).toEqual({ 'container.mem.usage_bytes': 8388608, 'container.pids': 4 });
   });
 
+  it('memoryInUse: read now, also before the first round located the container; undefined for one not listed', async () => {
+    const col = make(join(FIX, 'cgroup-v1'));
+    expect(col.memoryInUse('b')).toBe(536870912 - 134217728);
+    expect(col.memoryInUse('c')).toBe(8388608);
+    expect(col.memoryInUse('nobody')).toBeUndefined();
+    const s = await col.collect(T0); // the round goes on as if it had located them itself
+    expect(of(s, 'a')['container.mem.usage_bytes']).toBe(26546176 - 25174016);
+    expect(col.memoryInUse('a')).toBe(26546176 - 25174016);
+  });
+
   it('rates across two rounds', async () => {
     const dir = copyFixture('cgroup-v1');
     const col = make(dir);

@@ -26,6 +26,11 @@ describe('settings', () => {
     expect(s.labels).toEqual({ zone: 'lab' });
   });
 
+  it('the page server threshold: 64 MiB by default, the flag over the file', () => {
+    expect(parseSettings({}).pageServerMinBytes).toBe(64 * 1024 * 1024);
+    expect(parseSettings(mergeFlags({ pageServerMinBytes: 1 }, { pageServerMinBytes: 0 })).pageServerMinBytes).toBe(0);
+  });
+
   it('names the key and the reason of every error', () => {
     const bad = (raw: unknown) => {
       try {
@@ -44,6 +49,8 @@ describe('settings', () => {
     expect(bad({ nodeId: 'a b' })).toMatch(/key nodeId/);
     expect(bad({ lissten: '1.2.3.4:5' })).toMatch(/lissten/);
     expect(bad({ pmproxyUrl: 'not a url' })).toMatch(/key pmproxyUrl/);
+    expect(bad({ pageServerMinBytes: -1 })).toMatch(/key pageServerMinBytes/);
+    expect(bad({ pageServerMinBytes: 1.5 })).toMatch(/key pageServerMinBytes/);
   });
 
   it('reports unreadable and malformed files', () => {
