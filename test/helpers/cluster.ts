@@ -3,7 +3,9 @@ import * as grpc from '@grpc/grpc-js';
 import { join } from 'node:path';
 import { loadProtos } from '../../common/proto';
 import type { Bed, BedProcess } from '../bed/bed';
+import { call } from './coord';
 import { HERD } from './herd';
+import { waitFor } from './tmp';
 import { testPki } from './pki';
 
 export const PORT = 7400;
@@ -85,4 +87,12 @@ export async function connectedNodes(address: string): Promise<string[]> {
   } finally {
     c.close();
   }
+}
+
+/** One leader agreed by all the given nodes, every one of them streaming to it with CRIU. */
+export async function settledWithCriu(addresses: string[]): Promise<LeaderSeen> {
+  const leader = await agreedLeader(addresses, 30_000);
+  await waitFor(`${addresses.length} agents streaming`, async () => (await connectedNodes(leader.address)).length === addresses.length, 30_000, 100);
+  await waitFor('criu capability everywhere', async () => (await call(adminClient(leader.address), 'ListNodes', {})).nodes.every((n: any) => n.capabilities.includes('criu')), 20_000, 200);
+  return leader;
 }

@@ -15,7 +15,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BUSYBOX_IMAGE, startBed, type Bed } from '../bed/bed';
-import { adminClient, agreedLeader, connectedNodes, kill9, startHerdOn, type HerdNode } from '../helpers/cluster';
+import { adminClient, agreedLeader, kill9, settledWithCriu, startHerdOn, type HerdNode } from '../helpers/cluster';
 import { call } from '../helpers/coord';
 import { migrate } from '../helpers/migrate';
 import { HERD, runCmd } from '../helpers/herd';
@@ -43,13 +43,7 @@ afterAll(async () => {
 
 const addresses = () => [...nodes.values()].map((n) => n.address);
 
-/** One leader agreed by all three, every agent streaming to it with CRIU; its id. */
-async function settled(): Promise<{ id: string; address: string }> {
-  const leader = await agreedLeader(addresses(), 30_000);
-  await waitFor('3 agents streaming', async () => (await connectedNodes(leader.address)).length === 3, 30_000, 100);
-  await waitFor('criu capability everywhere', async () => (await call(adminClient(leader.address), 'ListNodes', {})).nodes.every((n: any) => n.capabilities.includes('criu')), 20_000, 200);
-  return leader;
-}
+const settled = () => settledWithCriu(addresses());
 
 /** Drops everything between node `on` and the given nodes, in `on`'s namespace; returns the healing. */
 async function cut(on: string, from: string[]): Promise<() => Promise<unknown>> {

@@ -19,7 +19,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BUSYBOX_IMAGE, startBed, type Bed } from '../bed/bed';
 import { imageTmpfsEntries } from '../bed/diskfull';
 import { alive, dumpProcesses, listProcs } from '../../agent/migration/orphan-dump';
-import { adminClient, agreedLeader, connectedNodes, kill9, startHerdOn, type HerdNode } from '../helpers/cluster';
+import { adminClient, agreedLeader, kill9, settledWithCriu, startHerdOn, type HerdNode } from '../helpers/cluster';
 import { call } from '../helpers/coord';
 import { migrate } from '../helpers/migrate';
 import { waitFor } from '../helpers/tmp';
@@ -43,12 +43,7 @@ afterAll(async () => {
 
 const addresses = () => [...nodes.values()].map((n) => n.address);
 
-async function settled(): Promise<{ id: string; address: string }> {
-  const leader = await agreedLeader(addresses(), 30_000);
-  await waitFor('3 agents streaming', async () => (await connectedNodes(leader.address)).length === 3, 30_000, 100);
-  await waitFor('criu capability everywhere', async () => (await call(adminClient(leader.address), 'ListNodes', {})).nodes.every((n: any) => n.capabilities.includes('criu')), 20_000, 200);
-  return leader;
-}
+const settled = () => settledWithCriu(addresses());
 
 async function counts(node: string, name: string): Promise<number[]> {
   return (await bed.docker(node, 'logs', name)).stdout.trim().split('\n').map(Number);
